@@ -1,0 +1,286 @@
+"""Turn a user batch into a typed frame that fits the schema, or say exactly what is wrong.
+
+Vectorised for DataFrames and Arrow tables. A list of dicts is already Python objects,
+so its values are type-checked while its columns are built (once per value).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from eventlog.errors import DuplicateEventError, ValidationError
+from eventlog.schema import LOG_OWNED, PARTITION_COLUMN, EventSchema
+
+Batch = pl.DataFrame | pa.Table | Sequence[Mapping[str, Any]]
+
+#: Envelope columns a user may give. event_type and stream_id are required.
+USER_ENVELOPE: dict[str, pl.DataType] = {
+    "event_id": pl.String(),
+    "stream_id": pl.String(),
+    "event_type": pl.String(),
+    "occurred_at": pl.Datetime("us", "UTC"),
+}
+MAX_ID_LENGTH = 1024
+
+
+def normalize(batch: Batch, schema: EventSchema) -> pl.DataFrame:
+    """Validate ``batch`` against ``schema``; return it with the user envelope + payload columns.
+
+    Raises:
+        ValidationError: naming the first offending row and field.
+    """
+    df = _to_frame(batch, schema)
+    if df.height == 0:
+        raise ValidationError("the batch is empty; there is nothing to append")
+    _reject_unknown_columns(df, schema)
+    for name in ("event_type", "stream_id"):
+        if name not in df.columns:
+            raise ValidationError("required column is missing", row=0, field=name)
+    expected = {**USER_ENVELOPE, **schema.payload}
+    df = df.with_columns(
+        _cast_column(df, name, expected[name], schema) for name in df.columns
+    )
+    _check_identifiers(df)
+    df = _apply_event_types(df, schema)
+    return df.select(
+        [pl.col(c) if c in df.columns else pl.lit(None, dtype=t).alias(c) for c, t in expected.items()]
+    )
+
+
+def first_row(df: pl.DataFrame, mask: pl.Expr) -> int | None:
+    """Index of the first row where ``mask`` is true, or None."""
+    hit = df.select(mask.fill_null(False).arg_true().first()).item()
+    return None if hit is None else int(hit)
+
+
+def _value_at(df: pl.DataFrame, column: str, row: int) -> str:
+    return repr(df.get_column(column)[row])
+
+
+# --- input shapes -------------------------------------------------------------------------
+
+
+def _to_frame(batch: Batch, schema: EventSchema) -> pl.DataFrame:
+    if isinstance(batch, pl.DataFrame):
+        return batch
+    if isinstance(batch, pl.LazyFrame):
+        return batch.collect()
+    if isinstance(batch, (pa.Table, pa.RecordBatch)):
+        return pl.from_arrow(batch)  # type: ignore[return-value]
+    if isinstance(batch, (str, bytes)) or not isinstance(batch, Sequence):
+        raise ValidationError(
+            f"a batch is a polars DataFrame, an Arrow table or a list of dicts, not {type(batch).__name__}"
+        )
+    return _frame_from_records(batch, schema)
+
+
+def _frame_from_records(records: Sequence[Mapping[str, Any]], schema: EventSchema) -> pl.DataFrame:
+    columns: dict[str, list[Any]] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, Mapping):
+            raise ValidationError(f"expected a dict, got {type(rec).__name__}", row=i)
+        for key in rec:
+            if key not in columns:
+                columns[key] = [None] * i
+        for key, values in columns.items():
+            values.append(rec.get(key))
+    types = {**USER_ENVELOPE, **schema.payload}
+    series = []
+    for name, values in columns.items():
+        if name not in types:
+            row = next((i for i, v in enumerate(values) if v is not None), 0)
+            raise _unknown_column(name, row, schema)
+        series.append(_series_from_python(name, values, types[name]))
+    return pl.DataFrame(series)
+
+
+_PY_TYPES: dict[type[pl.DataType], tuple[type, ...]] = {
+    pl.Int64: (int,),
+    pl.Float64: (int, float),
+    pl.String: (str,),
+    pl.Boolean: (bool,),
+    pl.Date: (dt.date,),
+}
+
+
+def _series_from_python(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
+    if isinstance(dtype, pl.Datetime):
+        return _timestamps_from_python(name, values)
+    allowed = _PY_TYPES[type(dtype)]
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        bad_bool = isinstance(v, bool) and not isinstance(dtype, pl.Boolean)
+        bad_date = isinstance(dtype, pl.Date) and isinstance(v, dt.datetime)
+        if not isinstance(v, allowed) or bad_bool or bad_date:
+            raise ValidationError(f"expected {dtype}, got {v!r} ({type(v).__name__})", row=i, field=name)
+        if isinstance(dtype, pl.Int64) and not -(2**63) <= v < 2**63:
+            raise ValidationError(f"{v} does not fit in int64", row=i, field=name)
+    return pl.Series(name, values, dtype=dtype)
+
+
+def _timestamps_from_python(name: str, values: list[Any]) -> pl.Series:
+    out: list[Any] = []
+    for i, v in enumerate(values):
+        if isinstance(v, dt.datetime):
+            if v.tzinfo is None or v.tzinfo.utcoffset(v) is None:
+                raise ValidationError(_NAIVE_HINT, row=i, field=name)
+            out.append(v.astimezone(dt.timezone.utc))
+        elif isinstance(v, str):
+            out.append(_parse_timestamp_text(v, row=i, field=name))
+        elif v is None:
+            out.append(None)
+        else:
+            raise ValidationError(f"expected a timestamp, got {v!r} ({type(v).__name__})", row=i, field=name)
+    return pl.Series(name, out, dtype=pl.Datetime("us", "UTC"))
+
+
+_NAIVE_HINT = "timestamp has no time zone; give an aware datetime (e.g. tzinfo=timezone.utc) or an ISO string with an offset"
+
+
+def _parse_timestamp_text(text: str, *, row: int, field: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"{text!r} is not an ISO 8601 timestamp", row=row, field=field) from None
+    if value.tzinfo is None:
+        raise ValidationError(_NAIVE_HINT, row=row, field=field)
+    return value.astimezone(dt.timezone.utc)
+
+
+# --- columns ------------------------------------------------------------------------------
+
+
+def _unknown_column(name: str, row: int, schema: EventSchema) -> ValidationError:
+    if name in LOG_OWNED:
+        return ValidationError("is set by the log and cannot be given", row=row, field=name)
+    if name == PARTITION_COLUMN:
+        return ValidationError("is derived from occurred_at and cannot be given", row=row, field=name)
+    known = sorted({*USER_ENVELOPE, *schema.payload})
+    return ValidationError(f"unknown column; known columns: {known}", row=row, field=name)
+
+
+def _reject_unknown_columns(df: pl.DataFrame, schema: EventSchema) -> None:
+    for name in df.columns:
+        if name not in USER_ENVELOPE and name not in schema.payload:
+            row = first_row(df, pl.col(name).is_not_null())
+            raise _unknown_column(name, row or 0, schema)
+
+
+def _cast_column(df: pl.DataFrame, name: str, target: pl.DataType, schema: EventSchema) -> pl.Series:
+    """Cast one column to its schema type, naming the first row that does not fit."""
+    s = df.get_column(name)
+    src = s.dtype
+    if src == target:
+        out = s
+    elif src == pl.Null:
+        out = s.cast(target)
+    elif isinstance(target, pl.Datetime):
+        out = _cast_timestamps(s, name)
+    elif isinstance(target, pl.String) and isinstance(src, (pl.Categorical, pl.Enum)):
+        out = s.cast(pl.String)
+    elif _compatible(src, target):
+        out = s.cast(target, strict=False)
+        lost = first_row(pl.DataFrame([s, out.alias("__out")]), pl.col(name).is_not_null() & pl.col("__out").is_null())
+        if lost is not None:
+            raise ValidationError(f"{s[lost]!r} does not fit in {target}", row=lost, field=name)
+    else:
+        row = first_row(df, pl.col(name).is_not_null()) or 0
+        raise ValidationError(f"expected {target}, got {src} (e.g. {s[row]!r})", row=row, field=name)
+    if isinstance(target, pl.Float64):
+        bad = first_row(out.to_frame(), ~pl.col(name).is_finite())
+        if bad is not None:
+            raise ValidationError(f"{out[bad]} is not a finite number", row=bad, field=name)
+    return out
+
+
+def _compatible(src: pl.DataType, target: pl.DataType) -> bool:
+    if isinstance(target, pl.Int64):
+        return src.is_integer()
+    if isinstance(target, pl.Float64):
+        return src.is_numeric() and not isinstance(src, pl.Decimal)
+    if isinstance(target, pl.Date):
+        return False
+    return False
+
+
+def _cast_timestamps(s: pl.Series, name: str) -> pl.Series:
+    if isinstance(s.dtype, pl.Datetime):
+        if s.dtype.time_zone is None:
+            row = first_row(s.to_frame(), pl.col(name).is_not_null()) or 0
+            raise ValidationError(_NAIVE_HINT, row=row, field=name)
+        return s.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
+    if s.dtype == pl.String:
+        parsed = s.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+        row = first_row(pl.DataFrame([s, parsed.alias("__p")]), pl.col(name).is_not_null() & pl.col("__p").is_null())
+        if row is not None:
+            _parse_timestamp_text(s[row], row=row, field=name)  # raises the precise error
+            raise ValidationError(f"{s[row]!r} is not an ISO 8601 timestamp", row=row, field=name)
+        return parsed
+    row = first_row(s.to_frame(), pl.col(name).is_not_null()) or 0
+    raise ValidationError(f"expected a UTC timestamp, got {s.dtype} (e.g. {s[row]!r})", row=row, field=name)
+
+
+def _check_identifiers(df: pl.DataFrame) -> None:
+    checks = [
+        ("stream_id", pl.col("stream_id").is_null(), "stream_id is null; every event belongs to a stream"),
+        ("stream_id", pl.col("stream_id").str.len_chars() == 0, "stream_id is empty"),
+        ("stream_id", pl.col("stream_id").str.len_bytes() > MAX_ID_LENGTH, f"stream_id is longer than {MAX_ID_LENGTH} bytes"),
+        ("event_type", pl.col("event_type").is_null(), "event_type is null"),
+    ]
+    if "event_id" in df.columns:
+        checks += [
+            ("event_id", pl.col("event_id").str.len_chars() == 0, "event_id is empty"),
+            ("event_id", pl.col("event_id").str.len_bytes() > MAX_ID_LENGTH, f"event_id is longer than {MAX_ID_LENGTH} bytes"),
+        ]
+    for field_name, mask, message in checks:
+        row = first_row(df, mask)
+        if row is not None:
+            raise ValidationError(message, row=row, field=field_name)
+    if "event_id" in df.columns:
+        dup = first_row(df, pl.col("event_id").is_not_null() & pl.col("event_id").is_duplicated())
+        if dup is not None:
+            raise DuplicateEventError(f"event_id {df['event_id'][dup]!r} occurs twice in the batch", row=dup, field="event_id")
+
+
+def _apply_event_types(df: pl.DataFrame, schema: EventSchema) -> pl.DataFrame:
+    """Check each row against its event type's fields; fill defaults."""
+    names = schema.event_type_names
+    row = first_row(df, ~pl.col("event_type").is_in(names))
+    if row is not None:
+        raise ValidationError(f"unknown event type {df['event_type'][row]!r}; known: {names}", row=row, field="event_type")
+    fills = []
+    for name in schema.payload:
+        present = name in df.columns
+        fill = pl.col(name) if present else pl.lit(None, dtype=schema.payload[name])
+        for et in schema.event_types:
+            is_et = pl.col("event_type") == et.name
+            f = et.field(name)
+            if f is None:
+                if present:
+                    _fail_if(df, is_et & pl.col(name).is_not_null(), name, f"is not a field of event type {et.name!r}")
+                continue
+            if f.default is not None:
+                fill = pl.when(is_et & fill.is_null()).then(pl.lit(f.default, dtype=f.dtype)).otherwise(fill)
+            elif f.required:
+                missing = is_et & (pl.col(name).is_null() if present else pl.lit(True))
+                _fail_if(df, missing, name, f"is required by event type {et.name!r} and is missing")
+            if present and f.min is not None:
+                _fail_if(df, is_et & (pl.col(name) < f.min), name, f"must be at least {f.min}", show=True)
+            if present and f.max is not None:
+                _fail_if(df, is_et & (pl.col(name) > f.max), name, f"must be at most {f.max}", show=True)
+        fills.append(fill.alias(name))
+    return df.with_columns(fills)
+
+
+def _fail_if(df: pl.DataFrame, mask: pl.Expr, field_name: str, message: str, *, show: bool = False) -> None:
+    row = first_row(df, mask)
+    if row is not None:
+        detail = f" (got {_value_at(df, field_name, row)})" if show else ""
+        raise ValidationError(f"{message}{detail}", row=row, field=field_name)
+

@@ -1,0 +1,97 @@
+"""Typed errors. Each also inherits the matching built-in so plain ``except ValueError`` works.
+
+Messages say what was wrong and where (row, field, stream, file) and end with a hint
+when there is an obvious fix.
+"""
+
+from __future__ import annotations
+
+
+class EventLogError(Exception):
+    """Root of every error raised on purpose by eventlog."""
+
+
+class ValidationError(EventLogError, ValueError):
+    """A batch (or a query argument) does not fit the store's schema; nothing was written."""
+
+    def __init__(self, message: str, *, row: int | None = None, field: str | None = None) -> None:
+        where = []
+        if row is not None:
+            where.append(f"row {row}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.row = row
+        self.field = field
+
+
+class ConcurrencyError(EventLogError):
+    """An ``expected_versions`` check failed: the stream moved on; nothing was written."""
+
+    def __init__(self, stream: str, expected: object, actual: int) -> None:
+        super().__init__(
+            f"stream {stream!r}: expected version {expected!r}, actual version {actual}; "
+            "re-read the stream and retry"
+        )
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class DuplicateEventError(ValidationError):
+    """An ``event_id`` is already in the log or twice in the batch."""
+
+
+class InsufficientStockError(EventLogError, ValueError):
+    """A removal would take an item's stock below zero; nothing was written."""
+
+    def __init__(self, item: str, requested: int, available: int, *, row: int | None = None) -> None:
+        at = f"row {row}: " if row is not None else ""
+        super().__init__(
+            f"{at}cannot remove {requested} of {item!r}: only {available} in stock"
+        )
+        self.item = item
+        self.requested = requested
+        self.available = available
+        self.row = row
+
+
+class StoreNotFoundError(EventLogError, FileNotFoundError):
+    """No event store at the given path."""
+
+
+class StoreExistsError(EventLogError, FileExistsError):
+    """``create`` was asked for a path that already holds a store."""
+
+
+class SchemaMismatchError(EventLogError, ValueError):
+    """The store was created with a different event schema than the caller expects."""
+
+
+class LockTimeoutError(EventLogError, TimeoutError):
+    """The writer lock could not be taken in time (another writer is busy)."""
+
+
+class CommitError(EventLogError, RuntimeError):
+    """The storage layer refused a commit; nothing was written."""
+
+
+class InputFileError(EventLogError, ValueError):
+    """An input file (CSV, Parquet, NDJSON) cannot be read."""
+
+
+class SnapshotError(EventLogError, RuntimeError):
+    """A snapshot could not be written or read."""
+
+
+class ProjectionError(EventLogError, ValueError):
+    """A projection is unknown, badly defined, or failed to build."""
+
+
+class ReadOnlyError(EventLogError, PermissionError):
+    """A SQL statement tried to change the store through a read-only surface."""
+
+
+class IntegrityError(EventLogError):
+    """``verify`` found the log, its hash chain or its derived tables inconsistent."""

@@ -1,0 +1,375 @@
+"""The append-only event log: one Delta table of events, one writer at a time, readers never wait."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+from filelock import FileLock, Timeout
+
+from eventlog._delta import DeltaEvents, arrow_schema
+from eventlog._ids import uuid7_series
+from eventlog._validate import Batch, first_row, normalize
+from eventlog.errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    LockTimeoutError,
+    StoreExistsError,
+    StoreNotFoundError,
+    ValidationError,
+)
+from eventlog.schema import PARTITION_COLUMN, EventSchema
+
+ExpectedVersion = int | Literal["no_stream", "exists", "any"]
+_STORE_FILE = "eventlog.json"
+_FORMAT = 1
+_IDEMPOTENCY_APP = "eventlog.idempotency"
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Where a committed batch landed in the log."""
+
+    first_seq: int
+    last_seq: int
+    version: int
+    recorded_at: dt.datetime
+    duplicate: bool = False
+
+    @property
+    def count(self) -> int:
+        return self.last_seq - self.first_seq + 1
+
+
+class EventLog:
+    """An append-only log of typed events in ``<store>/events`` (a Delta Lake table).
+
+    Example:
+        >>> import tempfile
+        >>> from eventlog import EventLog, EventSchema, EventType, Field
+        >>> schema = EventSchema([EventType("ping", (Field("n", "int64"),))])
+        >>> log = EventLog.create(tempfile.mkdtemp() + "/store", schema)
+        >>> log.append([{"event_type": "ping", "stream_id": "a", "n": 1}]).last_seq
+        1
+        >>> log.scan().select("seq", "stream_id", "n").collect().rows()
+        [(1, 'a', 1)]
+    """
+
+    def __init__(self, path: Path, schema: EventSchema, *, lock_timeout: float) -> None:
+        self.path = path
+        self.schema = schema
+        self.lock_timeout = lock_timeout
+        self._events = DeltaEvents(path / "events")
+        self._lock = FileLock(str(path / ".writer.lock"), timeout=lock_timeout, thread_local=False)
+        self._streams = _StreamVersions()
+        self._stored_columns = [*schema.columns(), PARTITION_COLUMN]
+
+    # --- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], schema: EventSchema, *, lock_timeout: float = 60.0) -> EventLog:
+        """Create a new store at ``path`` with ``schema``; an existing store is an error."""
+        root = Path(path)
+        if (root / _STORE_FILE).exists():
+            raise StoreExistsError(f"{root} already holds an event store; use EventLog.open")
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(root / ".writer.lock"), timeout=lock_timeout):
+            if not (root / "events" / "_delta_log").exists():
+                DeltaEvents.create(root / "events", arrow_schema(schema.columns()))
+            _write_json_atomically(root / _STORE_FILE, {"format": _FORMAT, "schema": schema.to_json()})
+        return cls(root, schema, lock_timeout=lock_timeout)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, lock_timeout: float = 60.0) -> EventLog:
+        """Open an existing store."""
+        root = Path(path)
+        try:
+            meta = json.loads((root / _STORE_FILE).read_text())
+        except FileNotFoundError:
+            raise StoreNotFoundError(f"no event store at {root}; create one with EventLog.create or `eventlog init`") from None
+        return cls(root, EventSchema.from_json(meta["schema"]), lock_timeout=lock_timeout)
+
+    @staticmethod
+    def exists(path: str | os.PathLike[str]) -> bool:
+        return (Path(path) / _STORE_FILE).exists()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def head(self) -> int:
+        """The last committed seq (0 when the log is empty), after catching up with other writers."""
+        self._events.refresh()
+        return self._events.head_and_last_recorded()[0]
+
+    @property
+    def version(self) -> int:
+        """The Delta table version this process has seen last."""
+        return self._events.version
+
+    def scan(
+        self,
+        *,
+        as_of: int | None = None,
+        streams: list[str] | None = None,
+        event_types: list[str] | None = None,
+    ) -> pl.LazyFrame:
+        """The committed log as a LazyFrame, in seq order when collected with a sort.
+
+        Filters are pushed into the Delta scan: seq cuts and stream / type filters skip
+        files by their statistics. The frame is cut at the head seen now, so collecting it
+        later still shows the same committed prefix.
+        """
+        head = self.head()
+        cut = head if as_of is None else min(int(as_of), head)
+        return self._scan_raw(cut, streams=streams, event_types=event_types).select(list(self.schema.columns()))
+
+    def _scan_raw(
+        self, cut: int, *, after: int = 0, streams: list[str] | None = None, event_types: list[str] | None = None
+    ) -> pl.LazyFrame:
+        """Events with after < seq <= cut, partition column included (for date pruning)."""
+        lf = self._events.scan().filter(pl.col("seq") <= cut)
+        if after:
+            lf = lf.filter(pl.col("seq") > after)
+        if streams is not None:
+            lf = lf.filter(pl.col("stream_id").is_in(list(streams)))
+        if event_types is not None:
+            lf = lf.filter(pl.col("event_type").is_in(list(event_types)))
+        return lf
+
+    def stream_version(self, stream_id: str) -> int:
+        """The current version of one stream (0 when it has no events)."""
+        head = self.head()
+        return self._streams.versions(self, head, [stream_id]).get(stream_id, 0)
+
+    def history(self) -> list[dict[str, Any]]:
+        """Delta commit history, newest first, with eventlog's own commit metadata."""
+        self._events.refresh()
+        return self._events.history()
+
+    def files(self) -> pl.DataFrame:
+        """Live data files with their Delta statistics."""
+        self._events.refresh()
+        return self._events.files()
+
+    # --- writes --------------------------------------------------------------------------
+
+    def append(
+        self,
+        batch: Batch,
+        *,
+        expected_versions: Mapping[str, ExpectedVersion] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
+        """Append a batch all or nothing.
+
+        Args:
+            batch: a polars DataFrame, an Arrow table or a list of dicts with ``event_type``,
+                ``stream_id``, optional ``event_id`` and ``occurred_at``, and payload fields.
+            expected_versions: stream_id -> exact version, ``"no_stream"``, ``"exists"`` or
+                ``"any"``; checked atomically with the commit.
+            idempotency_key: a retry with a key already committed returns the first result.
+
+        Raises:
+            ValidationError: the batch does not fit the schema (row and field named).
+            ConcurrencyError: an expected version did not hold.
+        """
+        frame = normalize(batch, self.schema)
+        with self._writing() as txn:
+            return txn.append(frame, expected_versions=expected_versions, idempotency_key=idempotency_key)
+
+    @contextmanager
+    def _writing(self) -> Iterator[_WriteTxn]:
+        """Hold the writer lock and see the latest commit: check-then-append is atomic inside."""
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise LockTimeoutError(
+                f"could not take the writer lock of {self.path} within {self.lock_timeout}s; another writer is busy"
+            ) from None
+        try:
+            self._events.refresh()
+            yield _WriteTxn(self)
+        finally:
+            self._lock.release()
+
+    def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
+        """Merge small files. Every query result stays the same; old versions stay readable until vacuum."""
+        with self._writing():
+            return self._events.compact(target_size=target_size)
+
+    def vacuum(self, *, retention_hours: float = 168, dry_run: bool = False) -> list[str]:
+        """Delete data files no version younger than ``retention_hours`` needs, and orphans of crashed writers.
+
+        Runs under the writer lock: our writers only write files while holding it, so no
+        file a running writer is about to commit can be taken. Files the current version
+        reads are never removed; time travel to Delta versions older than the retention
+        may fail afterwards, while the history by seq is complete in the current version.
+        """
+        with self._writing():
+            return self._events.vacuum(retention_hours=retention_hours, dry_run=dry_run)
+
+    def __repr__(self) -> str:
+        return f"EventLog({str(self.path)!r}, schema={self.schema.name!r})"
+
+
+class _WriteTxn:
+    """What a writer may do while holding the lock."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+        self.head, self.last_recorded = log._events.head_and_last_recorded()
+
+    def stream_versions(self, stream_ids: list[str]) -> dict[str, int]:
+        return self._log._streams.versions(self._log, self.head, stream_ids)
+
+    def append(
+        self,
+        frame: pl.DataFrame,
+        *,
+        expected_versions: Mapping[str, ExpectedVersion] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
+        log = self._log
+        if idempotency_key is not None:
+            done = _committed_result(log, idempotency_key)
+            if done is not None:
+                return done
+        current = self.stream_versions(frame.get_column("stream_id").unique().to_list())
+        if expected_versions:
+            _check_expected(expected_versions, self.stream_versions(list(expected_versions)))
+        _check_event_ids_unused(log, frame, self.head)
+        now = dt.datetime.now(dt.timezone.utc)
+        recorded_at = now if self.last_recorded is None else max(now, self.last_recorded + dt.timedelta(milliseconds=1))
+        events = _assign_envelope(frame, self.head, current, recorded_at).select(log._stored_columns)
+        first, last = self.head + 1, self.head + frame.height
+        metadata = {"first_seq": str(first), "last_seq": str(last), "count": str(frame.height),
+                    "recorded_at": recorded_at.isoformat(), "operation": "append"}
+        transactions = {}
+        if idempotency_key is not None:
+            metadata["idempotency_key"] = idempotency_key
+            transactions = {f"{_IDEMPOTENCY_APP}.first:{idempotency_key}": first,
+                            f"{_IDEMPOTENCY_APP}.last:{idempotency_key}": last}
+        version = log._events.append(events.to_arrow(), metadata=metadata, transactions=transactions)
+        log._streams.advance(events, last)
+        self.head, self.last_recorded = last, recorded_at
+        return AppendResult(first, last, version, recorded_at)
+
+
+def _committed_result(log: EventLog, key: str) -> AppendResult | None:
+    first = log._events.transaction_version(f"{_IDEMPOTENCY_APP}.first:{key}")
+    if first is None:
+        return None
+    last = log._events.transaction_version(f"{_IDEMPOTENCY_APP}.last:{key}")
+    recorded = log._scan_raw(int(last)).filter(pl.col("seq") == first).select("recorded_at").collect()
+    return AppendResult(int(first), int(last), log.version, recorded.item() if recorded.height else None, duplicate=True)
+
+
+def _check_expected(expected: Mapping[str, ExpectedVersion], actual: dict[str, int]) -> None:
+    for stream, want in expected.items():
+        have = actual.get(stream, 0)
+        if isinstance(want, bool) or not (isinstance(want, int) or want in ("any", "no_stream", "exists")):
+            raise ValidationError(
+                f"an expected version is an int, 'no_stream', 'exists' or 'any', not {want!r}",
+                field=f"expected_versions[{stream!r}]",
+            )
+        ok = (
+            want == "any"
+            or (want == "no_stream" and have == 0)
+            or (want == "exists" and have > 0)
+            or (isinstance(want, int) and want == have)
+        )
+        if not ok:
+            raise ConcurrencyError(stream, want, have)
+
+
+def _check_event_ids_unused(log: EventLog, frame: pl.DataFrame, head: int) -> None:
+    """Caller-given event_ids must be new. Generated UUIDv7s are unique by construction."""
+    given = frame.get_column("event_id").drop_nulls()
+    if given.len() == 0 or head == 0:
+        return
+    clash = (
+        log._scan_raw(head)
+        .filter(pl.col("event_id").is_in(given.implode()))
+        .select("event_id", "seq")
+        .head(1)
+        .collect()
+    )
+    if clash.height:
+        event_id, seq = clash.row(0)
+        row = first_row(frame, pl.col("event_id") == event_id)
+        raise DuplicateEventError(f"event_id {event_id!r} is already in the log at seq {seq}", row=row, field="event_id")
+
+
+def _assign_envelope(frame: pl.DataFrame, head: int, current: dict[str, int], recorded_at: dt.datetime) -> pl.DataFrame:
+    """seq, stream_version, event_id, occurred_at, recorded_at and the partition date, vectorised."""
+    n = frame.height
+    base = pl.DataFrame(
+        {"stream_id": list(current), "__base": list(current.values())}, schema={"stream_id": pl.String, "__base": pl.Int64}
+    )
+    ts = pl.lit(recorded_at, dtype=pl.Datetime("us", "UTC"))
+    out = (
+        frame.with_columns(
+            seq=pl.int_range(head + 1, head + n + 1, dtype=pl.Int64),
+            event_id=pl.col("event_id").fill_null(uuid7_series(n)),
+            occurred_at=pl.col("occurred_at").fill_null(ts),
+            recorded_at=ts,
+        )
+        .join(base, on="stream_id", how="left", maintain_order="left")
+        .with_columns(
+            stream_version=pl.col("__base").fill_null(0) + pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("stream_id")
+        )
+    )
+    return out.with_columns(pl.col("occurred_at").dt.date().alias(PARTITION_COLUMN))
+
+
+class _StreamVersions:
+    """Current version per stream, kept in memory and advanced from the tail of the log."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._table = pl.DataFrame(schema={"stream_id": pl.String, "version": pl.Int64})
+        self._through = 0
+
+    def versions(self, log: EventLog, head: int, stream_ids: list[str]) -> dict[str, int]:
+        if head < self._through:  # the store was replaced under us: start over
+            self._reset()
+        if head > self._through:
+            tail = (
+                log._scan_raw(head, after=self._through)
+                .group_by("stream_id")
+                .agg(pl.col("stream_version").max().alias("version"))
+                .collect()
+            )
+            self._merge(tail, head)
+        if not stream_ids:
+            return {}
+        rows = self._table.filter(pl.col("stream_id").is_in(stream_ids))
+        return dict(zip(rows["stream_id"].to_list(), rows["version"].to_list(), strict=True))
+
+    def advance(self, events: pl.DataFrame, last_seq: int) -> None:
+        if self._through == events["seq"][0] - 1:
+            self._merge(events.group_by("stream_id").agg(pl.col("stream_version").max().alias("version")), last_seq)
+
+    def _merge(self, tail: pl.DataFrame, through: int) -> None:
+        self._table = (
+            pl.concat([self._table, tail]).group_by("stream_id").agg(pl.col("version").max())
+        )
+        self._through = through
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
