@@ -6,16 +6,23 @@ State, time travel and projections are vectorised aggregations over the log.
 from __future__ import annotations
 
 from eventlog import errors
+from eventlog.inventory import INVENTORY_SCHEMA, Inventory, Item
 from eventlog.log import AppendResult, EventLog
 from eventlog.schema import EventSchema, EventType, Field
+from eventlog.snapshots import SnapshotInfo, SnapshotWarning
 
 __all__ = sorted(
     [
+        "INVENTORY_SCHEMA",
         "AppendResult",
         "EventLog",
         "EventSchema",
         "EventType",
         "Field",
+        "Inventory",
+        "Item",
+        "SnapshotInfo",
+        "SnapshotWarning",
         "errors",
     ]
 )

@@ -1,0 +1,356 @@
+"""The inventory domain: items added and removed, kept as events, state computed from the log.
+
+This module is also the worked example of defining a domain with the public schema API:
+two event types, the item's name as the stream, and a small payload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa
+
+from eventlog._fold import STATE_VERSION, empty_state, fold, merge
+from eventlog._time import Cut, TimeCut, parse_point
+from eventlog._validate import first_row, normalize
+from eventlog.errors import (
+    InsufficientStockError,
+    SchemaMismatchError,
+    StoreExistsError,
+    ValidationError,
+)
+from eventlog.log import AppendResult, EventLog
+from eventlog.schema import EventSchema, EventType, Field
+from eventlog.snapshots import SnapshotInfo, SnapshotStore, covers
+
+if TYPE_CHECKING:
+    import duckdb
+
+_PAYLOAD = (
+    Field("quantity", "int64", default=1, min=1),
+    Field("rarity", "string", required=False),
+    Field("origin", "string", required=False),
+)
+#: The inventory's event schema: the stream is the item's name.
+INVENTORY_SCHEMA = EventSchema(
+    (EventType("item_added", _PAYLOAD), EventType("item_removed", _PAYLOAD)),
+    name="inventory",
+)
+ADDED, REMOVED = "item_added", "item_removed"
+
+DEFAULT_SNAPSHOT_EVERY = 1_000_000
+_CACHE_SIZE = 8
+
+
+@dataclass(frozen=True)
+class Item:
+    """An item as the original example has it: a name, and where it is rare and from.
+
+    Example:
+        >>> Item("sword", rarity="common", origin="castle").name
+        'sword'
+    """
+
+    name: str
+    rarity: str | None = None
+    origin: str | None = None
+
+
+class Inventory:
+    """An inventory kept as events; state at any cut is a vectorised fold of the log.
+
+    Example:
+        >>> import tempfile
+        >>> inv = Inventory.open(tempfile.mkdtemp() + "/store")
+        >>> _ = inv.add_item("sword"); _ = inv.add_item("potion", 2); _ = inv.remove_item("potion")
+        >>> inv.get_items()
+        [('potion', 1), ('sword', 1)]
+    """
+
+    def __init__(self, log: EventLog, *, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY, keep_snapshots: int = 3) -> None:
+        _check_schema(log)
+        self.log = log
+        self.snapshot_every = snapshot_every
+        self.keep_snapshots = keep_snapshots
+        self.snapshots = SnapshotStore(log.path / "snapshots", state_version=STATE_VERSION)
+        self._cache: OrderedDict[tuple[int, dt.datetime | None], pl.DataFrame] = OrderedDict()
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        keep_snapshots: int = 3,
+        lock_timeout: float = 60.0,
+    ) -> Inventory:
+        """Open the inventory at ``path``, creating it when there is none."""
+        if not EventLog.exists(path):
+            try:
+                EventLog.create(path, INVENTORY_SCHEMA, lock_timeout=lock_timeout)
+            except StoreExistsError:  # another process created it first
+                pass
+        log = EventLog.open(path, lock_timeout=lock_timeout)
+        return cls(log, snapshot_every=snapshot_every, keep_snapshots=keep_snapshots)
+
+    @property
+    def path(self) -> Path:
+        return self.log.path
+
+    # --- writes --------------------------------------------------------------------------
+
+    def add_item(self, item: Item | str, quantity: int = 1, *, occurred_at: dt.datetime | None = None) -> AppendResult:
+        """Record that ``quantity`` of ``item`` came into stock."""
+        return self.record([_event(ADDED, item, quantity, occurred_at)])
+
+    def remove_item(self, item: Item | str, quantity: int = 1, *, occurred_at: dt.datetime | None = None) -> AppendResult:
+        """Record that ``quantity`` of ``item`` left; more than is in stock raises InsufficientStockError."""
+        return self.record([_event(REMOVED, item, quantity, occurred_at)])
+
+    def record(self, batch: pl.DataFrame | pa.Table | Sequence[Mapping[str, Any]]) -> AppendResult:
+        """Append a batch of item events all or nothing.
+
+        Columns: ``event_type``, ``item``, ``quantity``, optional ``rarity``, ``origin``,
+        ``occurred_at``, ``event_id``. Rejected, with the first offending row named, if any
+        item's stock would go below zero at any point in log order. The stock check and the
+        append happen under the writer lock, so two processes can never both take the last unit.
+        """
+        frame = _normalize_items(batch)
+        with self.log._writing() as txn:
+            _check_stock(frame, self._state_at_seq(txn.head))
+            result = txn.append(frame)
+        return result
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def stock(self, as_of: Cut = None, *, known_at: Cut = None) -> pl.DataFrame:
+        """One row per item in stock: quantity, latest rarity and origin, first add, last change.
+
+        Args:
+            as_of: a seq (events with seq <= n) or business time (a datetime, a date = the end
+                of that UTC day, or an ISO string): events with occurred_at <= t.
+            known_at: what the log had recorded by then (a seq or a datetime), for
+                bitemporal questions: what did we believe at ``known_at`` about ``as_of``?
+        """
+        state = self._state(_resolve(self.log, as_of, known_at))
+        return state.filter(pl.col("quantity") > 0).drop("last_seq")
+
+    def get_items(self, as_of: Cut = None) -> list[tuple[str, int]]:
+        """(name, count) of every item in stock, sorted by name."""
+        return self.stock(as_of).select("item", "quantity").rows()
+
+    def get_count(self, name: Item | str, as_of: Cut = None) -> int:
+        """How many of ``name`` are in stock (0 for an unknown item)."""
+        key = name.name if isinstance(name, Item) else name
+        state = self._state(_resolve(self.log, as_of, None))
+        hit = state.filter(pl.col("item") == key).get_column("quantity")
+        return int(hit[0]) if hit.len() else 0
+
+    def history(self, name: Item | str) -> pl.DataFrame:
+        """The item's events in log order, with the signed change and the running stock."""
+        key = name.name if isinstance(name, Item) else name
+        signed = pl.when(pl.col("event_type") == ADDED).then(pl.col("quantity")).otherwise(-pl.col("quantity"))
+        return (
+            self.log.scan(streams=[key])
+            .sort("seq")
+            .with_columns(change=signed)
+            .with_columns(stock=pl.col("change").cum_sum())
+            .select("seq", "stream_version", "event_type", "quantity", "change", "stock", "rarity", "origin",
+                    "occurred_at", "recorded_at", "event_id")
+            .collect()
+        )
+
+    # --- snapshots -----------------------------------------------------------------------
+
+    def snapshot(self) -> SnapshotInfo:
+        """Materialise the current state as a snapshot (or return the one already at head)."""
+        head = self.log.head()
+        for info in self.snapshots.list():
+            if info.seq == head:
+                return info
+        return self._write_snapshot(self._state_at_seq(head), head)
+
+    def prune_snapshots(self) -> list[SnapshotInfo]:
+        """Apply the retention: the newest few plus a ladder of older ones."""
+        return self.snapshots.prune(keep_latest=self.keep_snapshots)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _state_at_seq(self, seq: int) -> pl.DataFrame:
+        return self._state(TimeCut(seq=seq))
+
+    def _state(self, cut: TimeCut) -> pl.DataFrame:
+        """Full state (items at zero included) at a cut: best base ⊕ fold of the rest."""
+        head = self.log.head()
+        seq = head if cut.seq is None else min(cut.seq, head)
+        key = (seq, cut.business)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        base_seq, base, rebuild = self._best_base(seq, cut.business)
+        state = merge(base, fold(self.log, self._duckdb(), after=base_seq, cut=seq, business=cut.business))
+        self._remember(key, state)
+        if cut.business is None and (rebuild or seq - base_seq >= self.snapshot_every) and seq > 0:
+            self._write_snapshot(state, seq)
+        return state
+
+    def _best_base(self, seq: int, business: dt.datetime | None) -> tuple[int, pl.DataFrame, bool]:
+        """The newest state we can start from: an in-memory one or a verified snapshot."""
+        best_seq, best = 0, empty_state()
+        for (s, b), state in self._cache.items():
+            if b is None and best_seq < s <= seq and _happened_by(state, business):
+                best_seq, best = s, state
+        rebuild = False
+        for info in reversed(self.snapshots.list()):
+            if info.seq <= best_seq:
+                break
+            if info.seq > seq or not covers(info, business):
+                continue
+            loaded = self.snapshots.load(info)
+            if loaded is not None:
+                return info.seq, loaded.cast(empty_state().schema), rebuild  # type: ignore[arg-type]
+            self.snapshots.remove(info)
+            rebuild = True
+        return best_seq, best, rebuild
+
+    def _write_snapshot(self, state: pl.DataFrame, seq: int) -> SnapshotInfo:
+        info = self.snapshots.write(state, seq=seq, delta_version=self.log.version)
+        self.snapshots.prune(keep_latest=self.keep_snapshots)
+        return info
+
+    def _remember(self, key: tuple[int, dt.datetime | None], state: pl.DataFrame) -> None:
+        self._cache[key] = state
+        self._cache.move_to_end(key)
+        while len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def _duckdb(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            import duckdb
+
+            self._con = duckdb.connect()
+            self._con.execute("SET TimeZone = 'UTC'")
+        return self._con
+
+    def __repr__(self) -> str:
+        return f"Inventory({str(self.path)!r})"
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _check_schema(log: EventLog) -> None:
+    for et in INVENTORY_SCHEMA.event_types:
+        try:
+            have = log.schema.event_type(et.name)
+        except ValidationError:
+            raise SchemaMismatchError(
+                f"{log.path} is a {log.schema.name!r} store without event type {et.name!r}; "
+                "it is not an inventory (open it with EventLog.open)"
+            ) from None
+        for f in et.fields:
+            got = have.field(f.name)
+            if got is None or got.type != f.type:
+                raise SchemaMismatchError(
+                    f"{log.path}: event type {et.name!r} field {f.name!r} is "
+                    f"{'missing' if got is None else got.type}, the inventory needs {f.type}"
+                )
+
+
+def _event(event_type: str, item: Item | str, quantity: int, occurred_at: dt.datetime | None) -> dict[str, Any]:
+    if isinstance(item, Item):
+        return {"event_type": event_type, "item": item.name, "quantity": quantity,
+                "rarity": item.rarity, "origin": item.origin, "occurred_at": occurred_at}
+    if not isinstance(item, str):
+        raise ValidationError(f"an item is an Item or a name (str), not {type(item).__name__}", row=0, field="item")
+    return {"event_type": event_type, "item": item, "quantity": quantity, "occurred_at": occurred_at}
+
+
+def _normalize_items(batch: pl.DataFrame | pa.Table | Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """Validate an item batch: the log's checks, with the stream called ``item``."""
+    if isinstance(batch, pa.Table):
+        batch = pl.from_arrow(batch)  # type: ignore[assignment]
+    if isinstance(batch, pl.DataFrame):
+        if "stream_id" in batch.columns:
+            raise ValidationError("name the item column 'item', not 'stream_id'", row=0, field="stream_id")
+        renamed: Any = batch.rename({"item": "stream_id"}) if "item" in batch.columns else batch
+    elif isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)):
+        renamed = [_rename_item(i, rec) for i, rec in enumerate(batch)]
+    else:
+        renamed = batch
+    try:
+        return normalize(renamed, INVENTORY_SCHEMA)
+    except ValidationError as exc:
+        if exc.field != "stream_id":
+            raise
+        message = str(exc).split(": ", 1)[-1].replace("stream_id", "item")
+        raise type(exc)(message, row=exc.row, field="item") from None
+
+
+def _rename_item(row: int, rec: Mapping[str, Any]) -> Any:
+    if not isinstance(rec, Mapping):
+        return rec
+    if "stream_id" in rec:
+        raise ValidationError("name the item column 'item', not 'stream_id'", row=row, field="stream_id")
+    out = dict(rec)
+    if "item" in out:
+        out["stream_id"] = out.pop("item")
+    return out
+
+
+def _check_stock(frame: pl.DataFrame, state: pl.DataFrame) -> None:
+    """Reject the batch if any item's running stock goes negative, naming the first row."""
+    removes = frame.get_column("event_type") == REMOVED
+    if not removes.any():
+        return
+    start = state.select(pl.col("item").alias("stream_id"), pl.col("quantity").alias("__start"))
+    signed = pl.when(pl.col("event_type") == ADDED).then(pl.col("quantity")).otherwise(-pl.col("quantity"))
+    running = (
+        frame.select("stream_id", "event_type", "quantity")
+        .with_row_index("__row")
+        .join(start, on="stream_id", how="left", maintain_order="left")
+        .sort("__row")
+        .with_columns(__after=pl.col("__start").fill_null(0) + signed.cum_sum().over("stream_id"))
+    )
+    row = first_row(running, pl.col("__after") < 0)
+    if row is not None:
+        name, quantity, after = running.select("stream_id", "quantity", "__after").row(row)
+        raise InsufficientStockError(name, quantity, after + quantity, row=row)
+
+
+def _resolve(log: EventLog, as_of: Cut, known_at: Cut) -> TimeCut:
+    """Turn as_of / known_at into a seq cut plus an optional business-time cut."""
+    point = parse_point(as_of, name="as_of")
+    known = parse_point(known_at, name="known_at")
+    seq = point if isinstance(point, int) else None
+    business = point if isinstance(point, dt.datetime) else None
+    if isinstance(known, int):
+        seq = known if seq is None else min(seq, known)
+    elif isinstance(known, dt.datetime):
+        recorded = _last_seq_recorded_by(log, known)
+        seq = recorded if seq is None else min(seq, recorded)
+    return TimeCut(seq=seq, business=business)
+
+
+def _last_seq_recorded_by(log: EventLog, when: dt.datetime) -> int:
+    """The log's head as it was at ``when`` (recorded_at is non-decreasing in seq)."""
+    last = log.scan().filter(pl.col("recorded_at") <= when).select(pl.col("seq").max()).collect().item()
+    return int(last or 0)
+
+
+def _happened_by(state: pl.DataFrame, business: dt.datetime | None) -> bool:
+    if business is None or state.height == 0:
+        return True
+    latest = state.get_column("last_changed_at").max()
+    return latest is None or latest <= business  # type: ignore[operator]
+
+
+__all__ = ["INVENTORY_SCHEMA", "Inventory", "Item"]

@@ -1,0 +1,167 @@
+"""Snapshot tables: the materialised state at a seq, the cache that saves replaying the log.
+
+Each snapshot is an immutable Parquet file plus a JSON manifest beside it. The manifest is
+written last (both by atomic rename), so a snapshot without one never existed; its sha256
+catches a truncated or altered file, and its state version rules out snapshots made by an
+older definition of the state. A snapshot that fails either check is never used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+
+from eventlog.errors import SnapshotError
+
+
+class SnapshotWarning(UserWarning):
+    """A snapshot was unusable (corrupt or missing); the state was recomputed from the log."""
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """The manifest of one snapshot."""
+
+    seq: int
+    delta_version: int
+    rows: int
+    sha256: str
+    state_version: int
+    created_at: str
+    max_occurred_at: str | None
+    file: str
+
+    @property
+    def path(self) -> str:
+        return self.file
+
+
+class SnapshotStore:
+    """The snapshots of one state definition under ``<store>/snapshots/``."""
+
+    def __init__(self, root: Path, *, state_version: int) -> None:
+        self.root = root
+        self.state_version = state_version
+
+    def list(self, *, all_versions: bool = False) -> list[SnapshotInfo]:
+        """Manifests, oldest first (only this state version unless ``all_versions``)."""
+        if not self.root.exists():
+            return []
+        out = []
+        for manifest in sorted(self.root.glob("*.json")):
+            try:
+                info = SnapshotInfo(**json.loads(manifest.read_text()))
+            except (ValueError, TypeError):
+                warnings.warn(f"snapshot manifest {manifest} is unreadable; ignoring it", SnapshotWarning, stacklevel=2)
+                continue
+            if all_versions or info.state_version == self.state_version:
+                out.append(info)
+        return sorted(out, key=lambda i: (i.state_version, i.seq))
+
+    def load(self, info: SnapshotInfo) -> pl.DataFrame | None:
+        """The snapshot's rows, or None (with a warning) when its file fails the checks."""
+        path = self.root / info.file
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            warnings.warn(f"snapshot {path} cannot be read ({exc}); recomputing from the log", SnapshotWarning, stacklevel=2)
+            return None
+        if hashlib.sha256(data).hexdigest() != info.sha256:
+            warnings.warn(f"snapshot {path} does not match its checksum; recomputing from the log", SnapshotWarning, stacklevel=2)
+            return None
+        try:
+            frame = pl.read_parquet(data)
+        except Exception as exc:  # a file that matches its checksum but will not parse
+            warnings.warn(f"snapshot {path} is not valid Parquet ({exc}); recomputing", SnapshotWarning, stacklevel=2)
+            return None
+        if frame.height != info.rows:
+            warnings.warn(f"snapshot {path} has {frame.height} rows, manifest says {info.rows}", SnapshotWarning, stacklevel=2)
+            return None
+        return frame
+
+    def write(self, state: pl.DataFrame, *, seq: int, delta_version: int) -> SnapshotInfo:
+        """Write the state at ``seq`` atomically: readers see the whole snapshot or none."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        stem = f"v{self.state_version}-seq{seq:015d}"
+        try:
+            tmp = _temp_path(self.root, stem + ".parquet")
+            state.write_parquet(tmp, compression="zstd", statistics=True)
+            _fsync(tmp)
+            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+            os.replace(tmp, self.root / f"{stem}.parquet")
+            top = state.get_column("last_changed_at").max() if state.height else None
+            info = SnapshotInfo(
+                seq=seq,
+                delta_version=delta_version,
+                rows=state.height,
+                sha256=digest,
+                state_version=self.state_version,
+                created_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+                max_occurred_at=top.isoformat() if top is not None else None,  # type: ignore[union-attr]
+                file=f"{stem}.parquet",
+            )
+            manifest = _temp_path(self.root, stem + ".json")
+            manifest.write_text(json.dumps(asdict(info), indent=2))
+            _fsync(manifest)
+            os.replace(manifest, self.root / f"{stem}.json")
+        except OSError as exc:
+            raise SnapshotError(f"could not write snapshot {stem} in {self.root}: {exc}") from exc
+        return info
+
+    def remove(self, info: SnapshotInfo) -> None:
+        stem = Path(info.file).stem
+        (self.root / f"{stem}.json").unlink(missing_ok=True)  # manifest first: never a manifest without data
+        (self.root / info.file).unlink(missing_ok=True)
+
+    def prune(self, *, keep_latest: int = 3) -> list[SnapshotInfo]:
+        """Keep the newest ``keep_latest`` and a ladder of older ones, spaced ever wider apart.
+
+        The ladder keeps time travel into the past cheap without keeping every snapshot:
+        going back, each kept snapshot is at least twice as far from the previous kept one.
+        Snapshots of other state versions are removed. Returns what was removed.
+        """
+        removed = [s for s in self.list(all_versions=True) if s.state_version != self.state_version]
+        snaps = self.list()[::-1]  # newest first
+        kept = snaps[:keep_latest]
+        gap = (kept[0].seq - kept[-1].seq) if len(kept) > 1 else 1
+        for snap in snaps[keep_latest:]:
+            if kept[-1].seq - snap.seq >= gap:
+                kept.append(snap)
+                gap *= 2
+            else:
+                removed.append(snap)
+        for snap in removed:
+            self.remove(snap)
+        stale = dt.datetime.now().timestamp() - 3600  # never a file another writer is still writing
+        for tmp in self.root.glob(".tmp-*"):  # leftovers of writers that crashed
+            if tmp.stat().st_mtime < stale:
+                tmp.unlink(missing_ok=True)
+        return removed
+
+
+def covers(info: SnapshotInfo, business: dt.datetime | None) -> bool:
+    """A snapshot serves a business-time cut only if every event in it happened by then."""
+    if business is None:
+        return True
+    if info.max_occurred_at is None:
+        return True
+    return dt.datetime.fromisoformat(info.max_occurred_at) <= business
+
+
+def _temp_path(root: Path, name: str) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".tmp-{name}.")
+    os.close(fd)
+    return Path(tmp)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
