@@ -35,21 +35,20 @@ STATE_SCHEMA: dict[str, pl.DataType] = {
     "first_added_at": pl.Datetime("us", "UTC"),
     "last_changed_at": pl.Datetime("us", "UTC"),
     "stream_version": pl.Int64(),
-    "last_seq": pl.Int64(),
 }
 
 _FOLD_SQL = """
 SELECT
     stream_id AS item,
     SUM(CASE WHEN event_type = 'item_added' THEN quantity ELSE -quantity END)::BIGINT AS quantity,
-    arg_max(rarity, seq) FILTER (WHERE rarity IS NOT NULL) AS rarity,
-    arg_max(origin, seq) FILTER (WHERE origin IS NOT NULL) AS origin,
+    -- Within one stream, stream_version orders events as seq does, and is read anyway.
+    arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
+    arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
     MIN(occurred_at) FILTER (WHERE event_type = 'item_added') AS first_added_at,
     MAX(occurred_at) AS last_changed_at,
-    MAX(stream_version) AS stream_version,
-    MAX(seq) AS last_seq
+    MAX(stream_version) AS stream_version
 FROM read_parquet($files, hive_partitioning = false, union_by_name = true)
-WHERE seq > $after AND seq <= $cut {extra}
+WHERE {where}
 GROUP BY stream_id
 """
 
@@ -60,17 +59,22 @@ def empty_state() -> pl.DataFrame:
 
 def files_for(
     log: EventLog, *, after: int, cut: int, business: dt.datetime | None = None
-) -> list[str]:
-    """Data files that can hold events with after < seq <= cut (and occurred_at <= business)."""
+) -> tuple[list[str], bool]:
+    """Data files that can hold events with after < seq <= cut (and occurred_at <= business).
+
+    Also says whether every chosen file lies wholly inside the seq range: then the
+    query needs no seq predicate, which saves reading the seq column at all.
+    """
     files = log._events.files()
     if files.height == 0 or cut <= after:
-        return []
+        return [], True
     keep = (pl.col("max.seq") > after) & (pl.col("min.seq") <= cut)
     if business is not None:
         keep &= pl.col(f"partition.{PARTITION_COLUMN}") <= business.date()
+    chosen = files.filter(keep.fill_null(True))
+    inside = chosen.select(((pl.col("min.seq") > after) & (pl.col("max.seq") <= cut)).all()).item()
     root = str(log._events.path)
-    paths = files.filter(keep.fill_null(True)).get_column("path").to_list()
-    return [f"{root}/{p}" for p in paths]
+    return [f"{root}/{p}" for p in chosen.get_column("path").to_list()], bool(inside)
 
 
 def fold(
@@ -83,20 +87,23 @@ def fold(
     items: list[str] | None = None,
 ) -> pl.DataFrame:
     """Partial state of the events with after < seq <= cut, optionally cut in business time too."""
-    files = files_for(log, after=after, cut=cut, business=business)
+    files, inside = files_for(log, after=after, cut=cut, business=business)
     if not files:
         return empty_state()
-    params: dict[str, object] = {"files": files, "after": after, "cut": cut}
-    extra = ""
+    params: dict[str, object] = {"files": files}
+    where = ["TRUE"]
+    if not inside:
+        where.append("seq > $after AND seq <= $cut")
+        params.update(after=after, cut=cut)
     if business is not None:
-        extra += " AND occurred_at <= $business"
+        where.append("occurred_at <= $business")
         params["business"] = business
     if items is not None:
-        extra += " AND list_contains($items, stream_id)"
+        where.append("list_contains($items, stream_id)")
         params["items"] = items
     cur = con.cursor()
     try:
-        out = cur.sql(_FOLD_SQL.format(extra=extra), params=params).pl()
+        out = cur.sql(_FOLD_SQL.format(where=" AND ".join(where)), params=params).pl()
     finally:
         cur.close()
     return out.cast(STATE_SCHEMA).select(list(STATE_SCHEMA))  # type: ignore[arg-type]
@@ -117,5 +124,4 @@ def merge(base: pl.DataFrame, tail: pl.DataFrame) -> pl.DataFrame:
         pl.min_horizontal("first_added_at", "first_added_at_t").alias("first_added_at"),
         pl.max_horizontal("last_changed_at", "last_changed_at_t").alias("last_changed_at"),
         pl.max_horizontal("stream_version", "stream_version_t").alias("stream_version"),
-        pl.max_horizontal("last_seq", "last_seq_t").alias("last_seq"),
     ).sort("item")

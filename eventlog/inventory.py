@@ -141,7 +141,7 @@ class Inventory:
                 bitemporal questions: what did we believe at ``known_at`` about ``as_of``?
         """
         state = self._state(_resolve(self.log, as_of, known_at))
-        return state.filter(pl.col("quantity") > 0).drop("last_seq")
+        return state.filter(pl.col("quantity") > 0)
 
     def get_items(self, as_of: Cut = None) -> list[tuple[str, int]]:
         """(name, count) of every item in stock, sorted by name."""
