@@ -8,25 +8,29 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 import pyarrow as pa
 
 from eventlog._fold import STATE_VERSION, empty_state, fold, merge
+from eventlog._inventory_projections import BUILTINS
 from eventlog._time import Cut, TimeCut, parse_point
 from eventlog._validate import first_row, normalize
 from eventlog.errors import (
     InsufficientStockError,
+    ProjectionError,
     SchemaMismatchError,
     StoreExistsError,
     ValidationError,
 )
 from eventlog.log import AppendResult, EventLog
+from eventlog.projections import AnyProjection, Projector, ProjectionStatus
 from eventlog.schema import EventSchema, EventType, Field
 from eventlog.snapshots import SnapshotInfo, SnapshotStore, covers
 
@@ -74,12 +78,25 @@ class Inventory:
         [('potion', 1), ('sword', 1)]
     """
 
-    def __init__(self, log: EventLog, *, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY, keep_snapshots: int = 3) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        keep_snapshots: int = 3,
+        projection_reads: Literal["update", "stale"] = "update",
+    ) -> None:
         _check_schema(log)
+        if projection_reads not in ("update", "stale"):
+            raise ValueError(f"projection_reads is 'update' or 'stale', not {projection_reads!r}")
         self.log = log
         self.snapshot_every = snapshot_every
         self.keep_snapshots = keep_snapshots
+        self.projection_reads = projection_reads
         self.snapshots = SnapshotStore(log.path / "snapshots", state_version=STATE_VERSION)
+        self.projector = Projector(log)
+        for projection in BUILTINS:
+            self.projector.register(projection)
         self._cache: OrderedDict[tuple[int, dt.datetime | None], pl.DataFrame] = OrderedDict()
         self._con: duckdb.DuckDBPyConnection | None = None
 
@@ -90,16 +107,24 @@ class Inventory:
         *,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         keep_snapshots: int = 3,
+        projection_reads: Literal["update", "stale"] = "update",
         lock_timeout: float = 60.0,
     ) -> Inventory:
-        """Open the inventory at ``path``, creating it when there is none."""
+        """Open the inventory at ``path``, creating it when there is none.
+
+        Args:
+            snapshot_every: write a snapshot when a read had to fold more events than this.
+            keep_snapshots: how many recent snapshots retention keeps (plus an older ladder).
+            projection_reads: ``"update"`` (default) brings a projection up to date before
+                reading it; ``"stale"`` serves the stored table and warns with its lag.
+        """
         if not EventLog.exists(path):
             try:
                 EventLog.create(path, INVENTORY_SCHEMA, lock_timeout=lock_timeout)
             except StoreExistsError:  # another process created it first
                 pass
         log = EventLog.open(path, lock_timeout=lock_timeout)
-        return cls(log, snapshot_every=snapshot_every, keep_snapshots=keep_snapshots)
+        return cls(log, snapshot_every=snapshot_every, keep_snapshots=keep_snapshots, projection_reads=projection_reads)
 
     @property
     def path(self) -> Path:
@@ -182,6 +207,27 @@ class Inventory:
         """Apply the retention: the newest few plus a ladder of older ones."""
         return self.snapshots.prune(keep_latest=self.keep_snapshots)
 
+    # --- projections ---------------------------------------------------------------------
+
+    def projection(self, name: str) -> ProjectionHandle:
+        """A registered projection: ``read``, ``update``, ``rebuild``, ``status``, ``top``."""
+        self.projector.get(name)
+        return ProjectionHandle(self, name)
+
+    def register(self, projection: AnyProjection) -> ProjectionHandle:
+        """Add a user-defined projection (a Projection or a FunctionProjection)."""
+        self.projector.register(projection)
+        return ProjectionHandle(self, projection.name)
+
+    def update_projections(self, names: list[str] | None = None, *, rebuild: bool = False,
+                           progress: Any = None) -> dict[str, ProjectionStatus]:
+        """Update every projection (or ``names``), reading the log's tail once for all of them."""
+        return self.projector.update(names, rebuild=rebuild, progress=progress)
+
+    def projections_status(self) -> list[ProjectionStatus]:
+        head = self.log.head()
+        return [self.projector.status(name, head=head) for name in self.projector.registry]
+
     # --- internals -----------------------------------------------------------------------
 
     def _state_at_seq(self, seq: int) -> pl.DataFrame:
@@ -242,6 +288,60 @@ class Inventory:
 
     def __repr__(self) -> str:
         return f"Inventory({str(self.path)!r})"
+
+
+class ProjectionHandle:
+    """One projection of an inventory."""
+
+    def __init__(self, inventory: Inventory, name: str) -> None:
+        self._inventory = inventory
+        self.name = name
+
+    @property
+    def definition(self) -> AnyProjection:
+        return self._inventory.projector.get(self.name)
+
+    def read(self, as_of: Cut = None) -> pl.DataFrame:
+        """The table now (kept up to date per the inventory's ``projection_reads``) or at a cut."""
+        projector = self._inventory.projector
+        point = parse_point(as_of, name="as_of")
+        if point is not None:
+            return projector.read(self.name, as_of=point)
+        if self._inventory.projection_reads == "update":
+            projector.update([self.name])
+            return projector.read(self.name)
+        status = projector.status(self.name)
+        if status.checkpoint is None or status.stale_definition:
+            projector.update([self.name])
+        elif status.lag:
+            warnings.warn(f"projection {self.name!r} is {status.lag} events behind the log", StaleProjectionWarning,
+                          stacklevel=2)
+        return projector.read(self.name, head=projector.status(self.name).checkpoint)
+
+    def top(self, n: int = 10, *, as_of: Cut = None) -> pl.DataFrame:
+        """The ``n`` rows with the largest ``rank_by`` column (ties broken by the keys)."""
+        by = self.definition.rank_by or next(iter(getattr(self.definition, "aggregates", {})), None)
+        if by is None:
+            raise ProjectionError(f"projection {self.name!r} has no rank_by column for top()")
+        table = self.read(as_of)
+        keys = [k for k in self.definition.keys if k in table.columns]
+        return table.sort([by, *keys], descending=[True] + [False] * len(keys), nulls_last=True).head(n)
+
+    def update(self) -> ProjectionStatus:
+        return self._inventory.projector.update([self.name])[self.name]
+
+    def rebuild(self) -> ProjectionStatus:
+        return self._inventory.projector.update([self.name], rebuild=True)[self.name]
+
+    def status(self) -> ProjectionStatus:
+        return self._inventory.projector.status(self.name)
+
+    def __repr__(self) -> str:
+        return f"<projection {self.name!r} of {self._inventory.path}>"
+
+
+class StaleProjectionWarning(UserWarning):
+    """A projection was served from its stored table, behind the log."""
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -1,0 +1,140 @@
+"""The projections every inventory has, written with the public projection API.
+
+All but two are declarative and merge incrementally. ``stockouts`` and ``top_movers`` are
+cheap summaries of ``daily_stock``, rebuilt from that (small) table rather than the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from eventlog.projections import Agg, FunctionProjection, Projection
+
+ADDED = "event_type = 'item_added'"
+REMOVED = "event_type = 'item_removed'"
+DAY = "CAST(occurred_at AS DATE)"
+
+MOST_COLLECTED_ITEMS = Projection(
+    "most_collected_items",
+    keys={"item": "stream_id"},
+    event_types=["item_added"],
+    aggregates={"total_added": Agg.sum("quantity"), "times_added": Agg.count()},
+    rank_by="total_added",
+    description="Total quantity ever added per item (the original example's 'most collected').",
+)
+
+ITEM_ORIGINS = Projection(
+    "item_origins",
+    keys={"item": "stream_id"},
+    event_types=["item_added"],
+    aggregates={"origins": Agg.distinct("origin")},
+    description="Each item's sorted distinct origins.",
+)
+
+DAILY_FLOWS = Projection(
+    "daily_flows",
+    keys={"day": DAY, "item": "stream_id", "rarity": "rarity", "origin": "origin"},
+    aggregates={
+        "added": Agg.sum("quantity", where=ADDED),
+        "removed": Agg.sum("quantity", where=REMOVED),
+        "events": Agg.count(),
+    },
+    derived={"net_change": "added - removed"},
+    description="Quantity added and removed per business day, item, rarity and origin.",
+)
+
+# Only the days on which an item changed are stored (sparse): a dense items × days table
+# is mostly repeated values (thousands of items × hundreds of days), while the sparse one
+# grows with activity and still answers "stock at the end of day d" with an as-of lookup
+# (the last change day <= d); `dense_daily_stock` expands it when a chart wants every day.
+DAILY_STOCK = Projection(
+    "daily_stock",
+    keys={"item": "stream_id", "day": DAY},
+    aggregates={"added": Agg.sum("quantity", where=ADDED), "removed": Agg.sum("quantity", where=REMOVED)},
+    derived={
+        "net_change": "added - removed",
+        "stock": "SUM(added - removed) OVER (PARTITION BY item ORDER BY day)",
+    },
+    description="Stock per item at the end of each business day on which it changed.",
+)
+
+
+def _stockouts(daily: pl.DataFrame) -> pl.DataFrame:
+    """Runs of days ending at zero stock that follow a day ending positive."""
+    zero = pl.col("stock") == 0
+    runs = (
+        daily.sort("item", "day")
+        .with_columns(zero=zero)
+        .with_columns(run=(pl.col("zero") != pl.col("zero").shift(1)).over("item").fill_null(True).cast(pl.Int64).cum_sum().over("item"))
+        .group_by("item", "run")
+        .agg(pl.col("zero").first(), pl.col("day").min().alias("start_day"))
+        .sort("item", "run")
+        .with_columns(end_day=pl.col("start_day").shift(-1).over("item"))
+    )
+    return (
+        runs.filter(pl.col("zero") & (pl.col("run") > 1))
+        .select(
+            "item",
+            "start_day",
+            "end_day",
+            (pl.col("end_day") - pl.col("start_day")).dt.total_days().alias("days"),
+            pl.col("end_day").is_null().alias("ongoing"),
+        )
+        .sort("item", "start_day")
+    )
+
+
+STOCKOUTS = FunctionProjection(
+    "stockouts",
+    _stockouts,
+    source="daily_stock",
+    description="Intervals (by business day) in which an item's stock was 0 after having been positive.",
+)
+
+TOP_MOVERS_DAYS = 7
+
+
+def top_movers(daily: pl.DataFrame, days: int = TOP_MOVERS_DAYS) -> pl.DataFrame:
+    """Net change per item over the last ``days`` days of data, largest absolute change first."""
+    if daily.height == 0:
+        return daily.select("item", "added", "removed", "net_change").with_columns(
+            abs_change=pl.col("net_change").abs(), window_start=pl.col("day"), window_end=pl.col("day"))
+    end = daily.get_column("day").max()
+    start = end - dt.timedelta(days=days - 1)  # type: ignore[operator]
+    return (
+        daily.filter(pl.col("day") >= start)
+        .group_by("item")
+        .agg(pl.col("added").sum(), pl.col("removed").sum(), pl.col("net_change").sum())
+        .with_columns(abs_change=pl.col("net_change").abs(), window_start=pl.lit(start), window_end=pl.lit(end))
+        .sort(["abs_change", "item"], descending=[True, False])
+    )
+
+
+TOP_MOVERS = FunctionProjection(
+    "top_movers",
+    top_movers,
+    source="daily_stock",
+    rank_by="abs_change",
+    description=f"Largest absolute net change per item over the last {TOP_MOVERS_DAYS} days of data.",
+)
+
+BUILTINS = (MOST_COLLECTED_ITEMS, ITEM_ORIGINS, DAILY_FLOWS, DAILY_STOCK, STOCKOUTS, TOP_MOVERS)
+
+
+def dense_daily_stock(daily: pl.DataFrame) -> pl.DataFrame:
+    """Expand sparse ``daily_stock`` to one row per item per day (stock carried forward)."""
+    if daily.height == 0:
+        return daily.select("item", "day", "stock")
+    days = pl.date_range(daily["day"].min(), daily["day"].max(), interval="1d", eager=True).alias("day")  # type: ignore[arg-type]
+    grid = daily.select(pl.col("item").unique()).join(days.to_frame(), how="cross")
+    first = daily.group_by("item").agg(pl.col("day").min().alias("first_day"))
+    return (
+        grid.join(daily.select("item", "day", "stock"), on=["item", "day"], how="left")
+        .join(first, on="item")
+        .filter(pl.col("day") >= pl.col("first_day"))
+        .sort("item", "day")
+        .with_columns(pl.col("stock").forward_fill().over("item"))
+        .select("item", "day", "stock")
+    )
