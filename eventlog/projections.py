@@ -154,18 +154,25 @@ class Projection:
             aggs.extend(_polars_partial(out, agg))
         return lf.group_by(keys).agg(aggs)
 
-    def merge(self, *parts: pl.DataFrame) -> pl.DataFrame:
-        """Combine stored forms (e.g. the materialised table and a fold of the tail)."""
-        frames = [p for p in parts if p.height]
-        if not frames:
-            return parts[0]
-        if len(frames) == 1:
-            return frames[0]
-        both = pl.concat(frames, how="vertical_relaxed")
+    def merge(self, stored: pl.DataFrame, tail: pl.DataFrame) -> pl.DataFrame:
+        """Combine a stored form with the fold of later events.
+
+        Only the groups the tail touches are re-aggregated; the rest of the (possibly
+        large) stored table is carried over as it is.
+        """
+        if tail.height == 0:
+            return stored
+        if stored.height == 0:
+            return tail
+        keys = list(self.keys)
+        touched_keys = tail.select(keys).unique()
+        touched = stored.join(touched_keys, on=keys, how="semi", nulls_equal=True)
+        untouched = stored.join(touched_keys, on=keys, how="anti", nulls_equal=True)
         merged: list[pl.Expr] = []
         for out, agg in self.aggregates.items():
             merged.extend(_polars_merge(out, agg))
-        return both.group_by(list(self.keys)).agg(merged)
+        both = pl.concat([touched, tail.select(stored.columns)], how="vertical_relaxed")
+        return pl.concat([untouched, both.group_by(keys).agg(merged)], how="vertical_relaxed")
 
     def finish(self, stored: pl.DataFrame) -> pl.DataFrame:
         """The user-facing table: derived columns added, hidden ones dropped, sorted by keys."""
@@ -355,6 +362,9 @@ class Projector:
         self.log = log
         self.tables = ProjectionTables(log.path / "projections")
         self.registry: dict[str, AnyProjection] = {}
+        # The last finished table per projection, keyed by (stored file, head): derived
+        # projections and repeated reads share one finish instead of redoing sorts/windows.
+        self._finished: dict[str, tuple[tuple[str, int], pl.DataFrame]] = {}
 
     def register(self, projection: AnyProjection) -> None:
         if not isinstance(projection, (Projection, FunctionProjection)):
@@ -506,12 +516,17 @@ class Projector:
         m = self.tables.manifest(proj.name)
         if m is None or m.fingerprint != self._fingerprint(proj):
             raise ProjectionError(f"projection {proj.name!r} has no up-to-date table; update or rebuild it first")
+        key = (m.file, head)
+        cached = self._finished.get(proj.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         table = self.tables.read(proj.name, m)
-        if isinstance(proj, FunctionProjection):
-            return table
-        if m.checkpoint < head:
-            table = proj.merge(table, proj.fold(self.log._scan_raw(head, after=m.checkpoint)).collect())
-        return proj.finish(table)
+        if isinstance(proj, Projection):
+            if m.checkpoint < head:
+                table = proj.merge(table, proj.fold(self.log._scan_raw(head, after=m.checkpoint)).collect())
+            table = proj.finish(table)
+        self._finished[proj.name] = (key, table)
+        return table
 
     def _compute_from(self, proj: AnyProjection, events: pl.LazyFrame) -> pl.DataFrame:
         """A projection computed from scratch over the given events (for business-time cuts)."""
