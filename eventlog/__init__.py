@@ -8,19 +8,24 @@ from __future__ import annotations
 from eventlog import errors
 from eventlog.inventory import INVENTORY_SCHEMA, Inventory, Item
 from eventlog.log import AppendResult, EventLog
+from eventlog.projections import Agg, FunctionProjection, Projection, ProjectionStatus
 from eventlog.schema import EventSchema, EventType, Field
 from eventlog.snapshots import SnapshotInfo, SnapshotWarning
 
 __all__ = sorted(
     [
         "INVENTORY_SCHEMA",
+        "Agg",
         "AppendResult",
         "EventLog",
         "EventSchema",
         "EventType",
         "Field",
+        "FunctionProjection",
         "Inventory",
         "Item",
+        "Projection",
+        "ProjectionStatus",
         "SnapshotInfo",
         "SnapshotWarning",
         "errors",
