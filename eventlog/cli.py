@@ -1,0 +1,489 @@
+"""The ``eventlog`` command: a thin layer over the library.
+
+Each command parses its options, calls one library function and formats the result.
+Every error raised on purpose by the library (an ``EventLogError``) becomes one line
+``error: <message>`` on stderr and exit code 1, in one place (``_Group.invoke``);
+anything else is a bug and keeps its traceback.
+
+Example:
+    $ eventlog --store data/store add sword --quantity 2 --rarity rare
+    $ eventlog stock --as-of 2024-03-01
+    $ eventlog import events.csv
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import polars as pl
+
+from eventlog.errors import EventLogError, InputFileError, SchemaMismatchError, StoreExistsError
+from eventlog.inventory import INVENTORY_SCHEMA, Inventory, Item
+from eventlog.log import AppendResult, EventLog
+from eventlog.schema import EventSchema
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from eventlog.snapshots import SnapshotInfo
+
+_INPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+_FORMAT_NAMES = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}
+
+
+class _Group(click.Group):
+    """A group that turns library errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EventLogError as exc:
+            click.echo(f"error: {_one_line(str(exc))}", err=True)
+            ctx.exit(1)
+
+
+class _CutType(click.ParamType):
+    """A cut of the log: digits become an int seq, anything else goes to the library as text."""
+
+    name = "SEQ|DATE|TIMESTAMP"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        return value
+
+
+_CUT = _CutType()
+
+
+class _Store:
+    """The store selected by ``--store``, opened on demand by the command that needs it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def log(self) -> EventLog:
+        return EventLog.open(self.path)
+
+    def inventory(self) -> Inventory:
+        return Inventory.open(self.path)
+
+
+def _format_option(*choices: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True, help="Output format."
+    )
+
+
+_as_of_option = click.option(
+    "--as-of",
+    type=_CUT,
+    default=None,
+    help="A seq (events with seq <= N), an ISO date (the end of that UTC day) or an ISO "
+    "timestamp with an offset (events that occurred by then).",
+)
+
+
+@click.group(cls=_Group, name="eventlog", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="data/store",
+    envvar="EVENTLOG_STORE",
+    show_default=True,
+    show_envvar=True,
+    help="Directory of the event store.",
+)
+@click.version_option(package_name="eventlog")
+@click.pass_context
+def main(ctx: click.Context, store: Path) -> None:
+    """An event log on a date-partitioned Delta Lake table, with an inventory on top.
+
+    Inventory commands (stock, count, history, add, remove, snapshot, generate) create
+    the store when there is none; the others need one made by `eventlog init`.
+    """
+    ctx.obj = _Store(store)
+
+
+# --- the log ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--schema",
+    "schema_file",
+    type=click.Path(path_type=Path),
+    help="Event schema as JSON (EventSchema.to_json format). Default: the inventory schema.",
+)
+@click.pass_obj
+def init(store: _Store, schema_file: Path | None) -> None:
+    """Create a new store."""
+    schema = INVENTORY_SCHEMA if schema_file is None else _read_schema(schema_file)
+    if EventLog.exists(store.path):  # EventLog.create's own hint speaks of the Python API
+        raise StoreExistsError(f"{store.path} already holds an event store; pick another --store")
+    log = EventLog.create(store.path, schema)
+    click.echo(f"created {schema.name!r} store at {log.path}")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(path_type=Path))  # checked by _read_input: one error line
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet", "ndjson"]),
+    help="Input format. Default: from the extension.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Commit every N rows separately. Default: the whole file in one all-or-nothing batch.",
+)
+@click.pass_obj
+def import_(store: _Store, file: Path, fmt: str | None, batch_size: int | None) -> None:
+    """Append the events in FILE (CSV, Parquet or NDJSON).
+
+    In an inventory store the columns are event_type, item, quantity, rarity, origin,
+    occurred_at, event_id; otherwise event_type, stream_id, occurred_at, event_id and
+    the schema's fields. Timestamps need an offset (e.g. 2024-03-01T12:00:00+00:00).
+    """
+    log = store.log()
+    inventory = Inventory(log) if log.schema.name == INVENTORY_SCHEMA.name else None
+    frame = _read_input(file, fmt, log.schema, inventory=inventory is not None)
+    write = inventory.record if inventory is not None else log.append
+    results: list[AppendResult] = []
+    size = batch_size or max(frame.height, 1)
+    for offset, batch in _batches(frame, size):
+        try:
+            results.append(write(batch))
+        except EventLogError as exc:
+            raise _ImportRejected(file, exc, offset if batch_size else None, results) from exc
+    batches = f" in {_plural(len(results), 'batch')}" if len(results) > 1 else ""
+    click.echo(f"imported {_events(results)} from {file.name}{batches}{_seq_range(results)}")
+
+
+@main.command()
+@click.option("-n", "--lines", "n", type=click.IntRange(min=0), default=10, show_default=True, help="How many events.")
+@_format_option("table", "csv", "json")
+@click.pass_obj
+def tail(store: _Store, n: int, fmt: str) -> None:
+    """Show the last N events in seq order."""
+    log = store.log()
+    head = log.head()
+    frame = log.scan(as_of=head).filter(pl.col("seq") > head - n).collect().sort("seq")
+    _emit(frame, fmt)
+
+
+@main.command()
+@_format_option("table", "json")
+@click.pass_obj
+def info(store: _Store, fmt: str) -> None:
+    """Summarise the store.
+
+    Head seq, Delta version, data files and bytes, streams, events by type and, for
+    an inventory, snapshots.
+    """
+    log = store.log()
+    facts = _store_info(log)
+    if fmt == "json":
+        click.echo(json.dumps(facts, indent=2))
+        return
+    by_type = facts.pop("events_by_type")
+    summary = pl.DataFrame({"property": list(facts), "value": [_text(v) for v in facts.values()]})
+    _emit(summary, "table")
+    _emit(pl.DataFrame({"event_type": list(by_type), "events": list(by_type.values())},
+                       schema={"event_type": pl.String, "events": pl.Int64}), "table")
+
+
+@main.command()
+@click.pass_obj
+def compact(store: _Store) -> None:
+    """Merge small data files (query results stay the same)."""
+    metrics = store.log().compact()
+    removed, added = metrics.get("numFilesRemoved", 0), metrics.get("numFilesAdded", 0)
+    click.echo(f"compacted {removed} files into {added}")
+
+
+@main.command()
+@click.option(
+    "--retention-hours",
+    type=click.FloatRange(min=0),
+    default=168,
+    show_default=True,
+    help="Keep files any version younger than this still needs.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.pass_obj
+def vacuum(store: _Store, retention_hours: float, dry_run: bool) -> None:
+    """Delete data files no longer needed by recent versions."""
+    files = store.log().vacuum(retention_hours=retention_hours, dry_run=dry_run)
+    click.echo(f"{'would delete' if dry_run else 'deleted'} {_plural(len(files), 'file')}")
+    for name in files:
+        click.echo(f"  {name}")
+
+
+# --- the inventory ---------------------------------------------------------------------------
+
+
+@main.command()
+@_as_of_option
+@click.option("--known-at", type=_CUT, default=None, help="What the log had recorded by then: a seq or a timestamp.")
+@_format_option("table", "csv", "json")
+@click.pass_obj
+def stock(store: _Store, as_of: int | str | None, known_at: int | str | None, fmt: str) -> None:
+    """Show every item in stock."""
+    _emit(store.inventory().stock(as_of, known_at=known_at), fmt)
+
+
+@main.command()
+@click.argument("item")
+@_as_of_option
+@click.pass_obj
+def count(store: _Store, item: str, as_of: int | str | None) -> None:
+    """Print how many of ITEM are in stock."""
+    click.echo(store.inventory().get_count(item, as_of))
+
+
+@main.command()
+@click.argument("item")
+@_format_option("table", "csv", "json")
+@click.pass_obj
+def history(store: _Store, item: str, fmt: str) -> None:
+    """Show ITEM's events with the running stock."""
+    _emit(store.inventory().history(item), fmt)
+
+
+@main.command()
+@click.argument("item")
+@click.option("--quantity", type=int, default=1, show_default=True)
+@click.option("--rarity")
+@click.option("--origin")
+@click.pass_obj
+def add(store: _Store, item: str, quantity: int, rarity: str | None, origin: str | None) -> None:
+    """Record that QUANTITY of ITEM came into stock."""
+    result = store.inventory().add_item(Item(item, rarity=rarity, origin=origin), quantity)
+    click.echo(f"added {quantity} of {item!r} (seq {result.last_seq})")
+
+
+@main.command()
+@click.argument("item")
+@click.option("--quantity", type=int, default=1, show_default=True)
+@click.pass_obj
+def remove(store: _Store, item: str, quantity: int) -> None:
+    """Record that QUANTITY of ITEM left.
+
+    More than is in stock is refused and nothing is written.
+    """
+    result = store.inventory().remove_item(item, quantity)
+    click.echo(f"removed {quantity} of {item!r} (seq {result.last_seq})")
+
+
+@main.command()
+@click.option("--list", "list_", is_flag=True, help="List the snapshots instead of taking one.")
+@click.option("--prune", is_flag=True, help="Apply the retention and list what was removed.")
+@click.pass_obj
+def snapshot(store: _Store, list_: bool, prune: bool) -> None:
+    """Snapshot the current stock (or list or prune snapshots)."""
+    if list_ and prune:
+        raise click.UsageError("--list and --prune cannot be combined")
+    inventory = store.inventory()
+    if list_:
+        _emit(_snapshot_frame(inventory.snapshots.list()), "table")
+    elif prune:
+        removed = inventory.prune_snapshots()
+        click.echo(f"removed {_plural(len(removed), 'snapshot')}")
+        for info_ in removed:
+            click.echo(f"  seq {info_.seq}: {info_.file}")
+    else:
+        taken = inventory.snapshot()
+        click.echo(f"snapshot at seq {taken.seq} ({_plural(taken.rows, 'item')}): {taken.file}")
+
+
+@main.command()
+@click.argument("n", type=click.IntRange(min=1))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--items", "n_items", type=click.IntRange(min=1), default=1000, show_default=True, help="Distinct items.")
+@click.option("--days", type=click.IntRange(min=1), default=365, show_default=True, help="Span of occurred_at.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=1_000_000, show_default=True, help="Events per commit or write."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write FILE.parquet or FILE.csv instead of recording into the store.",
+)
+@click.pass_obj
+def generate(
+    store: _Store, n: int, seed: int, n_items: int, days: int, batch_size: int, output: Path | None
+) -> None:
+    """Generate N synthetic inventory events into the store or a file.
+
+    The events are reproducible for a seed and never take an item below zero stock.
+    """
+    from eventlog import datagen  # another layer's module: only this command needs it
+
+    options: dict[str, Any] = {"seed": seed, "n_items": n_items, "days": days, "batch_size": batch_size}
+    if output is not None:
+        writers = {".parquet": datagen.write_parquet, ".csv": datagen.write_csv}
+        write = writers.get(output.suffix.lower())
+        if write is None:
+            raise InputFileError(f"{output}: generate writes a .parquet or a .csv file; rename the output")
+        write(output, n, progress=_progress_shown(), **options)
+        click.echo(f"wrote {_plural(n, 'event')} to {output}")
+        return
+    inventory = store.inventory()
+    results = []
+    with _progress(total=n, unit="events", desc="generate") as bar:
+        for batch in datagen.generate(n, **options):
+            results.append(inventory.record(batch))
+            bar.update(batch.height)
+    click.echo(f"recorded {_events(results)} in {store.path}{_seq_range(results)}")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+class _ImportRejected(EventLogError):
+    """A batch of an import was rejected: the library's reason, with the file and what was kept."""
+
+    def __init__(self, file: Path, cause: EventLogError, offset: int | None, done: list[AppendResult]) -> None:
+        where = f"{file.name}: " if offset is None else f"{file.name}, batch from data row {offset}: "
+        kept = f"{_events(done)} before it stay committed{_seq_range(done)}" if done else "nothing was imported"
+        super().__init__(f"{where}{cause}; {kept}")
+
+
+def _one_line(message: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", message.strip())
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('ch') else 's'}"
+
+
+def _events(results: list[AppendResult]) -> str:
+    return _plural(sum(r.count for r in results), "event")
+
+
+def _seq_range(results: list[AppendResult]) -> str:
+    return f" (seq {results[0].first_seq}..{results[-1].last_seq})" if results else ""
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _emit(frame: pl.DataFrame, fmt: str) -> None:
+    """Write a frame to stdout as a full table, CSV or JSON (a list of row objects)."""
+    if fmt == "csv":
+        click.echo(frame.write_csv(), nl=False)
+    elif fmt == "json":
+        click.echo(frame.write_json())
+    else:
+        # Generous limits: a CLI table that hides rows or cuts ids is worse than a wide one.
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=1000, tbl_width_chars=-1):
+            click.echo(str(frame))
+
+
+def _format_from_extension(path: Path) -> str:
+    fmt = _INPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputFileError(
+            f"{path}: cannot tell the format from the extension {path.suffix or '(none)'!r}; "
+            "pass --format csv, parquet or ndjson"
+        )
+    return fmt
+
+
+def _read_schema(path: Path) -> EventSchema:
+    try:
+        return EventSchema.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InputFileError(f"{path}: cannot read the schema as JSON: {reason}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # EventSchema.from_json raises built-ins for a malformed schema, not an EventLogError.
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise InputFileError(f"{path}: not a valid event schema: {detail}") from None
+
+
+def _read_input(path: Path, fmt: str | None, schema: EventSchema, *, inventory: bool) -> pl.DataFrame:
+    """Read an input file with polars; timestamps stay text so validation parses them strictly.
+
+    Reading text as UTC (try_parse_dates) would accept timestamps without an offset; the
+    library rejects those instead of guessing. Paths are never globbed.
+    """
+    if not path.is_file():
+        raise InputFileError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}")
+    fmt = fmt or _format_from_extension(path)
+    try:
+        if fmt == "parquet":
+            return pl.read_parquet(path, glob=False)
+        if fmt == "csv":
+            return pl.read_csv(path, glob=False, schema_overrides=_text_schema(schema, inventory=inventory))
+        with path.open("rb") as fh:  # a handle: read_ndjson would glob a path like "x[1].ndjson"
+            return pl.read_ndjson(fh, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise InputFileError(f"{path}: cannot read as {_FORMAT_NAMES[fmt]}: {first.strip()}") from None
+
+
+def _text_schema(schema: EventSchema, *, inventory: bool) -> dict[str, pl.DataType]:
+    """Column types for a CSV: the schema's, except timestamps, which stay strings."""
+    envelope = ["event_id", "item" if inventory else "stream_id", "event_type", "occurred_at"]
+    types: dict[str, pl.DataType] = {name: pl.String() for name in envelope}
+    for name, dtype in schema.payload.items():
+        types[name] = pl.String() if isinstance(dtype, pl.Datetime) else dtype
+    return types
+
+
+def _store_info(log: EventLog) -> dict[str, Any]:
+    head = log.head()
+    files = log.files()
+    events = log.scan(as_of=head)
+    by_type = events.group_by("event_type").len().sort("event_type").collect()
+    streams = events.select(pl.col("stream_id").n_unique()).collect().item()
+    snapshots = None
+    if log.schema.name == INVENTORY_SCHEMA.name:
+        try:
+            snapshots = len(Inventory(log).snapshots.list())
+        except SchemaMismatchError:  # named "inventory" but not one: the facts above still hold
+            pass
+    return {
+        "store": str(log.path),
+        "schema": log.schema.name,
+        "head_seq": head,
+        "delta_version": log.version,
+        "data_files": files.height,
+        "total_bytes": int(files.get_column("size_bytes").sum()) if files.height else 0,
+        "streams": int(streams or 0),
+        "snapshots": snapshots,
+        "events_by_type": dict(by_type.rows()),
+    }
+
+
+def _snapshot_frame(infos: list[SnapshotInfo]) -> pl.DataFrame:
+    columns = ["seq", "delta_version", "rows", "created_at", "max_occurred_at", "file"]
+    rows = [{k: asdict(i)[k] for k in columns} for i in infos]
+    return pl.DataFrame(rows, schema={"seq": pl.Int64, "delta_version": pl.Int64, "rows": pl.Int64,
+                                      "created_at": pl.String, "max_occurred_at": pl.String, "file": pl.String})
+
+
+def _progress_shown() -> bool:
+    return sys.stderr.isatty()
+
+
+def _progress(*, total: int, unit: str, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=not _progress_shown(), unit_scale=True)
+
+
+def _batches(frame: pl.DataFrame, size: int) -> Iterator[tuple[int, pl.DataFrame]]:
+    for offset in range(0, max(frame.height, 1), size):
+        yield offset, frame.slice(offset, size)
