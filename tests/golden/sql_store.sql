@@ -1,0 +1,127 @@
+CREATE OR REPLACE VIEW events AS
+SELECT "seq", "event_id", "stream_id", "stream_version", "event_type", "occurred_at", "recorded_at", "quantity", "rarity", "origin"
+FROM read_parquet([
+    '<STORE>/events/occurred_on=2024-03-01/part-00000-<UUID>-c000.zstd.parquet',
+    '<STORE>/events/occurred_on=2024-03-02/part-00000-<UUID>-c000.zstd.parquet',
+    '<STORE>/events/occurred_on=2024-03-01/part-00000-<UUID>-c000.zstd.parquet',
+    '<STORE>/events/occurred_on=2024-03-03/part-00000-<UUID>-c000.zstd.parquet'
+], hive_partitioning = false, union_by_name = true);
+
+CREATE OR REPLACE MACRO as_of_seq(x) AS CASE
+    WHEN x IS NULL THEN CAST(NULL AS BIGINT)
+    WHEN typeof(x) IN ('TINYINT', 'SMALLINT', 'INTEGER', 'BIGINT', 'HUGEINT', 'UTINYINT', 'USMALLINT', 'UINTEGER', 'UBIGINT', 'UHUGEINT') THEN CASE
+        WHEN TRY_CAST(x AS HUGEINT) < 0 THEN error('as_of=' || CAST(x AS VARCHAR) || ': a seq cut cannot be negative')
+        ELSE TRY_CAST(x AS BIGINT)  -- NULL beyond BIGINT: no cut
+    END
+    WHEN typeof(x) = 'VARCHAR' AND regexp_full_match(trim(CAST(x AS VARCHAR)), '[0-9]+') THEN TRY_CAST(trim(CAST(x AS VARCHAR)) AS BIGINT)
+    WHEN typeof(x) IN ('VARCHAR', 'DATE', 'TIMESTAMP WITH TIME ZONE', 'TIMESTAMP', 'TIMESTAMP_S', 'TIMESTAMP_MS', 'TIMESTAMP_NS') THEN CAST(NULL AS BIGINT)
+    ELSE error('as_of is a seq (an integer), a TIMESTAMPTZ, a TIMESTAMP (read as UTC), a DATE or an ISO string, not '
+               || typeof(x))
+END;
+
+CREATE OR REPLACE MACRO as_of_time(x) AS CASE
+    WHEN x IS NULL OR typeof(x) NOT IN ('VARCHAR', 'DATE', 'TIMESTAMP WITH TIME ZONE', 'TIMESTAMP', 'TIMESTAMP_S', 'TIMESTAMP_MS', 'TIMESTAMP_NS')
+        THEN CAST(NULL AS TIMESTAMPTZ)
+    WHEN typeof(x) = 'TIMESTAMP WITH TIME ZONE' THEN TRY_CAST(x AS TIMESTAMPTZ)
+    WHEN typeof(x) IN ('TIMESTAMP', 'TIMESTAMP_S', 'TIMESTAMP_MS', 'TIMESTAMP_NS') THEN timezone('UTC', TRY_CAST(x AS TIMESTAMP))
+    WHEN typeof(x) = 'DATE' THEN timezone('UTC', CAST(TRY_CAST(x AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)
+    WHEN regexp_full_match(trim(CAST(x AS VARCHAR)), '[0-9]+') THEN CAST(NULL AS TIMESTAMPTZ)
+    WHEN length(trim(CAST(x AS VARCHAR))) = 10 AND TRY_CAST(trim(CAST(x AS VARCHAR)) AS DATE) IS NOT NULL
+        THEN timezone('UTC', CAST(TRY_CAST(trim(CAST(x AS VARCHAR)) AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)
+    WHEN TRY_CAST(trim(CAST(x AS VARCHAR)) AS TIMESTAMP) IS NULL
+        THEN error('as_of=''' || CAST(x AS VARCHAR) || ''' is not a seq, an ISO date or an ISO timestamp')
+    WHEN regexp_matches(trim(CAST(x AS VARCHAR)), '([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$') THEN TRY_CAST(trim(CAST(x AS VARCHAR)) AS TIMESTAMPTZ)
+    ELSE error('as_of=''' || CAST(x AS VARCHAR) || ''' has no time zone; add one, e.g. ' || trim(CAST(x AS VARCHAR)) || '+00:00')
+END;
+
+CREATE OR REPLACE MACRO events_as_of(x) AS TABLE
+SELECT * FROM events
+WHERE seq <= coalesce(as_of_seq(x), 9223372036854775807)
+  AND occurred_at <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity');
+
+CREATE OR REPLACE VIEW commits AS
+SELECT CAST("version" AS BIGINT) AS "version", CAST("first_seq" AS BIGINT) AS "first_seq", CAST("last_seq" AS BIGINT) AS "last_seq", CAST("event_count" AS BIGINT) AS "event_count", CAST("recorded_at" AS TIMESTAMPTZ) AS "recorded_at", CAST("operation" AS VARCHAR) AS "operation", CAST("committed_at" AS TIMESTAMPTZ) AS "committed_at", CAST("idempotency_key" AS VARCHAR) AS "idempotency_key"
+FROM (VALUES
+    (0, NULL, NULL, NULL, NULL, 'create', '<TIME>', NULL),
+    (1, 1, 2, 2, '<TIME>', 'append', '<TIME>', NULL),
+    (2, 3, 3, 1, '<TIME>', 'append', '<TIME>', NULL),
+    (3, 4, 4, 1, '<TIME>', 'append', '<TIME>', NULL)
+) AS v("version", "first_seq", "last_seq", "event_count", "recorded_at", "operation", "committed_at", "idempotency_key");
+
+CREATE OR REPLACE VIEW snapshots AS
+SELECT CAST("seq" AS BIGINT) AS "seq", CAST("delta_version" AS BIGINT) AS "delta_version", CAST("rows" AS BIGINT) AS "rows", CAST("state_version" AS BIGINT) AS "state_version", CAST("created_at" AS TIMESTAMPTZ) AS "created_at", CAST("max_occurred_at" AS TIMESTAMPTZ) AS "max_occurred_at", CAST("file" AS VARCHAR) AS "file", CAST("sha256" AS VARCHAR) AS "sha256", CAST("usable" AS BOOLEAN) AS "usable"
+FROM (VALUES
+    (3, 2, 2, 1, '<TIME>', '<TIME>', 'v1-seq000000000000003.parquet', '<SHA256>', TRUE)
+) AS v("seq", "delta_version", "rows", "state_version", "created_at", "max_occurred_at", "file", "sha256", "usable");
+
+CREATE OR REPLACE VIEW inventory AS
+WITH base AS (
+    SELECT CAST("item" AS VARCHAR) AS "item", CAST("quantity" AS BIGINT) AS "quantity", CAST("rarity" AS VARCHAR) AS "rarity", CAST("origin" AS VARCHAR) AS "origin", CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at", CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at", CAST("stream_version" AS BIGINT) AS "stream_version"
+    FROM read_parquet(['<STORE>/snapshots/v1-seq000000000000003.parquet'], hive_partitioning = false, union_by_name = true)
+), tail AS (
+    SELECT
+        stream_id AS item,
+        SUM(CASE WHEN event_type = 'item_added' THEN quantity ELSE -quantity END)::BIGINT AS quantity,
+        -- Within one stream, stream_version orders events as seq does, and is read anyway.
+        arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
+        arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
+        MIN(occurred_at) FILTER (WHERE event_type = 'item_added') AS first_added_at,
+        MAX(occurred_at) AS last_changed_at,
+        MAX(stream_version) AS stream_version
+    FROM read_parquet(['<STORE>/events/occurred_on=2024-03-03/part-00000-<UUID>-c000.zstd.parquet'], hive_partitioning = false, union_by_name = true)
+    WHERE TRUE
+    GROUP BY stream_id
+)
+SELECT
+    coalesce(b.item, t.item) AS "item",
+    CAST(coalesce(b.quantity, 0) + coalesce(t.quantity, 0) AS BIGINT) AS "quantity",
+    coalesce(t.rarity, b.rarity) AS "rarity",
+    coalesce(t.origin, b.origin) AS "origin",
+    least(b.first_added_at, t.first_added_at) AS "first_added_at",
+    greatest(b.last_changed_at, t.last_changed_at) AS "last_changed_at",
+    greatest(b.stream_version, t.stream_version) AS "stream_version"
+FROM base AS b FULL OUTER JOIN tail AS t ON b.item = t.item
+WHERE coalesce(b.quantity, 0) + coalesce(t.quantity, 0) > 0
+ORDER BY item;
+
+CREATE OR REPLACE MACRO inventory_as_of(x) AS TABLE
+WITH base AS (
+    SELECT CAST("item" AS VARCHAR) AS "item", CAST("quantity" AS BIGINT) AS "quantity", CAST("rarity" AS VARCHAR) AS "rarity", CAST("origin" AS VARCHAR) AS "origin", CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at", CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at", CAST("stream_version" AS BIGINT) AS "stream_version"
+    FROM read_parquet(['<STORE>/snapshots/v1-seq000000000000003.parquet'], hive_partitioning = false, union_by_name = true)
+    WHERE CASE WHEN 3 <= coalesce(as_of_seq(x), 9223372036854775807) AND CAST('<TIME>' AS TIMESTAMPTZ) <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity') THEN 3 ELSE 0 END = 3
+), tail AS (
+    SELECT
+        stream_id AS item,
+        SUM(CASE WHEN event_type = 'item_added' THEN quantity ELSE -quantity END)::BIGINT AS quantity,
+        -- Within one stream, stream_version orders events as seq does, and is read anyway.
+        arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
+        arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
+        MIN(occurred_at) FILTER (WHERE event_type = 'item_added') AS first_added_at,
+        MAX(occurred_at) AS last_changed_at,
+        MAX(stream_version) AS stream_version
+    FROM events
+    WHERE seq > CASE WHEN 3 <= coalesce(as_of_seq(x), 9223372036854775807) AND CAST('<TIME>' AS TIMESTAMPTZ) <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity') THEN 3 ELSE 0 END
+      AND seq <= coalesce(as_of_seq(x), 9223372036854775807)
+      AND occurred_at <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity')
+    GROUP BY stream_id
+)
+SELECT
+    coalesce(b.item, t.item) AS "item",
+    CAST(coalesce(b.quantity, 0) + coalesce(t.quantity, 0) AS BIGINT) AS "quantity",
+    coalesce(t.rarity, b.rarity) AS "rarity",
+    coalesce(t.origin, b.origin) AS "origin",
+    least(b.first_added_at, t.first_added_at) AS "first_added_at",
+    greatest(b.last_changed_at, t.last_changed_at) AS "last_changed_at",
+    greatest(b.stream_version, t.stream_version) AS "stream_version"
+FROM base AS b FULL OUTER JOIN tail AS t ON b.item = t.item
+WHERE coalesce(b.quantity, 0) + coalesce(t.quantity, 0) > 0
+ORDER BY item;
+
+CREATE OR REPLACE VIEW projections AS
+SELECT CAST("name" AS VARCHAR) AS "name", CAST("checkpoint" AS BIGINT) AS "checkpoint", CAST("file" AS VARCHAR) AS "file", CAST("manifest" AS VARCHAR) AS "manifest"
+FROM (VALUES
+    ('top items', 3, '<STORE>/projections/top items/t-1.parquet', '{"file": "t-1.parquet", "checkpoint": 3, "rows": 1}')
+) AS v("name", "checkpoint", "file", "manifest");
+
+CREATE OR REPLACE VIEW "top items" AS
+SELECT * FROM read_parquet(['<STORE>/projections/top items/t-1.parquet'], hive_partitioning = false, union_by_name = true);
