@@ -349,6 +349,124 @@ def generate(
 # --- helpers ---------------------------------------------------------------------------------
 
 
+# --- projections -----------------------------------------------------------------------------
+
+
+@main.group()
+def project() -> None:
+    """Projections: analytic tables kept up to date from the log."""
+
+
+@project.command("list")
+@click.pass_obj
+def project_list(store: _Store) -> None:
+    """List the registered projections with their mode and description."""
+    projector = store.inventory().projector
+    rows = [{"name": n, "mode": p.mode, "source": p.source, "description": p.description}
+            for n, p in projector.registry.items()]
+    _emit(pl.DataFrame(rows), "table")
+
+
+@project.command("status")
+@_format_option("table", "json")
+@click.pass_obj
+def project_status(store: _Store, fmt: str) -> None:
+    """Checkpoint, lag, rows, last build and mode of every projection."""
+    statuses = store.inventory().projections_status()
+    _emit(pl.DataFrame([s.as_dict() for s in statuses]), fmt)
+
+
+@project.command("update")
+@click.argument("name", required=False)
+@click.pass_obj
+def project_update(store: _Store, name: str | None) -> None:
+    """Bring NAME (default: every projection) up to the head of the log."""
+    _run_projections(store.inventory(), name, rebuild=False)
+
+
+@project.command("rebuild")
+@click.argument("name", required=False)
+@click.pass_obj
+def project_rebuild(store: _Store, name: str | None) -> None:
+    """Rebuild NAME (default: every projection) from the whole log."""
+    _run_projections(store.inventory(), name, rebuild=True)
+
+
+@project.command("show")
+@click.argument("name")
+@_as_of_option
+@click.option("--top", "top", type=click.IntRange(min=1), default=None, help="Only the N highest-ranked rows.")
+@_format_option("table", "csv", "json")
+@click.pass_obj
+def project_show(store: _Store, name: str, as_of: int | str | None, top: int | None, fmt: str) -> None:
+    """Print the table of projection NAME."""
+    handle = store.inventory().projection(name)
+    _emit(handle.top(top, as_of=as_of) if top else handle.read(as_of), fmt)
+
+
+def _run_projections(inventory: Inventory, name: str | None, *, rebuild: bool) -> None:
+    names = None if name is None else [name]
+    if name is not None:
+        inventory.projector.get(name)  # unknown names fail before any work
+    total = len(inventory.projector.registry) if name is None else 1
+    with _progress(total=total, unit="table", desc="rebuild" if rebuild else "update") as bar:
+        statuses = inventory.update_projections(names, rebuild=rebuild, progress=lambda _name: bar.update(1))
+    for status in statuses.values():
+        click.echo(f"{status.name}: checkpoint {status.checkpoint}, {status.rows} rows ({status.mode})")
+
+
+# --- SQL ---------------------------------------------------------------------------------------
+
+
+@main.command("sql")
+@click.argument("query", required=False)
+@click.option("-f", "--file", "query_file", type=click.Path(dir_okay=False, path_type=Path), help="Read the query from a file.")
+@_format_option("table", "csv", "json", "parquet")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the result to a file.")
+@click.pass_obj
+def sql_(store: _Store, query: str | None, query_file: Path | None, fmt: str, output: Path | None) -> None:
+    """Run one read-only SQL query (argument, -f FILE, or standard input) over the store's views."""
+    from eventlog.sql import query as run_query
+
+    result = run_query(store.log(), _query_text(query, query_file))
+    if output is None:
+        if fmt == "parquet":
+            raise InputFileError("--format parquet writes a file: add --output FILE")
+        _emit(result, fmt)
+        return
+    if fmt == "table":
+        output.write_text(str(result) + "\n", encoding="utf-8")
+    else:
+        {"csv": result.write_csv, "json": result.write_json, "parquet": result.write_parquet}[fmt](output)
+    click.echo(f"wrote {_plural(result.height, 'row')} to {output}")
+
+
+@main.command("export-duckdb")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def export_duckdb(store: _Store, file: Path) -> None:
+    """Write a DuckDB database FILE whose views read this store (pinned to its current version)."""
+    from eventlog.sql import export_duckdb as export
+
+    path = export(store.log(), file)
+    click.echo(f"wrote {path}; it shows Delta version {store.log().version} — export again to refresh")
+
+
+def _query_text(query: str | None, query_file: Path | None) -> str:
+    if query is not None and query_file is not None:
+        raise InputFileError("give the query as an argument or with -f, not both")
+    if query_file is not None:
+        try:
+            return query_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"{query_file}: cannot read the query: {exc}") from None
+    if query is not None:
+        return query
+    if sys.stdin.isatty():
+        raise InputFileError("no query: pass it as an argument, with -f FILE, or on standard input")
+    return sys.stdin.read()
+
+
 class _ImportRejected(EventLogError):
     """A batch of an import was rejected: the library's reason, with the file and what was kept."""
 

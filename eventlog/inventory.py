@@ -26,13 +26,14 @@ from eventlog.errors import (
     InsufficientStockError,
     ProjectionError,
     SchemaMismatchError,
+    SnapshotError,
     StoreExistsError,
     ValidationError,
 )
 from eventlog.log import AppendResult, EventLog
 from eventlog.projections import AnyProjection, Projector, ProjectionStatus
 from eventlog.schema import EventSchema, EventType, Field
-from eventlog.snapshots import SnapshotInfo, SnapshotStore, covers
+from eventlog.snapshots import SnapshotInfo, SnapshotStore, SnapshotWarning, covers
 
 if TYPE_CHECKING:
     import duckdb
@@ -89,6 +90,8 @@ class Inventory:
         _check_schema(log)
         if projection_reads not in ("update", "stale"):
             raise ValueError(f"projection_reads is 'update' or 'stale', not {projection_reads!r}")
+        if keep_snapshots < 1:  # retention always keeps the newest snapshot: it is the one reads start from
+            raise ValueError(f"keep_snapshots is at least 1, not {keep_snapshots}")
         self.log = log
         self.snapshot_every = snapshot_every
         self.keep_snapshots = keep_snapshots
@@ -193,6 +196,27 @@ class Inventory:
             .collect()
         )
 
+    def sql(self, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> pl.DataFrame:
+        """Run one read-only SQL query over the store's views (see ``eventlog.sql``).
+
+        Parameters are bound, never spliced into the text.
+
+        Example:
+            >>> import tempfile
+            >>> inv = Inventory.open(tempfile.mkdtemp() + "/store")
+            >>> _ = inv.add_item("sword", 2)
+            >>> inv.sql("SELECT item, quantity FROM inventory WHERE item = $name", {"name": "sword"}).rows()
+            [('sword', 2)]
+        """
+        from eventlog.sql import query as run_query  # sql sits above the inventory layer
+
+        return run_query(self, query, params)
+
+    def _repr_html_(self) -> str:
+        from eventlog._display import inventory_html
+
+        return inventory_html(self)
+
     # --- snapshots -----------------------------------------------------------------------
 
     def snapshot(self) -> SnapshotInfo:
@@ -244,8 +268,11 @@ class Inventory:
         base_seq, base, rebuild = self._best_base(seq, cut.business)
         state = merge(base, fold(self.log, self._duckdb(), after=base_seq, cut=seq, business=cut.business))
         self._remember(key, state)
-        if cut.business is None and (rebuild or seq - base_seq >= self.snapshot_every) and seq > 0:
-            self._write_snapshot(state, seq)
+        if cut.business is None and (rebuild or seq - base_seq > self.snapshot_every) and seq > 0:
+            try:
+                self._write_snapshot(state, seq)
+            except SnapshotError as exc:  # a snapshot only saves time: a read (or a write's check) goes on
+                warnings.warn(f"{exc}; the state was computed from the log", SnapshotWarning, stacklevel=3)
         return state
 
     def _best_base(self, seq: int, business: dt.datetime | None) -> tuple[int, pl.DataFrame, bool]:
@@ -338,6 +365,11 @@ class ProjectionHandle:
 
     def __repr__(self) -> str:
         return f"<projection {self.name!r} of {self._inventory.path}>"
+
+    def _repr_html_(self) -> str:
+        from eventlog._display import projection_html
+
+        return projection_html(self)
 
 
 class StaleProjectionWarning(UserWarning):

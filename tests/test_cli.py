@@ -485,3 +485,68 @@ def test_generate_output_writes_a_file_that_imports_into_the_same_stock(
     ok(store, "init")
     ok(store, "import", str(output))
     assert Inventory.open(store).stock().equals(Inventory.open(direct).stock())
+
+
+# --- projections and SQL --------------------------------------------------------------------
+
+
+def test_project_update_then_show_gives_the_projection_table(inventory: Inventory, store: Path) -> None:
+    ok(store, "project", "update")
+    shown = pl.read_json(ok(store, "project", "show", "most_collected_items", "--format", "json").encode())
+    expected = Inventory.open(store).projection("most_collected_items").read()
+    assert shown.rows() == expected.rows()
+
+
+def test_project_show_top_ranks_by_the_projection_rank_column(inventory: Inventory, store: Path) -> None:
+    shown = pl.read_json(ok(store, "project", "show", "most_collected_items", "--top", "1", "--format", "json").encode())
+    assert shown["item"].to_list() == ["Ōkami Charm 🐺"]
+
+
+def test_project_status_reports_lag_after_an_append(inventory: Inventory, store: Path) -> None:
+    ok(store, "project", "update")
+    ok(store, "add", "lantern")
+    status = {row["name"]: row for row in json.loads(ok(store, "project", "status", "--format", "json"))}
+    assert status["most_collected_items"]["lag"] == 1
+    assert status["stockouts"]["mode"] == "rebuild"
+
+
+def test_project_rebuild_of_an_unknown_name_is_one_line(inventory: Inventory, store: Path) -> None:
+    assert_one_line_error(run(store, "project", "rebuild", "nope"), "no projection named 'nope'")
+
+
+def test_sql_query_matches_the_python_api(inventory: Inventory, store: Path) -> None:
+    out = pl.read_csv(ok(store, "sql", "SELECT item, quantity FROM inventory ORDER BY item", "--format", "csv").encode())
+    assert out.rows() == Inventory.open(store).stock().select("item", "quantity").rows()
+
+
+def test_sql_reads_the_query_from_a_file_and_writes_parquet(inventory: Inventory, store: Path, tmp_path: Path) -> None:
+    query = tmp_path / "q.sql"
+    query.write_text("SELECT count(*) AS n FROM events")
+    target = tmp_path / "out.parquet"
+    ok(store, "sql", "-f", str(query), "--format", "parquet", "--output", str(target))
+    assert pl.read_parquet(target)["n"].to_list() == [len(ROWS)]
+
+
+def test_sql_reads_the_query_from_standard_input(inventory: Inventory, store: Path) -> None:
+    result = CliRunner().invoke(main, ["--store", str(store), "sql", "--format", "json"],
+                                input="SELECT max(seq) AS head FROM events", catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [{"head": len(ROWS)}]
+
+
+def test_sql_that_writes_is_refused_and_changes_nothing(inventory: Inventory, store: Path) -> None:
+    before = position(store)
+    assert_one_line_error(run(store, "sql", "DELETE FROM events"), "SELECT")
+    assert position(store) == before
+
+
+def test_export_duckdb_writes_a_database_with_the_views(inventory: Inventory, store: Path, tmp_path: Path) -> None:
+    import duckdb
+
+    target = tmp_path / "copy.duckdb"
+    ok(store, "export-duckdb", str(target))
+    con = duckdb.connect(str(target), read_only=True)
+    try:
+        assert con.sql("SELECT count(*) FROM events").fetchall() == [(len(ROWS),)]
+    finally:
+        con.close()
