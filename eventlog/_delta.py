@@ -7,8 +7,12 @@ this module maps those to deltalake calls and converts its errors where they ent
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
@@ -42,6 +46,8 @@ _WRITER = WriterProperties(
 )
 _HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 META_PREFIX = "eventlog."
+# A file deltalake is still writing (or a killed writer left): "<name>#<n>".
+_STAGED = re.compile(r"#\d+$")
 
 
 def arrow_schema(columns: dict[str, pl.DataType]) -> pa.Schema:
@@ -86,7 +92,22 @@ class DeltaEvents:
         return pl.DataFrame(pa.table(self._table.get_add_actions(flatten=True)))
 
     def file_uris(self) -> list[str]:
-        return self._table.file_uris()
+        """Live data files as local paths.
+
+        deltalake percent-encodes the table root in ``file_uris()`` (``my store`` becomes
+        ``my%20store``) and readers take that text literally, so the root is decoded here.
+        """
+        encoded = self._encoded_root()
+        if encoded is None:
+            return self._table.file_uris()
+        root = unquote(encoded)
+        return [root + uri.removeprefix(encoded) for uri in self._table.file_uris()]
+
+    def _encoded_root(self) -> str | None:
+        """The table root as ``file_uris()`` spells it, when that differs from the real path."""
+        root = self._table.table_uri.removeprefix("file://")
+        root = root if root.endswith("/") else root + "/"
+        return root if unquote(root) != root else None
 
     def head_and_last_recorded(self) -> tuple[int, dt.datetime | None]:
         """Last seq and last recorded_at, from file statistics: no data is read."""
@@ -108,7 +129,16 @@ class DeltaEvents:
 
     def scan(self) -> pl.LazyFrame:
         """The whole table as of this object's version. Callers cut it by seq for isolation."""
-        return pl.scan_delta(self._table)
+        if self._encoded_root() is None:
+            return pl.scan_delta(self._table)
+        # pl.scan_delta reads the encoded file_uris() and finds no files under a root with
+        # a space or non-ASCII letters in it; this scan skips files by Parquet footers only.
+        schema = pl.DataFrame(pa.schema(self._table.schema().to_arrow()).empty_table()).schema
+        files = self.file_uris()
+        if not files:
+            return pl.LazyFrame(schema=schema)
+        hive = {PARTITION_COLUMN: schema[PARTITION_COLUMN]}
+        return pl.scan_parquet(files, hive_partitioning=True, hive_schema=hive).select(list(schema))
 
     # --- writes (callers hold the writer lock) -----------------------------------------
 
@@ -146,8 +176,9 @@ class DeltaEvents:
         return metrics
 
     def vacuum(self, *, retention_hours: float, dry_run: bool) -> list[str]:
+        hours = math.ceil(retention_hours)  # deltalake takes whole hours: never keep less
         removed = self._table.vacuum(
-            retention_hours=int(retention_hours),
+            retention_hours=hours,
             dry_run=dry_run,
             enforce_retention_duration=False,
             full=True,
@@ -155,4 +186,24 @@ class DeltaEvents:
             post_commithook_properties=_HOOKS,
         )
         self.refresh()
-        return removed
+        staged = self._staged_leftovers(older_than=time.time() - hours * 3600)
+        if not dry_run:
+            for name in staged:
+                (self.path / name).unlink(missing_ok=True)
+        return removed + staged
+
+    def _staged_leftovers(self, *, older_than: float) -> list[str]:
+        """Data files a killed writer left half written.
+
+        deltalake writes each data file as ``<name>#<n>`` and renames it when complete; its
+        vacuum does not list those names, so they would stay forever. The commit log's own
+        staging files are left alone.
+        """
+        return sorted(
+            p.relative_to(self.path).as_posix()
+            for p in self.path.rglob("*#*")
+            if _STAGED.search(p.name)
+            and p.relative_to(self.path).parts[0] != "_delta_log"
+            and p.is_file()
+            and p.stat().st_mtime <= older_than
+        )

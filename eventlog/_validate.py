@@ -216,14 +216,31 @@ def _cast_timestamps(s: pl.Series, name: str) -> pl.Series:
             raise ValidationError(_NAIVE_HINT, row=row, field=name)
         return s.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
     if s.dtype == pl.String:
-        parsed = s.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
-        row = first_row(pl.DataFrame([s, parsed.alias("__p")]), pl.col(name).is_not_null() & pl.col("__p").is_null())
-        if row is not None:
-            _parse_timestamp_text(s[row], row=row, field=name)  # raises the precise error
-            raise ValidationError(f"{s[row]!r} is not an ISO 8601 timestamp", row=row, field=name)
-        return parsed
+        return _parse_timestamp_column(s, name)
     row = first_row(s.to_frame(), pl.col(name).is_not_null()) or 0
     raise ValidationError(f"expected a UTC timestamp, got {s.dtype} (e.g. {s[row]!r})", row=row, field=name)
+
+
+def _parse_timestamp_column(s: pl.Series, name: str) -> pl.Series:
+    """ISO strings with an offset, parsed vectorised; a string without one is an error, never UTC.
+
+    Polars infers one format from the first value: ``time_zone="UTC"`` would read strings
+    without an offset as UTC, and values in another format come back null. Only those
+    rows go through the Python parser, which accepts them or names the precise problem.
+    """
+    utc = pl.Datetime("us", "UTC")
+    try:
+        parsed = s.str.to_datetime(time_unit="us", strict=False)
+    except pl.exceptions.ComputeError:  # no value gave polars a format to infer
+        parsed = None
+    if parsed is None or parsed.dtype.time_zone is None:  # or it was inferred from a naive value
+        parsed = pl.repeat(None, s.len(), dtype=utc, eager=True)
+    parsed = parsed.dt.convert_time_zone("UTC").cast(utc).alias(name)
+    failed = (s.is_not_null() & parsed.is_null()).arg_true()
+    if failed.len():
+        redo = [_parse_timestamp_text(s[i], row=i, field=name) for i in failed]
+        parsed = parsed.scatter(failed, pl.Series(name, redo, dtype=utc))
+    return parsed
 
 
 def _check_identifiers(df: pl.DataFrame) -> None:
@@ -243,9 +260,14 @@ def _check_identifiers(df: pl.DataFrame) -> None:
         if row is not None:
             raise ValidationError(message, row=row, field=field_name)
     if "event_id" in df.columns:
-        dup = first_row(df, pl.col("event_id").is_not_null() & pl.col("event_id").is_duplicated())
+        # Name the row that repeats an id, and the earlier row it repeats.
+        dup = first_row(df, pl.col("event_id").is_not_null() & ~pl.col("event_id").is_first_distinct())
         if dup is not None:
-            raise DuplicateEventError(f"event_id {df['event_id'][dup]!r} occurs twice in the batch", row=dup, field="event_id")
+            event_id = df["event_id"][dup]
+            first = first_row(df, pl.col("event_id") == event_id)
+            raise DuplicateEventError(
+                f"event_id {event_id!r} occurs twice in the batch (also in row {first})", row=dup, field="event_id"
+            )
 
 
 def _apply_event_types(df: pl.DataFrame, schema: EventSchema) -> pl.DataFrame:

@@ -68,7 +68,9 @@ class EventLog:
         self.schema = schema
         self.lock_timeout = lock_timeout
         self._events = DeltaEvents(path / "events")
-        self._lock = FileLock(str(path / ".writer.lock"), timeout=lock_timeout, thread_local=False)
+        # thread_local: each thread takes its own flock, so threads sharing this object exclude
+        # each other too (a shared one let a second thread in while the first was appending).
+        self._lock = FileLock(str(path / ".writer.lock"), timeout=lock_timeout, thread_local=True)
         self._streams = _StreamVersions()
         self._stored_columns = [*schema.columns(), PARTITION_COLUMN]
 
@@ -82,6 +84,8 @@ class EventLog:
             raise StoreExistsError(f"{root} already holds an event store; use EventLog.open")
         root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(root / ".writer.lock"), timeout=lock_timeout):
+            if (root / _STORE_FILE).exists():  # another process created it while we waited
+                raise StoreExistsError(f"{root} already holds an event store; use EventLog.open")
             if not (root / "events" / "_delta_log").exists():
                 DeltaEvents.create(root / "events", arrow_schema(schema.columns()))
             _write_json_atomically(root / _STORE_FILE, {"format": _FORMAT, "schema": schema.to_json()})
@@ -126,6 +130,9 @@ class EventLog:
         files by their statistics. The frame is cut at the head seen now, so collecting it
         later still shows the same committed prefix.
         """
+        for what, names in (("streams", streams), ("event_types", event_types)):
+            if isinstance(names, str):  # list("ab") would silently filter on "a" and "b"
+                raise ValidationError(f"give a list of names, e.g. {what}=[{names!r}]", field=what)
         head = self.head()
         cut = head if as_of is None else min(int(as_of), head)
         return self._scan_raw(cut, streams=streams, event_types=event_types).select(list(self.schema.columns()))
@@ -274,9 +281,10 @@ def _committed_result(log: EventLog, key: str) -> AppendResult | None:
 def _check_expected(expected: Mapping[str, ExpectedVersion], actual: dict[str, int]) -> None:
     for stream, want in expected.items():
         have = actual.get(stream, 0)
-        if isinstance(want, bool) or not (isinstance(want, int) or want in ("any", "no_stream", "exists")):
+        is_version = isinstance(want, int) and not isinstance(want, bool) and want >= 0
+        if not (is_version or want in ("any", "no_stream", "exists")):
             raise ValidationError(
-                f"an expected version is an int, 'no_stream', 'exists' or 'any', not {want!r}",
+                f"an expected version is an int >= 0, 'no_stream', 'exists' or 'any', not {want!r}",
                 field=f"expected_versions[{stream!r}]",
             )
         ok = (
@@ -298,12 +306,12 @@ def _check_event_ids_unused(log: EventLog, frame: pl.DataFrame, head: int) -> No
         log._scan_raw(head)
         .filter(pl.col("event_id").is_in(given.implode()))
         .select("event_id", "seq")
-        .head(1)
         .collect()
     )
-    if clash.height:
-        event_id, seq = clash.row(0)
-        row = first_row(frame, pl.col("event_id") == event_id)
+    if clash.height:  # name the first row of the batch that clashes, like every other check
+        row = first_row(frame, pl.col("event_id").is_in(clash["event_id"].implode()))
+        event_id = frame["event_id"][row]
+        seq = clash.filter(pl.col("event_id") == event_id)["seq"][0]
         raise DuplicateEventError(f"event_id {event_id!r} is already in the log at seq {seq}", row=row, field="event_id")
 
 

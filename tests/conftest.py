@@ -1,0 +1,63 @@
+"""Shared fixtures: the schema, an empty and an existing store, a sample batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import ADDED, AWKWARD_STREAMS, as_polars, make_schema, read_all, sample_records
+
+from eventlog import EventLog, EventSchema
+
+
+@pytest.fixture(scope="session")
+def schema() -> EventSchema:
+    return make_schema()
+
+
+@pytest.fixture
+def sample_batch() -> list[dict[str, Any]]:
+    return sample_records()
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store with spaces; 'quotes' ✓"
+
+
+@pytest.fixture
+def empty_log(store_path: Path, schema: EventSchema) -> EventLog:
+    return EventLog.create(store_path, schema)
+
+
+@pytest.fixture
+def existing_log(empty_log: EventLog) -> EventLog:
+    """Three committed batches (7 events) over several awkward streams."""
+    records = sample_records()
+    empty_log.append(records[:2])
+    empty_log.append(as_polars(records[2:]))
+    empty_log.append(
+        [
+            {"event_type": ADDED, "stream_id": s, "sku": f"sku {i}", "quantity": i + 1}
+            for i, s in enumerate(AWKWARD_STREAMS[:2])
+        ]
+    )
+    return empty_log
+
+
+@pytest.fixture
+def unchanged() -> Callable[[EventLog], Any]:
+    """``with unchanged(log): ...`` fails unless head and the Delta version stay where they were."""
+
+    @contextmanager
+    def check(log: EventLog) -> Iterator[None]:
+        head, version = log.head(), log.version
+        before = read_all(log)
+        yield
+        assert (log.head(), log.version) == (head, version)
+        assert read_all(log).equals(before)
+
+    return check

@@ -1,0 +1,157 @@
+"""Compaction and vacuum change the files, never the answers; scans keep their cut."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from support import AWKWARD_STREAMS, SELECT, added, read_all
+
+from eventlog import EventLog
+
+
+@pytest.fixture(params=["plain", "with spaces ✓"])
+def store_path(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """Both ways of reading the table: deltalake spells a path with spaces differently."""
+    return tmp_path / request.param
+
+
+@pytest.fixture
+def fragmented_log(existing_log: EventLog) -> EventLog:
+    """Many small files: one per append."""
+    for i in range(12):
+        existing_log.append([added(AWKWARD_STREAMS[i % len(AWKWARD_STREAMS)], quantity=i + 1)])
+    return existing_log
+
+
+def _answers(log: EventLog) -> dict[str, object]:
+    """The results of the queries a user may run; compaction must leave all of them alone."""
+    return {
+        "full": read_all(log),
+        "as_of": log.scan(as_of=5).collect().sort("seq"),
+        "stream": log.scan(streams=[AWKWARD_STREAMS[1]]).collect().sort("seq"),
+        "type": log.scan(event_types=[SELECT]).collect().sort("seq"),
+        "head": log.head(),
+        "versions": {s: log.stream_version(s) for s in AWKWARD_STREAMS},
+    }
+
+
+def _same(a: dict[str, object], b: dict[str, object]) -> bool:
+    return a.keys() == b.keys() and all(
+        x.equals(y) if isinstance(x, pl.DataFrame) else x == y for x, y in zip(a.values(), b.values(), strict=True)
+    )
+
+
+def _parquet_on_disk(log: EventLog) -> set[str]:
+    """Data files present in the table directory, live or not, as paths relative to it."""
+    root = log.path / "events"
+    return {str(p.relative_to(root)) for p in root.rglob("*.parquet") if "_delta_log" not in p.parts}
+
+
+def test_compact_leaves_every_query_result_unchanged(fragmented_log: EventLog) -> None:
+    before = _answers(fragmented_log)
+    fragmented_log.compact()
+    assert _same(_answers(fragmented_log), before)
+    assert _same(_answers(EventLog.open(fragmented_log.path)), before)
+
+
+def test_compact_reduces_the_file_count(fragmented_log: EventLog) -> None:
+    files_before = fragmented_log.files().height
+    fragmented_log.compact()
+    files_after = fragmented_log.files().height
+    assert files_after < files_before
+    # one file per occurred_on partition is the floor
+    assert files_after == fragmented_log.files()["partition.occurred_on"].n_unique()
+
+
+def test_appends_after_compact_continue_seq_and_stream_versions(fragmented_log: EventLog) -> None:
+    head = fragmented_log.head()
+    version = fragmented_log.stream_version(AWKWARD_STREAMS[0])
+    fragmented_log.compact()
+    result = fragmented_log.append([added(AWKWARD_STREAMS[0])])
+    assert result.first_seq == head + 1
+    assert fragmented_log.stream_version(AWKWARD_STREAMS[0]) == version + 1
+    assert read_all(fragmented_log)["seq"].to_list() == list(range(1, head + 2))
+
+
+def test_vacuum_with_zero_retention_keeps_the_current_version_readable(fragmented_log: EventLog) -> None:
+    fragmented_log.compact()
+    before = _answers(fragmented_log)
+    removed = fragmented_log.vacuum(retention_hours=0)
+    assert removed  # the files compaction replaced
+    assert _same(_answers(fragmented_log), before)
+    assert _same(_answers(EventLog.open(fragmented_log.path)), before)
+    assert fragmented_log.append([added("after vacuum")]).first_seq == before["head"] + 1  # type: ignore[operator]
+
+
+def test_vacuum_with_zero_retention_deletes_every_unreferenced_file(fragmented_log: EventLog) -> None:
+    fragmented_log.compact()
+    live = {str(p) for p in fragmented_log.files()["path"]}
+    assert _parquet_on_disk(fragmented_log) > live
+    fragmented_log.vacuum(retention_hours=0)
+    assert _parquet_on_disk(fragmented_log) == live
+
+
+def test_vacuum_dry_run_lists_files_but_deletes_nothing(fragmented_log: EventLog) -> None:
+    fragmented_log.compact()
+    on_disk = _parquet_on_disk(fragmented_log)
+    listed = fragmented_log.vacuum(retention_hours=0, dry_run=True)
+    assert listed
+    assert _parquet_on_disk(fragmented_log) == on_disk
+
+
+@pytest.mark.parametrize("hours", [168, 0.5])
+def test_vacuum_keeps_files_younger_than_the_retention(fragmented_log: EventLog, hours: float) -> None:
+    fragmented_log.compact()
+    on_disk = _parquet_on_disk(fragmented_log)
+    assert fragmented_log.vacuum(retention_hours=hours) == []
+    assert _parquet_on_disk(fragmented_log) == on_disk
+
+
+def test_scan_created_before_an_append_shows_only_its_prefix_when_collected_after(existing_log: EventLog) -> None:
+    head = existing_log.head()
+    before = read_all(existing_log)
+    lazy = existing_log.scan()
+    lazy_cut = existing_log.scan(as_of=2)
+    existing_log.append([added("later")] * 3)
+    EventLog.open(existing_log.path).append([added("later still")])
+    got = lazy.collect().sort("seq")
+    assert got["seq"].max() == head
+    assert got.equals(before)
+    assert lazy_cut.collect()["seq"].sort().to_list() == [1, 2]
+
+
+def test_scan_created_before_a_compaction_still_collects_the_same(fragmented_log: EventLog) -> None:
+    before = read_all(fragmented_log)
+    lazy = fragmented_log.scan()
+    fragmented_log.compact()
+    assert lazy.collect().sort("seq").equals(before)
+
+
+def _plant_leftovers(log: EventLog) -> set[str]:
+    """What a killed writer leaves: a finished data file never committed, and one still staged."""
+    live = log.path / "events" / str(log.files()["path"][0])
+    planted = {
+        live.with_name("part-99999-never-committed-c000.zstd.parquet"),
+        live.with_name("part-99998-half-written-c000.zstd.parquet#1"),
+    }
+    for path in planted:
+        path.write_bytes(live.read_bytes()[: len(live.read_bytes()) // 2])
+    return {p.relative_to(log.path / "events").as_posix() for p in planted}
+
+
+def test_vacuum_removes_files_a_killed_writer_left(existing_log: EventLog) -> None:
+    before = read_all(existing_log)
+    planted = _plant_leftovers(existing_log)
+    assert set(existing_log.vacuum(retention_hours=0)) >= planted
+    root = existing_log.path / "events"
+    assert not any((root / p).exists() for p in planted)
+    assert read_all(existing_log).equals(before)
+
+
+def test_vacuum_keeps_leftovers_younger_than_the_retention(existing_log: EventLog) -> None:
+    planted = _plant_leftovers(existing_log)
+    assert existing_log.vacuum(retention_hours=1, dry_run=True) == []
+    assert set(existing_log.vacuum(retention_hours=0, dry_run=True)) >= planted
+    assert all((existing_log.path / "events" / p).exists() for p in planted)
