@@ -349,6 +349,17 @@ def generate(
 # --- helpers ---------------------------------------------------------------------------------
 
 
+@main.command()
+@click.pass_obj
+def verify(store: _Store) -> None:
+    """Recompute the hash chain and check every invariant; exit 1 at the first violation."""
+    log = store.log()
+    is_inventory = log.schema.name == INVENTORY_SCHEMA.name
+    report = Inventory(log).verify() if is_inventory else log.verify()
+    click.echo(str(report))
+    report.raise_if_failed()
+
+
 # --- projections -----------------------------------------------------------------------------
 
 

@@ -38,6 +38,8 @@ from eventlog.snapshots import SnapshotInfo, SnapshotStore, SnapshotWarning, cov
 if TYPE_CHECKING:
     import duckdb
 
+    from eventlog.verify import VerifyReport
+
 _PAYLOAD = (
     Field("quantity", "int64", default=1, min=1),
     Field("rarity", "string", required=False),
@@ -211,6 +213,14 @@ class Inventory:
         from eventlog.sql import query as run_query  # sql sits above the inventory layer
 
         return run_query(self, query, params)
+
+    def verify(self) -> VerifyReport:
+        """The log's checks plus the inventory's: stock never negative, snapshots and projections
+        equal to a recomputation from the log. ``report.ok`` is False at the first violation."""
+        from eventlog._inventory_checks import inventory_checks
+        from eventlog.verify import verify
+
+        return verify(self.log, extra_checks=inventory_checks(self))
 
     def _repr_html_(self) -> str:
         from eventlog._display import inventory_html

@@ -10,23 +10,28 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 from filelock import FileLock, Timeout
 
+from eventlog._chain import GENESIS, commit_hash, events_hash
 from eventlog._delta import DeltaEvents, arrow_schema
 from eventlog._ids import uuid7_series
 from eventlog._validate import Batch, first_row, normalize
 from eventlog.errors import (
     ConcurrencyError,
     DuplicateEventError,
+    IntegrityError,
     LockTimeoutError,
     StoreExistsError,
     StoreNotFoundError,
     ValidationError,
 )
 from eventlog.schema import PARTITION_COLUMN, EventSchema
+
+if TYPE_CHECKING:
+    from eventlog.verify import VerifyReport
 
 ExpectedVersion = int | Literal["no_stream", "exists", "any"]
 _STORE_FILE = "eventlog.json"
@@ -72,6 +77,7 @@ class EventLog:
         # each other too (a shared one let a second thread in while the first was appending).
         self._lock = FileLock(str(path / ".writer.lock"), timeout=lock_timeout, thread_local=True)
         self._streams = _StreamVersions()
+        self._tip: tuple[int, str] | None = None  # (last seq, hash) of the newest append commit
         self._stored_columns = [*schema.columns(), PARTITION_COLUMN]
 
     # --- opening -------------------------------------------------------------------------
@@ -155,10 +161,33 @@ class EventLog:
         head = self.head()
         return self._streams.versions(self, head, [stream_id]).get(stream_id, 0)
 
-    def history(self) -> list[dict[str, Any]]:
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Delta commit history, newest first, with eventlog's own commit metadata."""
         self._events.refresh()
-        return self._events.history()
+        return self._events.history(limit)
+
+    def verify(self) -> VerifyReport:
+        """Recompute the hash chain and check the log's invariants (see ``eventlog.verify``)."""
+        from eventlog.verify import verify
+
+        return verify(self)
+
+    def _chain_tip(self, head: int) -> str | None:
+        """The hash of the append commit that ends at ``head`` (None for an empty log)."""
+        if head == 0:
+            return None
+        if self._tip is not None and self._tip[0] == head:
+            return self._tip[1]
+        limit = 16
+        while True:
+            entries = self._events.history(limit)
+            for entry in entries:
+                if entry.get("eventlog.operation") == "append" and int(entry["eventlog.last_seq"]) == head:
+                    self._tip = (head, entry["eventlog.hash"])
+                    return self._tip[1]
+            if len(entries) < limit:
+                raise IntegrityError(f"{self.path}: no append commit ends at the head seq {head}; run verify")
+            limit *= 4
 
     def files(self) -> pl.DataFrame:
         """Live data files with their Delta statistics."""
@@ -256,8 +285,12 @@ class _WriteTxn:
         recorded_at = now if self.last_recorded is None else max(now, self.last_recorded + dt.timedelta(milliseconds=1))
         events = _assign_envelope(frame, self.head, current, recorded_at).select(log._stored_columns)
         first, last = self.head + 1, self.head + frame.height
+        previous = log._chain_tip(self.head)
+        digest = events_hash(events, log.schema.columns())
+        own = commit_hash(previous, first, last, digest)
         metadata = {"first_seq": str(first), "last_seq": str(last), "count": str(frame.height),
-                    "recorded_at": recorded_at.isoformat(), "operation": "append"}
+                    "recorded_at": recorded_at.isoformat(), "operation": "append",
+                    "prev_hash": previous or GENESIS, "events_hash": digest, "hash": own}
         transactions = {}
         if idempotency_key is not None:
             metadata["idempotency_key"] = idempotency_key
@@ -265,6 +298,7 @@ class _WriteTxn:
                             f"{_IDEMPOTENCY_APP}.last:{idempotency_key}": last}
         version = log._events.append(events.to_arrow(), metadata=metadata, transactions=transactions)
         log._streams.advance(events, last)
+        log._tip = (last, own)
         self.head, self.last_recorded = last, recorded_at
         return AppendResult(first, last, version, recorded_at)
 

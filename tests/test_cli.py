@@ -550,3 +550,16 @@ def test_export_duckdb_writes_a_database_with_the_views(inventory: Inventory, st
         assert con.sql("SELECT count(*) FROM events").fetchall() == [(len(ROWS),)]
     finally:
         con.close()
+
+
+def test_verify_passes_on_a_clean_store(inventory: Inventory, store: Path) -> None:
+    assert ok(store, "verify").startswith("verify OK")
+
+
+def test_verify_fails_with_one_line_when_a_data_file_is_gone(inventory: Inventory, store: Path) -> None:
+    first = inventory.log.files()["path"][0]
+    (store / "events" / first).unlink()
+    result = run(store, "verify")
+    assert result.exit_code == 1
+    assert "FAILED" in result.stdout
+    assert result.stderr.startswith("error: files: a data file listed by the Delta log is missing")

@@ -1,0 +1,84 @@
+"""The inventory's own promises, as extra checks for ``verify``.
+
+Stock never below zero at any point in log order; every snapshot equal to a fold of the
+log up to its seq; every materialised projection equal to a rebuild at its checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from eventlog._fold import STATE_SCHEMA, empty_state, fold
+from eventlog.projections import Projection
+from eventlog.verify import Check, Violation
+
+if TYPE_CHECKING:
+    from eventlog.inventory import Inventory
+    from eventlog.log import EventLog
+
+
+def inventory_checks(inventory: Inventory) -> list[tuple[str, Check]]:
+    return [
+        ("stock never negative", _stock_never_negative),
+        ("snapshots", lambda log, head: _snapshots_match(inventory, head)),
+        ("projections", lambda log, head: _projections_match(inventory, head)),
+    ]
+
+
+def _stock_never_negative(log: EventLog, head: int) -> Violation | None:
+    signed = pl.when(pl.col("event_type") == "item_added").then(pl.col("quantity")).otherwise(-pl.col("quantity"))
+    bad = (
+        log._scan_raw(head)
+        .select("seq", "stream_id", "event_type", "quantity")
+        .sort("seq")
+        .with_columns(stock=signed.cum_sum().over("stream_id"))
+        .filter(pl.col("stock") < 0)
+        .head(1)
+        .collect()
+    )
+    if bad.height == 0:
+        return None
+    seq, item, stock = bad.select("seq", "stream_id", "stock").row(0)
+    return Violation("stock", f"item {item!r} goes to {stock} at this event", seq=seq)
+
+
+def _snapshots_match(inventory: Inventory, head: int) -> Violation | None:
+    key = list(STATE_SCHEMA)
+    for info in inventory.snapshots.list():
+        if info.seq > head:
+            return Violation("snapshots", f"snapshot at seq {info.seq} is beyond the head {head}", file=info.file)
+        stored = inventory.snapshots.load(info)
+        if stored is None:
+            return Violation("snapshots", "snapshot fails its checksum or cannot be read", seq=info.seq, file=info.file)
+        fresh = fold(inventory.log, inventory._duckdb(), after=0, cut=info.seq)
+        if not _same(stored.select(key).cast(empty_state().schema), fresh, ["item"]):  # type: ignore[arg-type]
+            return Violation("snapshots", "snapshot differs from a fold of the log up to its seq", seq=info.seq,
+                             file=info.file)
+    return None
+
+
+def _projections_match(inventory: Inventory, head: int) -> Violation | None:
+    projector = inventory.projector
+    for name, proj in projector.registry.items():
+        manifest = projector.tables.manifest(name)
+        if manifest is None:
+            continue
+        stored = projector.tables.read(name, manifest)
+        cut = manifest.checkpoint
+        if isinstance(proj, Projection):
+            stored = proj.finish(stored)
+            fresh = proj.finish(proj.fold(inventory.log._scan_raw(cut)).collect())
+        else:
+            fresh = projector._compute_from(proj, inventory.log.scan(as_of=cut))
+        if not _same(stored, fresh, stored.columns):
+            return Violation("projections", f"projection {name!r} differs from a rebuild at its checkpoint {cut}",
+                             seq=cut, file=f"projections/{name}/{manifest.file}")
+    return None
+
+
+def _same(a: pl.DataFrame, b: pl.DataFrame, order: list[str]) -> bool:
+    if a.columns != b.columns or a.height != b.height:
+        return False
+    return a.sort(order, nulls_last=True).equals(b.sort(order, nulls_last=True))

@@ -1,0 +1,208 @@
+"""verify: a clean store passes; tampering with data files or the Delta log is found and located."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from eventlog import Inventory
+from eventlog._chain import GENESIS, commit_hash, events_hash
+from eventlog.errors import IntegrityError
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Inventory:
+    """Three commits over three business days, so data files sit in different partitions."""
+    inv = Inventory.open(tmp_path / "store")
+    for day in (1, 2, 3):
+        when = dt.datetime(2024, 1, day, 12, tzinfo=UTC)
+        inv.record([
+            {"event_type": "item_added", "item": f"item {day}", "quantity": 5, "origin": "castle", "occurred_at": when},
+            {"event_type": "item_added", "item": "sword", "quantity": day, "occurred_at": when},
+            {"event_type": "item_removed", "item": "sword", "quantity": 1, "occurred_at": when},
+        ])
+    return inv
+
+
+def data_files(inv: Inventory) -> list[Path]:
+    root = inv.log.path / "events"
+    return [root / p for p in inv.log.files().sort("min.seq")["path"].to_list()]
+
+
+def test_a_clean_store_verifies(inventory: Inventory) -> None:
+    report = inventory.verify()
+    assert report.ok, str(report)
+    assert report.commits == 3
+    assert "hash chain" in report.checks and "stock never negative" in report.checks
+
+
+def test_compaction_does_not_change_the_chain(inventory: Inventory) -> None:
+    for _ in range(3):
+        inventory.add_item("sword", occurred_at=dt.datetime(2024, 1, 3, 13, tzinfo=UTC))
+    before = inventory.log.files().height
+    inventory.log.compact()
+    assert inventory.log.files().height < before
+    assert inventory.verify().ok
+
+
+def test_every_commit_records_the_hash_of_the_one_before(inventory: Inventory) -> None:
+    appends = [e for e in reversed(inventory.log.history()) if e.get("eventlog.operation") == "append"]
+    previous = GENESIS
+    for entry in appends:
+        assert entry["eventlog.prev_hash"] == previous
+        previous = entry["eventlog.hash"]
+
+
+def test_the_event_hash_follows_the_documented_encoding() -> None:
+    # Recomputes the canonical encoding by hand (see eventlog/_chain.py): a change to the
+    # implementation that would break every existing chain fails here.
+    frame = pl.DataFrame({
+        "n": pl.Series([1, None], dtype=pl.Int64),
+        "s": pl.Series(["x|é", None], dtype=pl.String),
+        "t": pl.Series([dt.datetime(2024, 1, 1, tzinfo=UTC), None], dtype=pl.Datetime("us", "UTC")),
+        "d": pl.Series([dt.date(1970, 1, 3), None], dtype=pl.Date),
+        "b": pl.Series([True, None], dtype=pl.Boolean),
+        "f": pl.Series([1.5, None], dtype=pl.Float64),
+    })
+
+    def int64s(*values: int) -> bytes:
+        return b"".join(struct.pack(">q", v) for v in values)
+
+    float_bits = struct.unpack(">q", struct.pack(">d", 1.5))[0]
+    expected = hashlib.sha256()
+    for name, payload in [
+        ("n", int64s(1, 0)),
+        ("s", int64s(len("x|é".encode()), 0) + "x|é".encode()),
+        ("t", int64s(1_704_067_200_000_000, 0)),
+        ("d", int64s(2, 0)),
+        ("b", int64s(1, 0)),
+        ("f", int64s(float_bits, 0)),
+    ]:
+        expected.update(f"col:{name}\n".encode() + bytes([1, 0]) + payload)
+    assert events_hash(frame, dict(frame.schema)) == expected.hexdigest()
+    commit = hashlib.sha256(f"v1|{GENESIS}|1|2|{expected.hexdigest()}".encode()).hexdigest()
+    assert commit_hash(None, 1, 2, expected.hexdigest()) == commit
+
+
+def rewrite_with_one_value_changed(target: Path) -> None:
+    table = pq.read_table(target)
+    quantities = table.column("quantity").to_pylist()
+    quantities[0] += 1
+    pq.write_table(table.set_column(table.schema.get_field_index("quantity"), "quantity", [quantities]), target)
+
+
+def test_changing_one_value_in_a_data_file_is_found(inventory: Inventory) -> None:
+    target = data_files(inventory)[1]
+    rewrite_with_one_value_changed(target)
+    report = inventory.verify()
+    assert report.violation is not None and report.violation.check == "files"
+    assert report.violation.file is not None and Path(report.violation.file).name == target.name
+
+
+def test_changing_a_value_and_the_recorded_file_size_is_found_by_the_hash_chain(inventory: Inventory) -> None:
+    target = data_files(inventory)[1]
+    rewrite_with_one_value_changed(target)
+    path = commit_file(inventory, 2)
+    actions = [json.loads(line) for line in path.read_text().splitlines()]
+    for action in actions:
+        if "add" in action and action["add"]["path"].endswith(target.name):
+            action["add"]["size"] = target.stat().st_size
+    path.write_text("\n".join(json.dumps(a) for a in actions) + "\n")
+    report = Inventory.open(inventory.path).verify()
+    assert report.violation is not None and report.violation.check == "hash chain"
+    assert report.violation.version == 2
+    assert report.violation.file is not None and Path(report.violation.file).name == target.name
+    with pytest.raises(IntegrityError, match="event hash mismatch"):
+        report.raise_if_failed()
+
+
+def test_deleting_a_data_file_is_found(inventory: Inventory) -> None:
+    target = data_files(inventory)[0]
+    target.unlink()
+    report = inventory.log.verify()
+    assert not report.ok
+    assert report.violation is not None and report.violation.check == "files"
+    assert report.violation.file is not None and target.name in report.violation.file
+
+
+def test_swapping_two_data_files_is_found(inventory: Inventory) -> None:
+    first, last = data_files(inventory)[0], data_files(inventory)[-1]
+    spare = first.with_suffix(".tmp")
+    shutil.move(first, spare)
+    shutil.move(last, first)
+    shutil.move(spare, last)
+    report = inventory.log.verify()
+    assert not report.ok
+    assert report.violation is not None
+    assert report.violation.file is not None
+    assert Path(report.violation.file).name in {first.name, last.name}
+
+
+def commit_file(inv: Inventory, version: int) -> Path:
+    return inv.log.path / "events" / "_delta_log" / f"{version:020d}.json"
+
+
+def test_editing_a_commit_hash_in_the_delta_log_is_found(inventory: Inventory) -> None:
+    path = commit_file(inventory, 2)
+    lines = path.read_text().splitlines()
+    edited = []
+    for line in lines:
+        action = json.loads(line)
+        if "commitInfo" in action:
+            action["commitInfo"]["eventlog.events_hash"] = "0" * 64
+        edited.append(json.dumps(action))
+    path.write_text("\n".join(edited) + "\n")
+    report = Inventory.open(inventory.path).log.verify()
+    assert not report.ok
+    assert report.violation is not None and report.violation.version == 2
+
+
+def test_dropping_an_add_action_from_the_delta_log_is_found(inventory: Inventory) -> None:
+    path = commit_file(inventory, 2)
+    kept = [line for line in path.read_text().splitlines() if '"add"' not in line]
+    path.write_text("\n".join(kept) + "\n")
+    report = Inventory.open(inventory.path).log.verify()
+    assert not report.ok
+    assert report.violation is not None
+    assert report.violation.check in {"hash chain", "seq"}
+    assert report.violation.seq == 4
+
+
+def test_a_negative_stock_written_around_the_api_is_found(inventory: Inventory) -> None:
+    # The log itself accepts any event; only the inventory's check knows stock cannot go below zero.
+    inventory.log.append([{"event_type": "item_removed", "stream_id": "item 1", "quantity": 50}])
+    assert inventory.log.verify().ok
+    report = inventory.verify()
+    assert report.violation is not None and report.violation.check == "stock"
+    assert report.violation.seq == 10
+
+
+def test_a_snapshot_that_disagrees_with_the_log_is_found(inventory: Inventory) -> None:
+    info = inventory.snapshot()
+    inventory.snapshots.write(
+        inventory.stock().with_columns(pl.col("quantity") + 1), seq=info.seq, delta_version=info.delta_version)
+    report = inventory.verify()
+    assert report.violation is not None and report.violation.check == "snapshots"
+
+
+def test_a_projection_that_disagrees_with_the_log_is_found(inventory: Inventory) -> None:
+    inventory.update_projections()
+    projector = inventory.projector
+    manifest = projector.tables.manifest("most_collected_items")
+    assert manifest is not None
+    path = projector.tables.folder("most_collected_items") / manifest.file
+    table = pl.read_parquet(path).with_columns(pl.col("total_added") * 2)
+    table.write_parquet(path)
+    report = inventory.verify()
+    assert report.violation is not None and report.violation.check == "projections"
+    assert "most_collected_items" in report.violation.message
