@@ -61,6 +61,7 @@ class DeltaEvents:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._files: tuple[int, pl.DataFrame] | None = None
         try:
             self._table = DeltaTable(str(path))
         except TableNotFoundError:
@@ -88,8 +89,15 @@ class DeltaEvents:
         return self._table.version()
 
     def files(self) -> pl.DataFrame:
-        """One row per live data file with its Delta statistics (path, size, rows, min/max...)."""
-        return pl.DataFrame(pa.table(self._table.get_add_actions(flatten=True)))
+        """One row per live data file with its Delta statistics (path, size, rows, min/max...).
+
+        Cached per version: a version's file set never changes, and reads, appends and
+        head() all start from it.
+        """
+        version = self.version
+        if self._files is None or self._files[0] != version:
+            self._files = (version, pl.DataFrame(pa.table(self._table.get_add_actions(flatten=True))))
+        return self._files[1]
 
     def file_uris(self) -> list[str]:
         """Live data files as local paths.

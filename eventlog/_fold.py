@@ -47,10 +47,17 @@ SELECT
     MIN(occurred_at) FILTER (WHERE event_type = 'item_added') AS first_added_at,
     MAX(occurred_at) AS last_changed_at,
     MAX(stream_version) AS stream_version
-FROM read_parquet($files, hive_partitioning = false, union_by_name = true)
+FROM {source}
 WHERE {where}
 GROUP BY stream_id
 """
+#: The events table as the fold reads it from Parquet; $files is bound at query time.
+PARQUET_SOURCE = "read_parquet($files, hive_partitioning = false, union_by_name = true)"
+
+
+def fold_sql(source: str = PARQUET_SOURCE, where: str = "TRUE") -> str:
+    """The state fold as one SQL query over ``source`` (a table, view or table function)."""
+    return _FOLD_SQL.format(source=source, where=where)
 
 
 def empty_state() -> pl.DataFrame:
@@ -72,7 +79,8 @@ def files_for(
     if business is not None:
         keep &= pl.col(f"partition.{PARTITION_COLUMN}") <= business.date()
     chosen = files.filter(keep.fill_null(True))
-    inside = chosen.select(((pl.col("min.seq") > after) & (pl.col("max.seq") <= cut)).all()).item()
+    # A file without statistics may hold any seq: it is not known to be inside the range.
+    inside = chosen.select(((pl.col("min.seq") > after) & (pl.col("max.seq") <= cut)).fill_null(False).all()).item()
     root = str(log._events.path)
     return [f"{root}/{p}" for p in chosen.get_column("path").to_list()], bool(inside)
 
@@ -103,7 +111,20 @@ def fold(
         params["items"] = items
     cur = con.cursor()
     try:
-        out = cur.sql(_FOLD_SQL.format(where=" AND ".join(where)), params=params).pl()
+        out = cur.sql(fold_sql(where=" AND ".join(where)), params=params).pl()
+    finally:
+        cur.close()
+    return out.cast(STATE_SCHEMA).select(list(STATE_SCHEMA))  # type: ignore[arg-type]
+
+
+def fold_frame(con: duckdb.DuckDBPyConnection, events: pl.DataFrame) -> pl.DataFrame:
+    """Partial state of events already in memory (a batch just appended), by the same SQL."""
+    if events.height == 0:
+        return empty_state()
+    cur = con.cursor()
+    try:
+        cur.register("__batch", events.to_arrow())
+        out = cur.sql(fold_sql("__batch")).pl()
     finally:
         cur.close()
     return out.cast(STATE_SCHEMA).select(list(STATE_SCHEMA))  # type: ignore[arg-type]

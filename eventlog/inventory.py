@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 import pyarrow as pa
 
-from eventlog._fold import STATE_VERSION, empty_state, fold, merge
+from eventlog._fold import STATE_VERSION, empty_state, fold, fold_frame, merge
 from eventlog._inventory_projections import BUILTINS
 from eventlog._time import Cut, TimeCut, parse_point
 from eventlog._validate import first_row, normalize
@@ -104,6 +104,7 @@ class Inventory:
             self.projector.register(projection)
         self._cache: OrderedDict[tuple[int, dt.datetime | None], pl.DataFrame] = OrderedDict()
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._newest_snapshot: int | None = None  # seq of the newest snapshot on disk, once looked up
 
     @classmethod
     def open(
@@ -155,8 +156,14 @@ class Inventory:
         """
         frame = _normalize_items(batch)
         with self.log._writing() as txn:
-            _check_stock(frame, self._state_at_seq(txn.head))
+            state = self._state_at_seq(txn.head)
+            _check_stock(frame, state)
             result = txn.append(frame)
+            if txn.appended is not None:  # the next read (or check) starts from here, no re-read
+                after = merge(state, fold_frame(self._duckdb(), txn.appended))
+                self._remember((result.last_seq, None), after)
+        if txn.appended is not None:
+            self._maybe_snapshot(after, result.last_seq)  # outside the lock: writers need not wait
         return result
 
     # --- reads ---------------------------------------------------------------------------
@@ -278,12 +285,30 @@ class Inventory:
         base_seq, base, rebuild = self._best_base(seq, cut.business)
         state = merge(base, fold(self.log, self._duckdb(), after=base_seq, cut=seq, business=cut.business))
         self._remember(key, state)
-        if cut.business is None and (rebuild or seq - base_seq > self.snapshot_every) and seq > 0:
-            try:
-                self._write_snapshot(state, seq)
-            except SnapshotError as exc:  # a snapshot only saves time: a read (or a write's check) goes on
-                warnings.warn(f"{exc}; the state was computed from the log", SnapshotWarning, stacklevel=3)
+        if cut.business is None:
+            self._maybe_snapshot(state, seq, force=rebuild or seq - base_seq > self.snapshot_every)
         return state
+
+    def _maybe_snapshot(self, state: pl.DataFrame, seq: int, *, force: bool = False) -> None:
+        """Snapshot ``state`` when it is more than ``snapshot_every`` events past the newest snapshot
+        (or when ``force``: a read just folded that many events, or replaced a corrupt snapshot).
+
+        Measured from the newest snapshot on disk too, not only from what this process
+        folded: a long-running writer keeps its state in memory, yet the next process to
+        open the store should still find a recent snapshot.
+        """
+        if seq == 0 or not (force or seq - self._newest_snapshot_seq() > self.snapshot_every):
+            return
+        try:
+            self._write_snapshot(state, seq)
+        except SnapshotError as exc:  # a snapshot only saves time: a read (or a write's check) goes on
+            warnings.warn(f"{exc}; the state was computed from the log", SnapshotWarning, stacklevel=4)
+
+    def _newest_snapshot_seq(self) -> int:
+        if self._newest_snapshot is None:
+            snaps = self.snapshots.list()
+            self._newest_snapshot = snaps[-1].seq if snaps else 0
+        return self._newest_snapshot
 
     def _best_base(self, seq: int, business: dt.datetime | None) -> tuple[int, pl.DataFrame, bool]:
         """The newest state we can start from: an in-memory one or a verified snapshot."""
@@ -306,6 +331,7 @@ class Inventory:
 
     def _write_snapshot(self, state: pl.DataFrame, seq: int) -> SnapshotInfo:
         info = self.snapshots.write(state, seq=seq, delta_version=self.log.version)
+        self._newest_snapshot = max(seq, self._newest_snapshot or 0)
         self.snapshots.prune(keep_latest=self.keep_snapshots)
         return info
 

@@ -183,8 +183,12 @@ class EventLog:
             entries = self._events.history(limit)
             for entry in entries:
                 if entry.get("eventlog.operation") == "append" and int(entry["eventlog.last_seq"]) == head:
-                    self._tip = (head, entry["eventlog.hash"])
-                    return self._tip[1]
+                    # A commit made before the chain existed has no hash: the chain restarts
+                    # after it, and verify reports the unchained commit.
+                    tip = entry.get("eventlog.hash")
+                    if tip is not None:
+                        self._tip = (head, tip)
+                    return tip
             if len(entries) < limit:
                 raise IntegrityError(f"{self.path}: no append commit ends at the head seq {head}; run verify")
             limit *= 4
@@ -261,6 +265,8 @@ class _WriteTxn:
     def __init__(self, log: EventLog) -> None:
         self._log = log
         self.head, self.last_recorded = log._events.head_and_last_recorded()
+        #: The events of the last append, as stored (seq, stream_version, ... assigned).
+        self.appended: pl.DataFrame | None = None
 
     def stream_versions(self, stream_ids: list[str]) -> dict[str, int]:
         return self._log._streams.versions(self._log, self.head, stream_ids)
@@ -300,6 +306,7 @@ class _WriteTxn:
         log._streams.advance(events, last)
         log._tip = (last, own)
         self.head, self.last_recorded = last, recorded_at
+        self.appended = events
         return AppendResult(first, last, version, recorded_at)
 
 
@@ -372,7 +379,16 @@ def _assign_envelope(frame: pl.DataFrame, head: int, current: dict[str, int], re
 
 
 class _StreamVersions:
-    """Current version per stream, kept in memory and advanced from the tail of the log."""
+    """Current version per stream, kept in memory and advanced from the tail of the log.
+
+    A process starting on a large log would otherwise group the whole log by stream before
+    its first append, so the table is also kept on disk (``<store>/cache/streams-<seq>.parquet``)
+    whenever a catch-up had to read many events. It is a cache: a missing or unreadable file
+    only means reading more of the log.
+    """
+
+    #: Write the on-disk copy after a catch-up that read at least this many events.
+    PERSIST_AFTER = 200_000
 
     def __init__(self) -> None:
         self._reset()
@@ -384,7 +400,10 @@ class _StreamVersions:
     def versions(self, log: EventLog, head: int, stream_ids: list[str]) -> dict[str, int]:
         if head < self._through:  # the store was replaced under us: start over
             self._reset()
+        if self._through == 0 and head > 0:
+            self._load(log.path / "cache", head)
         if head > self._through:
+            caught_up = head - self._through
             tail = (
                 log._scan_raw(head, after=self._through)
                 .group_by("stream_id")
@@ -392,6 +411,8 @@ class _StreamVersions:
                 .collect()
             )
             self._merge(tail, head)
+            if caught_up >= self.PERSIST_AFTER:
+                self._save(log.path / "cache")
         if not stream_ids:
             return {}
         rows = self._table.filter(pl.col("stream_id").is_in(stream_ids))
@@ -406,6 +427,32 @@ class _StreamVersions:
             pl.concat([self._table, tail]).group_by("stream_id").agg(pl.col("version").max())
         )
         self._through = through
+
+    def _load(self, folder: Path, head: int) -> None:
+        usable = sorted(
+            (int(p.stem.removeprefix("streams-")), p) for p in folder.glob("streams-*.parquet")
+            if p.stem.removeprefix("streams-").isdigit() and int(p.stem.removeprefix("streams-")) <= head
+        )
+        if not usable:
+            return
+        through, path = usable[-1]
+        try:
+            self._table = pl.read_parquet(path).select("stream_id", "version").cast({"version": pl.Int64})
+            self._through = through
+        except (OSError, pl.exceptions.PolarsError):  # a damaged cache: read the log instead
+            self._reset()
+
+    def _save(self, folder: Path) -> None:
+        try:
+            folder.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-streams-", suffix=".parquet")
+            os.close(fd)
+            self._table.write_parquet(tmp)
+            os.replace(tmp, folder / f"streams-{self._through:015d}.parquet")
+            for old in sorted(folder.glob("streams-*.parquet"))[:-2]:  # keep the newest two
+                old.unlink(missing_ok=True)
+        except OSError:
+            pass  # a cache that cannot be written costs time later, never correctness
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from eventlog._fold import _FOLD_SQL, STATE_SCHEMA, STATE_VERSION
+from eventlog._fold import STATE_SCHEMA, STATE_VERSION, fold_sql
 from eventlog.errors import CommitError, ReadOnlyError, SchemaMismatchError, ValidationError
 from eventlog.inventory import Inventory, _check_schema
 from eventlog.log import EventLog
@@ -56,7 +56,6 @@ _TUNABLE = ("threads", "memory_limit", "enable_progress_bar", "enable_progress_b
             "progress_bar_time", "preserve_insertion_order")
 _MAX_SEQ = "9223372036854775807"
 _NO_TIME = "TIMESTAMPTZ 'infinity'"
-_FOLD_SOURCE = "read_parquet($files, hive_partitioning = false, union_by_name = true)"
 # How each state column of a base (b) and a tail (t) combine: _fold.merge, in SQL.
 _MERGE = {
     "item": "coalesce(b.item, t.item)",
@@ -635,10 +634,7 @@ def _stock_sql(
         + ("" if base == str(snap_seq) else f"\n    WHERE {base} = {snap_seq}")
         for snap_seq, _, path in bases
     ] or [f"SELECT {_typed_nulls(STATE_SCHEMA)} LIMIT 0"]
-    fold = _FOLD_SQL.format(where="\n  AND ".join(where) or "TRUE")
-    if fold.count(_FOLD_SOURCE) != 1:
-        raise RuntimeError("eventlog._fold._FOLD_SQL no longer reads $files as eventlog.sql expects; update both")
-    fold = fold.replace(_FOLD_SOURCE, events).strip()
+    fold = fold_sql(events, "\n  AND ".join(where) or "TRUE").strip()
     merged = ",\n    ".join(f"{expr} AS {_ident(c)}" for c, expr in _MERGE.items())
     return (
         "WITH base AS (\n    " + "\n    UNION ALL\n    ".join(base_rows) + "\n), tail AS (\n"
