@@ -249,7 +249,10 @@ def query(store: Store, query: str, params: Sequence[Any] | Mapping[str, Any] | 
     log, _ = _open(store)
     con = connect(log if not isinstance(store, Inventory) else store)
     try:
-        _run(con, "SET enable_progress_bar = false")  # a library call prints nothing
+        try:
+            _run(con, "SET enable_progress_bar = false")  # a library call prints nothing
+        except duckdb.InvalidInputException:
+            pass  # in a Jupyter kernel without ipywidgets DuckDB refuses the setting; it is cosmetic
         _check_select(con, query)
         try:
             return con.sql(query, params=params).pl() if params is not None else con.sql(query).pl()
