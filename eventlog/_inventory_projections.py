@@ -62,19 +62,23 @@ DAILY_STOCK = Projection(
 
 
 def _stockouts(daily: pl.DataFrame) -> pl.DataFrame:
-    """Runs of days ending at zero stock that follow a day ending positive."""
+    """Runs of days ending at zero stock once some earlier day ended positive.
+
+    In business time a backdated removal can take a day's stock below zero, so "not the
+    item's first run" is not enough: a zero run after only negative days is no stockout.
+    """
     zero = pl.col("stock") == 0
     runs = (
         daily.sort("item", "day")
-        .with_columns(zero=zero)
+        .with_columns(zero=zero, been_positive=(pl.col("stock") > 0).cum_max().over("item"))
         .with_columns(run=(pl.col("zero") != pl.col("zero").shift(1)).over("item").fill_null(True).cast(pl.Int64).cum_sum().over("item"))
         .group_by("item", "run")
-        .agg(pl.col("zero").first(), pl.col("day").min().alias("start_day"))
+        .agg(pl.col("zero").first(), pl.col("been_positive").first(), pl.col("day").min().alias("start_day"))
         .sort("item", "run")
         .with_columns(end_day=pl.col("start_day").shift(-1).over("item"))
     )
     return (
-        runs.filter(pl.col("zero") & (pl.col("run") > 1))
+        runs.filter(pl.col("zero") & pl.col("been_positive"))
         .select(
             "item",
             "start_day",
@@ -99,8 +103,8 @@ TOP_MOVERS_DAYS = 7
 def top_movers(daily: pl.DataFrame, days: int = TOP_MOVERS_DAYS) -> pl.DataFrame:
     """Net change per item over the last ``days`` days of data, largest absolute change first."""
     if daily.height == 0:
-        return daily.select("item", "added", "removed", "net_change").with_columns(
-            abs_change=pl.col("net_change").abs(), window_start=pl.col("day"), window_end=pl.col("day"))
+        return daily.select("item", "added", "removed", "net_change", "day").with_columns(
+            abs_change=pl.col("net_change").abs(), window_start=pl.col("day"), window_end=pl.col("day")).drop("day")
     end = daily.get_column("day").max()
     start = end - dt.timedelta(days=days - 1)  # type: ignore[operator]
     return (

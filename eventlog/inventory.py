@@ -388,7 +388,9 @@ class ProjectionHandle:
             raise ProjectionError(f"projection {self.name!r} has no rank_by column for top()")
         table = self.read(as_of)
         keys = [k for k in self.definition.keys if k in table.columns]
-        return table.sort([by, *keys], descending=[True] + [False] * len(keys), nulls_last=True).head(n)
+        # maintain_order: a projection without keys (a function's table) keeps its own order among ties.
+        return table.sort([by, *keys], descending=[True] + [False] * len(keys), nulls_last=True,
+                          maintain_order=True).head(n)
 
     def update(self) -> ProjectionStatus:
         return self._inventory.projector.update([self.name])[self.name]

@@ -8,6 +8,7 @@ older definition of the state. A snapshot that fails either check is never used.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -59,7 +60,9 @@ class SnapshotStore:
         for manifest in sorted(self.root.glob("*.json")):
             try:
                 info = SnapshotInfo(**json.loads(manifest.read_text()))
-            except (ValueError, TypeError):
+            except FileNotFoundError:  # pruned by another process since the glob
+                continue
+            except (OSError, ValueError, TypeError):
                 warnings.warn(f"snapshot manifest {manifest} is unreadable; ignoring it", SnapshotWarning, stacklevel=2)
                 continue
             if all_versions or info.state_version == self.state_version:
@@ -89,9 +92,10 @@ class SnapshotStore:
 
     def write(self, state: pl.DataFrame, *, seq: int, delta_version: int) -> SnapshotInfo:
         """Write the state at ``seq`` atomically: readers see the whole snapshot or none."""
-        self.root.mkdir(parents=True, exist_ok=True)
         stem = f"v{self.state_version}-seq{seq:015d}"
+        tmp = manifest = None
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             tmp = _temp_path(self.root, stem + ".parquet")
             state.write_parquet(tmp, compression="zstd", statistics=True)
             _fsync(tmp)
@@ -113,6 +117,10 @@ class SnapshotStore:
             _fsync(manifest)
             os.replace(manifest, self.root / f"{stem}.json")
         except OSError as exc:
+            for leftover in (tmp, manifest):  # a full disk must not fill up further with every retry
+                if leftover is not None:
+                    with contextlib.suppress(OSError):
+                        leftover.unlink(missing_ok=True)
             raise SnapshotError(f"could not write snapshot {stem} in {self.root}: {exc}") from exc
         return info
 
@@ -138,13 +146,25 @@ class SnapshotStore:
                 gap *= 2
             else:
                 removed.append(snap)
-        for snap in removed:
-            self.remove(snap)
-        stale = dt.datetime.now().timestamp() - 3600  # never a file another writer is still writing
-        for tmp in self.root.glob(".tmp-*"):  # leftovers of writers that crashed
-            if tmp.stat().st_mtime < stale:
-                tmp.unlink(missing_ok=True)
+        try:
+            for snap in removed:
+                self.remove(snap)
+            self._remove_leftovers()
+        except OSError as exc:  # a snapshot's writer or reader gets a SnapshotError, never an OSError
+            raise SnapshotError(f"could not prune snapshots in {self.root}: {exc}") from exc
         return removed
+
+    def _remove_leftovers(self) -> None:
+        """Files of writers that failed or were killed: temp files, and data whose manifest never came."""
+        stale = dt.datetime.now().timestamp() - 3600  # never a file another writer is still writing
+        manifests = {p.stem for p in self.root.glob("*.json")}
+        orphans = (p for p in self.root.glob("v*.parquet") if p.stem not in manifests)
+        for path in [*self.root.glob(".tmp-*"), *orphans]:
+            try:
+                if path.stat().st_mtime < stale:
+                    path.unlink(missing_ok=True)
+            except FileNotFoundError:  # renamed into place or removed by another process since the glob
+                continue
 
 
 def covers(info: SnapshotInfo, business: dt.datetime | None) -> bool:
