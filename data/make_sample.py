@@ -10,12 +10,8 @@ order and never take an item's stock below zero, neither in log order (so
 ``Inventory.record`` accepts them as they are, in one batch or in consecutive slices) nor
 in business time (so stock ``as_of`` any date is never negative).
 
-Why the filter: ``datagen.generate`` backdates ``late_fraction`` of its events, removals
-included, without checking the stock at the earlier time; a backdated removal can land
-before the delivery that made it possible, and the stock at that date goes negative
-(a few hundred events in 100,000, over dozens of items). Backdated *adds* are harmless (they only raise
-earlier stock), so we keep those — late-arriving history is what ``known_at`` is about —
-and drop the backdated removals.
+The generator backdates only additions (late-arriving history, what ``known_at`` is
+about), so both orders stay non-negative; the script checks that before writing.
 """
 
 from __future__ import annotations
@@ -40,12 +36,9 @@ PARAMS = {
 
 
 def sample() -> pl.DataFrame:
-    # Generate a little more than needed: dropping backdated removals costs ~0.4%.
-    events = datagen.generate_frame(N_EVENTS + N_EVENTS // 100, **PARAMS)
-    backdated = (pl.col("occurred_at") < pl.col("occurred_at").cum_max().shift(1)).fill_null(False)
-    kept = events.filter(~(backdated & (pl.col("event_type") == "item_removed"))).head(N_EVENTS)
-    _check_never_negative(kept)
-    return kept
+    events = datagen.generate_frame(N_EVENTS, **PARAMS)
+    _check_never_negative(events)
+    return events
 
 
 def _check_never_negative(events: pl.DataFrame) -> None:
