@@ -9,7 +9,7 @@ from eventlog import errors
 from eventlog.inventory import INVENTORY_SCHEMA, Inventory, Item
 from eventlog.log import AppendResult, EventLog
 from eventlog.projections import Agg, FunctionProjection, Projection, ProjectionStatus
-from eventlog.schema import EventSchema, EventType, Field
+from eventlog.schema import EventSchema, EventType, Field, Upcaster
 from eventlog.snapshots import SnapshotInfo, SnapshotWarning
 
 __all__ = sorted(
@@ -28,6 +28,7 @@ __all__ = sorted(
         "ProjectionStatus",
         "SnapshotInfo",
         "SnapshotWarning",
+        "Upcaster",
         "errors",
     ]
 )

@@ -14,6 +14,17 @@ each column of the store's schema, in schema order (envelope, then payload), SHA
 The event hash is the hex digest. The commit hash is SHA-256 of the text
 ``v1|<previous commit hash, or 64 zeros for the first>|<first_seq>|<last_seq>|<event hash>``.
 
+Evolved schemas (``EventLog.evolve``). "The store's schema" above is the schema *version the
+commit was committed under*: a commit made under version 2 or later records
+``eventlog.schema_version`` in its commit metadata; a commit without it was made under
+version 1 (every commit of a store that never evolved, so their hashes are unchanged). The
+columns are those of that version, in its order, with their *stored* values: columns added
+by later versions are not hashed for older commits (they were not part of what was
+committed), and read-time rules (defaults of later fields, upcasters) play no part.
+Evolution only adds columns to the table and never rewrites a file, so the stored values of
+a commit's columns stay what was hashed. ``verify`` also checks that each commit's version
+is the one the store's schema history puts its seq range under.
+
 Column-major fixed-width integers let numpy produce the bytes straight from Arrow buffers:
 hashing a million events costs a fraction of the Parquet write.
 """

@@ -21,6 +21,7 @@ from deltalake import (
     CommitProperties,
     DeltaTable,
     PostCommitHookProperties,
+    Schema,
     Transaction,
     WriterProperties,
     write_deltalake,
@@ -62,6 +63,7 @@ class DeltaEvents:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._files: tuple[int, pl.DataFrame] | None = None
+        self._columns: tuple[int, dict[str, pl.DataType]] | None = None
         try:
             self._table = DeltaTable(str(path))
         except TableNotFoundError:
@@ -98,6 +100,14 @@ class DeltaEvents:
         if self._files is None or self._files[0] != version:
             self._files = (version, pl.DataFrame(pa.table(self._table.get_add_actions(flatten=True))))
         return self._files[1]
+
+    def columns(self) -> dict[str, pl.DataType]:
+        """The table's columns in stored order, partition column included (cached per version)."""
+        version = self.version
+        if self._columns is None or self._columns[0] != version:
+            empty = pl.DataFrame(pa.schema(self._table.schema().to_arrow()).empty_table())
+            self._columns = (version, dict(empty.schema))
+        return self._columns[1]
 
     def file_uris(self) -> list[str]:
         """Live data files as local paths.
@@ -141,21 +151,27 @@ class DeltaEvents:
             return pl.scan_delta(self._table)
         # pl.scan_delta reads the encoded file_uris() and finds no files under a root with
         # a space or non-ASCII letters in it; this scan skips files by Parquet footers only.
-        schema = pl.DataFrame(pa.schema(self._table.schema().to_arrow()).empty_table()).schema
+        schema = self.columns()
         files = self.file_uris()
         if not files:
             return pl.LazyFrame(schema=schema)
         hive = {PARTITION_COLUMN: schema[PARTITION_COLUMN]}
-        return pl.scan_parquet(files, hive_partitioning=True, hive_schema=hive).select(list(schema))
+        # Files written before a column was added (schema evolution) lack it: read it as null.
+        stored = {c: t for c, t in schema.items() if c != PARTITION_COLUMN}
+        return pl.scan_parquet(
+            files, hive_partitioning=True, hive_schema=hive, schema=stored, missing_columns="insert"
+        ).select(list(schema))
 
     # --- writes (callers hold the writer lock) -----------------------------------------
 
     def append(self, data: pa.Table, *, metadata: dict[str, str], transactions: dict[str, int]) -> int:
+        custom = {META_PREFIX + k: v for k, v in metadata.items()}
         props = CommitProperties(
-            custom_metadata={META_PREFIX + k: v for k, v in metadata.items()},
+            custom_metadata=custom,
             app_transactions=[Transaction(app_id, version) for app_id, version in transactions.items()],
             max_commit_retries=25,
         )
+        before = self.version
         try:
             write_deltalake(
                 self._table,
@@ -168,32 +184,70 @@ class DeltaEvents:
             )
         except CommitFailedError as exc:
             raise CommitError(f"the commit to {self.path} was refused ({exc}); nothing was written, retry") from exc
-        except DeltaError as exc:
-            raise CommitError(f"writing to {self.path} failed: {exc}; nothing was committed") from exc
+        except (DeltaError, OSError) as exc:
+            # The post-commit hook (the checkpoint) runs after the commit and its failure is
+            # raised too: reporting that batch as not written would make the caller append it twice.
+            landed = self._committed_since(before, custom, exc)
+            if landed is None:
+                raise CommitError(f"writing to {self.path} failed: {exc}; nothing was committed") from exc
+            return landed
+        return self.version  # write_deltalake moved self._table to the new version
+
+    def _committed_since(self, before: int, metadata: dict[str, str], error: Exception) -> int | None:
+        """The version of a commit after ``before`` that carries exactly ``metadata``, if one landed."""
+        try:
+            self.refresh()
+            entries = self._table.history(self.version - before) if self.version > before else []
+        except (DeltaError, OSError) as exc:
+            raise CommitError(
+                f"writing to {self.path} failed ({error}) and the table could not be read back ({exc}): the batch "
+                "may or may not be committed; check head() before retrying, or retry with an idempotency_key"
+            ) from error
+        for entry in entries:
+            if all(entry.get(key) == value for key, value in metadata.items()):
+                return int(entry["version"])
+        return None
+
+    def add_columns(self, columns: dict[str, pl.DataType], *, metadata: dict[str, str]) -> int:
+        """Add nullable columns (one commit); files already written read them as null."""
+        fields = Schema.from_arrow(pl.DataFrame(schema=columns).to_arrow().schema).fields
+        try:
+            self._table.alter.add_columns(
+                fields,
+                commit_properties=CommitProperties(custom_metadata={META_PREFIX + k: v for k, v in metadata.items()}),
+                post_commithook_properties=_HOOKS,
+            )
+        except (DeltaError, OSError) as exc:  # a retry is safe: columns already there are not added again
+            raise CommitError(f"adding columns {sorted(columns)} to {self.path} failed: {exc}; the schema did not "
+                              "change, evolve again") from exc
         self.refresh()
         return self.version
 
     def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
-        metrics = self._table.optimize.compact(
-            target_size=target_size,
-            writer_properties=_WRITER,
-            commit_properties=CommitProperties(custom_metadata={META_PREFIX + "operation": "compact"}),
-            post_commithook_properties=_HOOKS,
-        )
-        self.refresh()
-        return metrics
+        try:
+            return self._table.optimize.compact(  # it catches self._table up with its own commit
+                target_size=target_size,
+                writer_properties=_WRITER,
+                commit_properties=CommitProperties(custom_metadata={META_PREFIX + "operation": "compact"}),
+                post_commithook_properties=_HOOKS,
+            )
+        except (DeltaError, OSError) as exc:
+            raise _maintenance_error("compacting", self.path, exc) from exc
 
     def vacuum(self, *, retention_hours: float, dry_run: bool) -> list[str]:
         hours = math.ceil(retention_hours)  # deltalake takes whole hours: never keep less
-        removed = self._table.vacuum(
-            retention_hours=hours,
-            dry_run=dry_run,
-            enforce_retention_duration=False,
-            full=True,
-            commit_properties=CommitProperties(custom_metadata={META_PREFIX + "operation": "vacuum"}),
-            post_commithook_properties=_HOOKS,
-        )
-        self.refresh()
+        try:
+            removed = self._table.vacuum(
+                retention_hours=hours,
+                dry_run=dry_run,
+                enforce_retention_duration=False,
+                full=True,
+                commit_properties=CommitProperties(custom_metadata={META_PREFIX + "operation": "vacuum"}),
+                post_commithook_properties=_HOOKS,
+            )
+            self.refresh()
+        except (DeltaError, OSError) as exc:
+            raise _maintenance_error("vacuuming", self.path, exc) from exc
         staged = self._staged_leftovers(older_than=time.time() - hours * 3600)
         if not dry_run:
             for name in staged:
@@ -215,3 +269,8 @@ class DeltaEvents:
             and p.is_file()
             and p.stat().st_mtime <= older_than
         )
+
+
+def _maintenance_error(doing: str, path: Path, exc: Exception) -> CommitError:
+    """Compaction and vacuum change files, never events: whether or not they committed, a retry is safe."""
+    return CommitError(f"{doing} {path} failed: {exc}; the events are unchanged either way, run it again")

@@ -8,6 +8,13 @@ lets a snapshot (or an in-memory state) stand in for the prefix of the log.
 The fold runs in DuckDB over the Parquet files of the Delta table, after pruning the file
 list with the Delta statistics (seq range, partition date), so a tail read opens only the
 files that can hold tail events.
+
+Schema evolution: when upcasters (or read defaults) of the store's schema change what the
+fold reads (quantity, rarity, origin), the fold reads the Parquet files through the same
+rules in SQL (``SchemaHistory.sql_source``), so old events count as ``EventLog.scan`` shows
+them; the rules also enter the state's fingerprint, so snapshots made under other rules
+are not used. (The Inventory refuses a store whose inventory fields were renamed or
+retyped: ``_check_schema`` requires them under their names and types.)
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from eventlog.schema import PARTITION_COLUMN
 if TYPE_CHECKING:
     import duckdb
 
+    from eventlog._evolution import SchemaHistory
     from eventlog.log import EventLog
 
 #: Bump when the state's definition changes: snapshots of another version are not used.
 STATE_VERSION = 1
+#: The payload fields the fold reads: upcasters of these change the state's definition.
+STATE_FIELDS = ("quantity", "rarity", "origin")
 
 STATE_SCHEMA: dict[str, pl.DataType] = {
     "item": pl.String(),
@@ -58,6 +68,18 @@ PARQUET_SOURCE = "read_parquet($files, hive_partitioning = false, union_by_name 
 def fold_sql(source: str = PARQUET_SOURCE, where: str = "TRUE") -> str:
     """The state fold as one SQL query over ``source`` (a table, view or table function)."""
     return _FOLD_SQL.format(source=source, where=where)
+
+
+def state_fingerprint(log: EventLog) -> str:
+    """The state's definition: ``v<STATE_VERSION>``, plus a hash of the read rules it goes through."""
+    rules = log._history.fingerprint(STATE_FIELDS)
+    return f"v{STATE_VERSION}" if rules is None else f"v{STATE_VERSION}-{rules}"
+
+
+def state_source(history: SchemaHistory, source: str = PARQUET_SOURCE) -> str:
+    """``source`` with the read rules that touch the state's fields applied (as it is when there are none)."""
+    rules = history.rules_for(STATE_FIELDS) if history.rules else []
+    return history.sql_source(source, rules) if rules else source
 
 
 def empty_state() -> pl.DataFrame:
@@ -111,7 +133,7 @@ def fold(
         params["items"] = items
     cur = con.cursor()
     try:
-        out = cur.sql(fold_sql(where=" AND ".join(where)), params=params).pl()
+        out = cur.sql(fold_sql(state_source(log._history), where=" AND ".join(where)), params=params).pl()
     finally:
         cur.close()
     return out.cast(STATE_SCHEMA).select(list(STATE_SCHEMA))  # type: ignore[arg-type]

@@ -69,6 +69,10 @@ class SchemaMismatchError(EventLogError, ValueError):
     """The store was created with a different event schema than the caller expects."""
 
 
+class SchemaEvolutionError(EventLogError, ValueError):
+    """``EventLog.evolve`` was given a change that old events cannot be read under; nothing changed."""
+
+
 class LockTimeoutError(EventLogError, TimeoutError):
     """The writer lock could not be taken in time (another writer is busy)."""
 

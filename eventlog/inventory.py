@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 import pyarrow as pa
 
-from eventlog._fold import STATE_VERSION, empty_state, fold, fold_frame, merge
+from eventlog._fold import STATE_VERSION, empty_state, fold, fold_frame, merge, state_fingerprint
 from eventlog._inventory_projections import BUILTINS
 from eventlog._time import Cut, TimeCut, parse_point
 from eventlog._validate import first_row, normalize
@@ -98,7 +98,8 @@ class Inventory:
         self.snapshot_every = snapshot_every
         self.keep_snapshots = keep_snapshots
         self.projection_reads = projection_reads
-        self.snapshots = SnapshotStore(log.path / "snapshots", state_version=STATE_VERSION)
+        self.snapshots = SnapshotStore(log.path / "snapshots", state_version=STATE_VERSION,
+                                       fingerprint=state_fingerprint(log))
         self.projector = Projector(log)
         for projection in BUILTINS:
             self.projector.register(projection)
@@ -158,7 +159,7 @@ class Inventory:
         with self.log._writing() as txn:
             state = self._state_at_seq(txn.head)
             _check_stock(frame, state)
-            result = txn.append(frame)
+            result = txn.append(frame, schema=INVENTORY_SCHEMA)  # fills fields an evolved schema adds
             if txn.appended is not None:  # the next read (or check) starts from here, no re-read
                 after = merge(state, fold_frame(self._duckdb(), txn.appended))
                 self._remember((result.last_seq, None), after)
@@ -239,6 +240,7 @@ class Inventory:
     def snapshot(self) -> SnapshotInfo:
         """Materialise the current state as a snapshot (or return the one already at head)."""
         head = self.log.head()
+        self._check_state_definition()
         for info in self.snapshots.list():
             if info.seq == head:
                 return info
@@ -277,6 +279,7 @@ class Inventory:
     def _state(self, cut: TimeCut) -> pl.DataFrame:
         """Full state (items at zero included) at a cut: best base ⊕ fold of the rest."""
         head = self.log.head()
+        self._check_state_definition()
         seq = head if cut.seq is None else min(cut.seq, head)
         key = (seq, cut.business)
         if key in self._cache:
@@ -288,6 +291,16 @@ class Inventory:
         if cut.business is None:
             self._maybe_snapshot(state, seq, force=rebuild or seq - base_seq > self.snapshot_every)
         return state
+
+    def _check_state_definition(self) -> None:
+        """After a schema evolution whose upcasters change what the state reads (made here or by
+        another process), states and snapshots of the old definition are not used."""
+        fingerprint = state_fingerprint(self.log)
+        if fingerprint != self.snapshots.fingerprint:
+            self.snapshots = SnapshotStore(self.log.path / "snapshots", state_version=STATE_VERSION,
+                                           fingerprint=fingerprint)
+            self._cache.clear()
+            self._newest_snapshot = None
 
     def _maybe_snapshot(self, state: pl.DataFrame, seq: int, *, force: bool = False) -> None:
         """Snapshot ``state`` when it is more than ``snapshot_every`` events past the newest snapshot

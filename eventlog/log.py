@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from filelock import FileLock, Timeout
 
 from eventlog._chain import GENESIS, commit_hash, events_hash
 from eventlog._delta import DeltaEvents, arrow_schema
+from eventlog._evolution import SchemaHistory, check_on_events
 from eventlog._ids import uuid7_series
 from eventlog._validate import Batch, first_row, normalize
 from eventlog.errors import (
@@ -28,7 +29,7 @@ from eventlog.errors import (
     StoreNotFoundError,
     ValidationError,
 )
-from eventlog.schema import PARTITION_COLUMN, EventSchema
+from eventlog.schema import PARTITION_COLUMN, EventSchema, Upcaster
 
 if TYPE_CHECKING:
     from eventlog.verify import VerifyReport
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 ExpectedVersion = int | Literal["no_stream", "exists", "any"]
 _STORE_FILE = "eventlog.json"
 _FORMAT = 1
+#: A store whose schema evolved (``eventlog.json`` holds the schema history).
+_FORMAT_EVOLVED = 2
 _IDEMPOTENCY_APP = "eventlog.idempotency"
 
 
@@ -68,17 +71,19 @@ class EventLog:
         [(1, 'a', 1)]
     """
 
-    def __init__(self, path: Path, schema: EventSchema, *, lock_timeout: float) -> None:
+    def __init__(
+        self, path: Path, schema: EventSchema, *, lock_timeout: float, history: SchemaHistory | None = None
+    ) -> None:
         self.path = path
-        self.schema = schema
         self.lock_timeout = lock_timeout
+        self._use_history(history or SchemaHistory.from_meta({"schema": schema.to_json()}))
+        self._meta_stamp: tuple[int, int, int] | None = None
         self._events = DeltaEvents(path / "events")
         # thread_local: each thread takes its own flock, so threads sharing this object exclude
         # each other too (a shared one let a second thread in while the first was appending).
         self._lock = FileLock(str(path / ".writer.lock"), timeout=lock_timeout, thread_local=True)
         self._streams = _StreamVersions()
         self._tip: tuple[int, str] | None = None  # (last seq, hash) of the newest append commit
-        self._stored_columns = [*schema.columns(), PARTITION_COLUMN]
 
     # --- opening -------------------------------------------------------------------------
 
@@ -102,10 +107,11 @@ class EventLog:
         """Open an existing store."""
         root = Path(path)
         try:
-            meta = json.loads((root / _STORE_FILE).read_text())
+            meta = _read_meta(root / _STORE_FILE)
         except FileNotFoundError:
             raise StoreNotFoundError(f"no event store at {root}; create one with EventLog.create or `eventlog init`") from None
-        return cls(root, EventSchema.from_json(meta["schema"]), lock_timeout=lock_timeout)
+        history = SchemaHistory.from_meta(meta)
+        return cls(root, history.schema, lock_timeout=lock_timeout, history=history)
 
     @staticmethod
     def exists(path: str | os.PathLike[str]) -> bool:
@@ -115,8 +121,19 @@ class EventLog:
 
     def head(self) -> int:
         """The last committed seq (0 when the log is empty), after catching up with other writers."""
+        self._reload_schema()  # first: an evolved schema's columns are committed before it is
         self._events.refresh()
         return self._events.head_and_last_recorded()[0]
+
+    @property
+    def schema_version(self) -> int:
+        """The version of the store's schema: 1 at creation, one more per ``evolve``."""
+        return self._history.version
+
+    @property
+    def upcasters(self) -> tuple[Upcaster, ...]:
+        """Every upcaster the schema's versions declared, oldest first (``from_version`` set)."""
+        return tuple(u for v in self._history.versions for u in v.upcasters)
 
     @property
     def version(self) -> int:
@@ -129,24 +146,42 @@ class EventLog:
         as_of: int | None = None,
         streams: list[str] | None = None,
         event_types: list[str] | None = None,
+        upcast: bool = True,
     ) -> pl.LazyFrame:
         """The committed log as a LazyFrame, in seq order when collected with a sort.
 
         Filters are pushed into the Delta scan: seq cuts and stream / type filters skip
         files by their statistics. The frame is cut at the head seen now, so collecting it
         later still shows the same committed prefix.
+
+        Events committed under an older schema version read as the current schema has them:
+        fields added since read as null (or as their default), upcasters compute renamed and
+        retyped fields (see ``evolve``). ``upcast=False`` shows every stored column as stored
+        instead, columns no longer in the schema included.
         """
         for what, names in (("streams", streams), ("event_types", event_types)):
             if isinstance(names, str):  # list("ab") would silently filter on "a" and "b"
                 raise ValidationError(f"give a list of names, e.g. {what}=[{names!r}]", field=what)
         head = self.head()
         cut = head if as_of is None else min(int(as_of), head)
-        return self._scan_raw(cut, streams=streams, event_types=event_types).select(list(self.schema.columns()))
+        lf = self._scan_raw(cut, streams=streams, event_types=event_types, upcast=upcast)
+        columns = self.schema.columns() if upcast else self._history.columns
+        return lf.select(list(columns))
 
     def _scan_raw(
-        self, cut: int, *, after: int = 0, streams: list[str] | None = None, event_types: list[str] | None = None
+        self,
+        cut: int,
+        *,
+        after: int = 0,
+        streams: list[str] | None = None,
+        event_types: list[str] | None = None,
+        upcast: bool = True,
     ) -> pl.LazyFrame:
-        """Events with after < seq <= cut, partition column included (for date pruning)."""
+        """Events with after < seq <= cut, partition column included (for date pruning).
+
+        Every stored column is there; with ``upcast``, old events read through the schema's
+        read rules (a no-op for a store that never evolved).
+        """
         lf = self._events.scan().filter(pl.col("seq") <= cut)
         if after:
             lf = lf.filter(pl.col("seq") > after)
@@ -154,6 +189,8 @@ class EventLog:
             lf = lf.filter(pl.col("stream_id").is_in(list(streams)))
         if event_types is not None:
             lf = lf.filter(pl.col("event_type").is_in(list(event_types)))
+        if upcast and self._history.rules:
+            lf = self._history.apply(lf)
         return lf
 
     def stream_version(self, stream_id: str) -> int:
@@ -220,9 +257,78 @@ class EventLog:
             ValidationError: the batch does not fit the schema (row and field named).
             ConcurrencyError: an expected version did not hold.
         """
-        frame = normalize(batch, self.schema)
+        self._reload_schema()  # validate against the store's schema, even if another process evolved it
+        schema = self.schema
+        frame = normalize(batch, schema)
         with self._writing() as txn:
-            return txn.append(frame, expected_versions=expected_versions, idempotency_key=idempotency_key)
+            return txn.append(frame, expected_versions=expected_versions, idempotency_key=idempotency_key, schema=schema)
+
+    def evolve(self, new_schema: EventSchema, *, upcasters: Sequence[Upcaster] = ()) -> EventLog:
+        """Make ``new_schema`` the store's schema; events already stored read under it.
+
+        Compatible changes: new event types; new fields that are optional (old events read
+        null) or have a default (old events read the default); relaxing a field; new
+        defaults and bounds (they check new appends only). A removed field is allowed only
+        as a rename, when an upcaster of that event type reads it; a new required field
+        without a default, or an optional field made required without one, needs an
+        upcaster for it. Removing an event type or changing a field's type under the same
+        name is never allowed: declare a new field and an upcaster that casts the old one.
+
+        Upcasters (see :class:`~eventlog.schema.Upcaster`) are applied at read time to the
+        events of their type committed before this version. They are run over every such
+        event now: each must compute, give a value where its field is required, and give
+        the same values in Polars (``scan``, projections) as in DuckDB (the state fold, the
+        SQL views).
+
+        The change runs under the writer lock: new columns are added to the events table
+        first (one Delta commit), then ``eventlog.json`` is replaced atomically with the
+        new version appended to the schema history. Rejected changes change nothing.
+
+        Returns:
+            This log, now on the new schema version (unchanged when nothing differs).
+
+        Raises:
+            SchemaEvolutionError: the change is not compatible; the message says why and how.
+
+        Example:
+            >>> import tempfile
+            >>> from eventlog import EventLog, EventSchema, EventType, Field, Upcaster
+            >>> v1 = EventSchema([EventType("ping", (Field("n", "int64"),))])
+            >>> log = EventLog.create(tempfile.mkdtemp() + "/store", v1)
+            >>> _ = log.append([{"event_type": "ping", "stream_id": "a", "n": 1}])
+            >>> v2 = EventSchema([EventType("ping", (Field("count", "int64"), Field("note", "string", required=False)))])
+            >>> log.evolve(v2, upcasters=[Upcaster("ping", "count", "n")]).schema_version
+            2
+            >>> log.scan().select("seq", "count", "note").collect().rows()
+            [(1, 1, None)]
+        """
+        with self._writing() as txn:
+            stored = self._events.columns()
+            history = self._history.evolve(new_schema, list(upcasters), first_seq=txn.head + 1, stored=stored)
+            if history is self._history:
+                return self
+            check_on_events(history, self._scan_raw(txn.head, upcast=False) if txn.head else None)
+            added = {c: t for c, t in history.columns.items() if c not in stored}
+            if added:  # a retry after a crash here finds the columns there already
+                self._events.add_columns(added, metadata={"operation": "evolve", "schema_version": str(history.version)})
+            _write_json_atomically(self.path / _STORE_FILE, {"format": _FORMAT_EVOLVED, **history.to_meta()})
+            self._use_history(history)
+            self._meta_stamp = _stamp(self.path / _STORE_FILE)
+        return self
+
+    def _use_history(self, history: SchemaHistory) -> None:
+        self._history = history
+        self.schema = history.schema
+
+    def _reload_schema(self) -> None:
+        """Pick up an evolution another process (or EventLog object) made: a stat when there is none."""
+        stamp = _stamp(self.path / _STORE_FILE)
+        if stamp is None or stamp == self._meta_stamp:
+            return
+        history = SchemaHistory.from_meta(_read_meta(self.path / _STORE_FILE))
+        if history.schema.to_json() != self.schema.to_json() or len(history.versions) != len(self._history.versions):
+            self._use_history(history)
+        self._meta_stamp = stamp
 
     @contextmanager
     def _writing(self) -> Iterator[_WriteTxn]:
@@ -234,6 +340,7 @@ class EventLog:
                 f"could not take the writer lock of {self.path} within {self.lock_timeout}s; another writer is busy"
             ) from None
         try:
+            self._reload_schema()  # a writer always appends under the store's current schema
             self._events.refresh()
             yield _WriteTxn(self)
         finally:
@@ -277,26 +384,41 @@ class _WriteTxn:
         *,
         expected_versions: Mapping[str, ExpectedVersion] | None = None,
         idempotency_key: str | None = None,
+        schema: EventSchema | None = None,
     ) -> AppendResult:
+        """Append ``frame``, normalized with ``schema`` (default: the store's current one).
+
+        A frame normalized with another schema — the store evolved since, or a domain
+        normalized with its own — is validated again against the current schema, which
+        fills the columns and defaults that schema adds.
+        """
         log = self._log
         if idempotency_key is not None:
             done = _committed_result(log, idempotency_key)
             if done is not None:
                 return done
+        if schema is not None and schema.to_json() != log.schema.to_json():
+            frame = normalize(frame, log.schema)
         current = self.stream_versions(frame.get_column("stream_id").unique().to_list())
         if expected_versions:
             _check_expected(expected_versions, self.stream_versions(list(expected_versions)))
         _check_event_ids_unused(log, frame, self.head)
         now = dt.datetime.now(dt.timezone.utc)
         recorded_at = now if self.last_recorded is None else max(now, self.last_recorded + dt.timedelta(milliseconds=1))
-        events = _assign_envelope(frame, self.head, current, recorded_at).select(log._stored_columns)
+        # Every column of the table, in its order: columns no longer in the schema are null.
+        assigned = _assign_envelope(frame, self.head, current, recorded_at)
+        events = assigned.select(
+            pl.col(c) if c in assigned.columns else pl.lit(None, dtype=t).alias(c) for c, t in log._events.columns().items()
+        )
         first, last = self.head + 1, self.head + frame.height
         previous = log._chain_tip(self.head)
-        digest = events_hash(events, log.schema.columns())
+        digest = events_hash(events, log.schema.columns())  # the columns of the version it commits under
         own = commit_hash(previous, first, last, digest)
         metadata = {"first_seq": str(first), "last_seq": str(last), "count": str(frame.height),
                     "recorded_at": recorded_at.isoformat(), "operation": "append",
                     "prev_hash": previous or GENESIS, "events_hash": digest, "hash": own}
+        if log.schema_version > 1:  # verify hashes each commit with its version's columns
+            metadata["schema_version"] = str(log.schema_version)
         transactions = {}
         if idempotency_key is not None:
             metadata["idempotency_key"] = idempotency_key
@@ -453,6 +575,20 @@ class _StreamVersions:
                 old.unlink(missing_ok=True)
         except OSError:
             pass  # a cache that cannot be written costs time later, never correctness
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    meta: dict[str, Any] = json.loads(path.read_text())
+    return meta
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """Identifies one version of a file: it is only ever replaced by a rename (a new inode)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ This module depends only on the log; domains (the inventory) register their own.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import inspect
@@ -325,28 +326,47 @@ class ProjectionTables:
     def write(self, name: str, table: pl.DataFrame, manifest: dict[str, Any]) -> _Manifest:
         folder = self.folder(name)
         folder.mkdir(parents=True, exist_ok=True)
+        previous = self._current_file(name)
         stamp = f"{time.time_ns():020d}"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".parquet")
-        os.close(fd)
-        table.write_parquet(tmp, compression="zstd")
-        _fsync(Path(tmp))
         final = f"t-{manifest['checkpoint']:015d}-{stamp}.parquet"
-        os.replace(tmp, folder / final)
         info = _Manifest(file=final, rows=table.height, **manifest)
-        fd, tmp_manifest = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(info.__dict__, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_manifest, folder / "current.json")
-        self._drop_old(folder, keep={final})
+        tmp = tmp_manifest = None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".parquet")
+            os.close(fd)
+            table.write_parquet(tmp, compression="zstd")
+            _fsync(Path(tmp))
+            os.replace(tmp, folder / final)
+            fd, tmp_manifest = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(info.__dict__, fh, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp_manifest, folder / "current.json")
+        except OSError:
+            for leftover in (tmp, tmp_manifest):  # a full disk must not fill up further with every retry
+                if leftover is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(leftover)
+            raise
+        self._drop_old(folder, keep={final, previous})
         return info
 
-    def _drop_old(self, folder: Path, keep: set[str]) -> None:
-        tables = sorted(folder.glob("t-*.parquet"), key=lambda p: p.stat().st_mtime)
-        previous = [p for p in tables if p.name not in keep][-1:]  # one generation back stays
-        for path in tables:
-            if path.name not in keep and path not in previous:
+    def _current_file(self, name: str) -> str | None:
+        try:
+            manifest = self.manifest(name)
+        except ProjectionError:  # an unreadable manifest is replaced; its table is not worth keeping
+            return None
+        return manifest.file if manifest is not None else None
+
+    def _drop_old(self, folder: Path, keep: set[str | None]) -> None:
+        """Remove every table but ``keep``: the new one, and the one a reader may still hold a manifest of.
+
+        The table before is named by the manifest that was current, not guessed by age: a build
+        that failed between placing its table and its manifest leaves a newer file no one reads.
+        """
+        for path in folder.glob("t-*.parquet"):
+            if path.name not in keep:
                 path.unlink(missing_ok=True)
         stale = time.time() - 3600
         for tmp in folder.glob(".tmp-*"):  # files of builders that crashed
@@ -437,7 +457,7 @@ class Projector:
         merge = [n for n in wanted if isinstance(self.registry[n], Projection)]
         full, incremental = [], []
         for name in merge:
-            m = self.tables.manifest(name)
+            m = None if rebuild else self.tables.manifest(name)  # a rebuild replaces a manifest it cannot read
             if rebuild or m is None or m.fingerprint != self._fingerprint(self.registry[name]) or m.checkpoint > head:
                 full.append(name)
             elif m.checkpoint < head:
@@ -515,7 +535,7 @@ class Projector:
         if isinstance(as_of, int) and isinstance(proj, Projection):
             cut = min(as_of, head)
             m = self.tables.manifest(name)
-            if m is not None and m.fingerprint == proj.fingerprint() and m.checkpoint <= cut:
+            if m is not None and m.fingerprint == self._fingerprint(proj) and m.checkpoint <= cut:
                 tail = proj.fold(self.log._scan_raw(cut, after=m.checkpoint)).collect()
                 return proj.finish(proj.merge(self.tables.read(name, m), tail))
             return proj.finish(proj.fold(self.log._scan_raw(cut)).collect())
@@ -551,9 +571,19 @@ class Projector:
     # --- helpers -------------------------------------------------------------------------
 
     def _fingerprint(self, proj: AnyProjection) -> str:
-        """A projection's identity includes the identity of what it is built from."""
+        """A projection's identity includes the identity of what it is built from.
+
+        For one built from the events, that includes the schema's read rules (upcasters,
+        defaults of added fields) that change the columns it reads on the event types it
+        reads — so a schema evolution rebuilds exactly the projections whose input changed.
+        """
         if proj.source == "events":
-            return proj.fingerprint()
+            history = self.log._history
+            if not history.rules:
+                return proj.fingerprint()
+            columns, types = _reads(proj)
+            rules = history.fingerprint(columns, types)
+            return proj.fingerprint() if rules is None else _hash([proj.fingerprint(), rules])
         return _hash([proj.fingerprint(), self._fingerprint(self.get(proj.source))])
 
     def _with_sources(self, names: list[str]) -> list[str]:
@@ -630,6 +660,16 @@ def _sql_agg(agg: Agg) -> str:
     if agg.kind == "distinct":
         return f"COALESCE(list_sort(list_distinct(list({agg.expr}){filt})), [])"
     raise ProjectionError(f"unknown aggregate kind {agg.kind!r}")
+
+
+def _reads(proj: AnyProjection) -> tuple[set[str] | None, list[str] | None]:
+    """The event columns and types a projection reads (None: any; a function may read anything)."""
+    if not isinstance(proj, Projection):
+        return None, None
+    texts = [*proj.keys.values(), proj.where]
+    texts += [t for agg in proj.aggregates.values() for t in (agg.expr, agg.where)]
+    columns = {name for text in texts if text for name in pl.sql_expr(text).meta.root_names()}
+    return columns, None if proj.event_types is None else list(proj.event_types)
 
 
 def _sql_str(text: str) -> str:

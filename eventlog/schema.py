@@ -8,6 +8,7 @@ type does not have that field.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -160,3 +161,55 @@ class EventSchema:
     def fingerprint(self) -> str:
         """A stable text form, for equality checks across processes."""
         return json.dumps(self.to_json(), sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class Upcaster:
+    """How a field reads on events committed before the schema version that declared it.
+
+    ``expression`` is a SQL expression over the stored columns of the same event (Polars
+    and DuckDB both run it, so keep to SQL they share: column names, CAST, arithmetic,
+    CASE, COALESCE, common string functions; ``evolve`` refuses one whose results differ
+    between the two on the stored events). It is applied at read time, vectorised, to
+    the events of ``event_type`` committed before ``from_version``; the stored data is never
+    rewritten and the old column stays readable (``EventLog.scan(upcast=False)``). Give
+    upcasters to ``EventLog.evolve``, which sets ``from_version`` to the version it creates.
+
+    Example:
+        >>> Upcaster("item_added", "color", "colour")  # a rename
+        Upcaster('item_added', 'color', 'colour')
+        >>> Upcaster("item_added", "price_cents", "CAST(price AS BIGINT)").reads()  # a retype
+        ['price']
+    """
+
+    event_type: str
+    field: str
+    expression: str
+    from_version: int | None = dataclasses.field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.expression, str) or not self.expression.strip():
+            raise ValueError(f"upcaster of {self.event_type!r}.{self.field!r}: the expression is SQL text")
+        if self.field in ENVELOPE or self.field == PARTITION_COLUMN:
+            raise ValueError(f"upcaster of {self.field!r}: envelope columns are set by the log and cannot be upcast")
+        try:
+            pl.sql_expr(self.expression)
+        except (pl.exceptions.PolarsError, ValueError) as exc:
+            raise ValueError(f"upcaster of {self.event_type!r}.{self.field!r}: {self.expression!r} is not a SQL "
+                             f"expression Polars can run ({exc})") from None
+
+    def reads(self) -> list[str]:
+        """The stored columns the expression reads."""
+        return sorted(set(pl.sql_expr(self.expression).meta.root_names()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event_type": self.event_type, "field": self.field, "expression": self.expression,
+                "from_version": self.from_version}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Upcaster:
+        return cls(data["event_type"], data["field"], data["expression"], from_version=data.get("from_version"))
+
+    def __repr__(self) -> str:
+        tail = "" if self.from_version is None else f", from_version={self.from_version}"
+        return f"Upcaster({self.event_type!r}, {self.field!r}, {self.expression!r}{tail})"

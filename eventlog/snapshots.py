@@ -2,8 +2,10 @@
 
 Each snapshot is an immutable Parquet file plus a JSON manifest beside it. The manifest is
 written last (both by atomic rename), so a snapshot without one never existed; its sha256
-catches a truncated or altered file, and its state version rules out snapshots made by an
-older definition of the state. A snapshot that fails either check is never used.
+catches a truncated or altered file, and its state fingerprint rules out snapshots made by
+another definition of the state: ``v<state version>``, plus a hash of the schema upcasters
+that change what the state reads, when there are any (manifests written before fingerprints
+existed count as ``v<state version>``). A snapshot that fails either check is never used.
 """
 
 from __future__ import annotations
@@ -39,21 +41,33 @@ class SnapshotInfo:
     created_at: str
     max_occurred_at: str | None
     file: str
+    state_fingerprint: str | None = None
 
     @property
     def path(self) -> str:
         return self.file
 
+    @property
+    def fingerprint(self) -> str:
+        """The state definition it was made with (older manifests: the state version alone)."""
+        return self.state_fingerprint or f"v{self.state_version}"
+
 
 class SnapshotStore:
     """The snapshots of one state definition under ``<store>/snapshots/``."""
 
-    def __init__(self, root: Path, *, state_version: int) -> None:
+    def __init__(self, root: Path, *, state_version: int, fingerprint: str | None = None) -> None:
         self.root = root
         self.state_version = state_version
+        #: The state definition: ``v<state version>`` plus the hash of any upcasters it reads through.
+        self.fingerprint = fingerprint or f"v{state_version}"
+
+    def accepts(self, info: SnapshotInfo) -> bool:
+        """Whether ``info`` was made by this definition of the state."""
+        return info.state_version == self.state_version and info.fingerprint == self.fingerprint
 
     def list(self, *, all_versions: bool = False) -> list[SnapshotInfo]:
-        """Manifests, oldest first (only this state version unless ``all_versions``)."""
+        """Manifests, oldest first (only this state definition unless ``all_versions``)."""
         if not self.root.exists():
             return []
         out = []
@@ -65,7 +79,7 @@ class SnapshotStore:
             except (OSError, ValueError, TypeError):
                 warnings.warn(f"snapshot manifest {manifest} is unreadable; ignoring it", SnapshotWarning, stacklevel=2)
                 continue
-            if all_versions or info.state_version == self.state_version:
+            if all_versions or self.accepts(info):
                 out.append(info)
         return sorted(out, key=lambda i: (i.state_version, i.seq))
 
@@ -92,7 +106,8 @@ class SnapshotStore:
 
     def write(self, state: pl.DataFrame, *, seq: int, delta_version: int) -> SnapshotInfo:
         """Write the state at ``seq`` atomically: readers see the whole snapshot or none."""
-        stem = f"v{self.state_version}-seq{seq:015d}"
+        tag = self.fingerprint.removeprefix(f"v{self.state_version}").lstrip("-")  # "" for the plain definition
+        stem = f"v{self.state_version}-{tag + '-' if tag else ''}seq{seq:015d}"
         tmp = manifest = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -111,6 +126,7 @@ class SnapshotStore:
                 created_at=dt.datetime.now(dt.timezone.utc).isoformat(),
                 max_occurred_at=top.isoformat() if top is not None else None,  # type: ignore[union-attr]
                 file=f"{stem}.parquet",
+                state_fingerprint=self.fingerprint,
             )
             manifest = _temp_path(self.root, stem + ".json")
             manifest.write_text(json.dumps(asdict(info), indent=2))
@@ -134,9 +150,9 @@ class SnapshotStore:
 
         The ladder keeps time travel into the past cheap without keeping every snapshot:
         going back, each kept snapshot is at least twice as far from the previous kept one.
-        Snapshots of other state versions are removed. Returns what was removed.
+        Snapshots of other state definitions are removed. Returns what was removed.
         """
-        removed = [s for s in self.list(all_versions=True) if s.state_version != self.state_version]
+        removed = [s for s in self.list(all_versions=True) if not self.accepts(s)]
         snaps = self.list()[::-1]  # newest first
         kept = snaps[:keep_latest]
         gap = (kept[0].seq - kept[-1].seq) if len(kept) > 1 else 1

@@ -3,7 +3,8 @@
 ``connect(store)`` returns a DuckDB connection with these views and macros:
 
 - ``events``: the committed log, envelope then payload columns in the schema's order (unordered:
-  add ``ORDER BY seq``);
+  add ``ORDER BY seq``); after a schema evolution, old events read as ``EventLog.scan`` shows
+  them (added fields null or their default, upcasters applied, in SQL);
 - ``inventory``: current stock, the rows of ``Inventory.stock()`` ordered by item (inventory
   stores only), computed as newest usable snapshot ⊕ fold of the tail, as ``_fold.py`` does;
 - ``commits``: one row per Delta commit with eventlog's commit metadata (null seqs for
@@ -41,7 +42,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from eventlog._fold import STATE_SCHEMA, STATE_VERSION, fold_sql
+from eventlog._evolution import SchemaHistory
+from eventlog._fold import STATE_SCHEMA, STATE_VERSION, fold_sql, state_fingerprint, state_source
 from eventlog.errors import CommitError, ReadOnlyError, SchemaMismatchError, ValidationError
 from eventlog.inventory import Inventory, _check_schema
 from eventlog.log import EventLog
@@ -341,6 +343,7 @@ class _Pin:
     snapshots: list[tuple[SnapshotInfo, bool]]
     projections: list[dict[str, Any]]  # name, checkpoint, file (absolute), manifest (JSON text)
     inventory: bool
+    history: SchemaHistory  # schema versions: old events read through their read rules
 
 
 @dataclass
@@ -376,6 +379,7 @@ def _pin(log: EventLog, is_inventory: bool) -> _Pin:
     """Files, head and commits of one version, with the snapshots and projections beside it."""
     events = log._events
     root = log.path.resolve()
+    log._reload_schema()  # before the table: an evolution commits its columns before its schema
     key = (str(root), events._table.metadata().id)
     for _ in range(20):
         events.refresh()
@@ -401,9 +405,10 @@ def _pin(log: EventLog, is_inventory: bool) -> _Pin:
         columns=dict(log.schema.columns()),
         files=files,
         commits=commits,
-        snapshots=_snapshots(root, head) if is_inventory else [],
+        snapshots=_snapshots(root, head, state_fingerprint(log)) if is_inventory else [],
         projections=_projections(root),
         inventory=is_inventory,
+        history=log._history,
     )
 
 
@@ -456,13 +461,13 @@ def _commit_row(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _snapshots(root: Path, head: int) -> list[tuple[SnapshotInfo, bool]]:
-    """Every manifest, and whether the state may start from it (this state version, at or
+def _snapshots(root: Path, head: int, fingerprint: str) -> list[tuple[SnapshotInfo, bool]]:
+    """Every manifest, and whether the state may start from it (this state definition, at or
     below head, its file matching its checksum)."""
-    store = SnapshotStore(root / "snapshots", state_version=STATE_VERSION)
+    store = SnapshotStore(root / "snapshots", state_version=STATE_VERSION, fingerprint=fingerprint)
     out = []
     for info in store.list(all_versions=True):
-        usable = info.state_version == STATE_VERSION and info.seq <= head and _intact(store.root / info.file, info)
+        usable = store.accepts(info) and info.seq <= head and _intact(store.root / info.file, info)
         out.append((info, usable))
     return out
 
@@ -560,7 +565,7 @@ def _definitions(pin: _Pin, sources: _Sources) -> list[str]:
     columns = ", ".join(_ident(c) for c in pin.columns)
     out = [
         f"CREATE OR REPLACE VIEW events AS\nSELECT {columns}\n"
-        f"FROM {sources.parquet(pin.files['path'].to_list(), pin.columns)};\n",
+        f"FROM {pin.history.sql_source(sources.parquet(pin.files['path'].to_list(), pin.columns))};\n",
         _AS_OF_SEQ,
         _AS_OF_TIME,
         "CREATE OR REPLACE MACRO events_as_of(x) AS TABLE\nSELECT * FROM events\n"
@@ -596,7 +601,7 @@ def _inventory_definitions(pin: _Pin, sources: _Sources) -> list[str]:
         base=str(after),
         bases=bases[:1],
         where=[] if inside else [f"seq > {after}", f"seq <= {pin.head}"],
-        events=sources.parquet(tail["path"].to_list(), pin.columns),
+        events=state_source(pin.history, sources.parquet(tail["path"].to_list(), pin.columns)),
         sources=sources,
     )
     # The macro picks its base from the cut: a CASE over the snapshots' literal seqs, so a

@@ -4,8 +4,9 @@ What is checked, in this order (the first failure is reported, with commit, seq 
 
 1. every data file the current Delta version lists exists and is readable;
 2. the hash chain: each append commit's recorded previous hash is the hash of the append
-   before it, its event hash matches the events now stored for its seq range, and its
-   commit hash matches (see ``eventlog._chain`` for the canonical encoding);
+   before it, its event hash matches the events now stored for its seq range (the stored
+   columns of the schema version it was committed under), and its commit hash matches (see
+   ``eventlog._chain`` for the canonical encoding and how it treats evolved schemas);
 3. seq is gapless from 1 to the head; each file's seq range matches its Delta statistics
    and its partition matches the date of its events;
 4. stream_version is gapless from 1 in seq order within every stream; event_id is unique;
@@ -114,9 +115,10 @@ def append_commits(log: EventLog) -> pl.DataFrame:
             "prev_hash": entry.get("eventlog.prev_hash"),
             "events_hash": entry.get("eventlog.events_hash"),
             "hash": entry.get("eventlog.hash"),
+            "schema_version": int(entry.get("eventlog.schema_version", 1)),
         })
     schema = {"version": pl.Int64, "first_seq": pl.Int64, "last_seq": pl.Int64,
-              "prev_hash": pl.String, "events_hash": pl.String, "hash": pl.String}
+              "prev_hash": pl.String, "events_hash": pl.String, "hash": pl.String, "schema_version": pl.Int64}
     return pl.DataFrame(rows, schema=schema).sort("version")
 
 
@@ -140,11 +142,17 @@ def _check_files(log: EventLog, head: int) -> Violation | None:
 def _check_chain(log: EventLog, head: int, commits: pl.DataFrame) -> Violation | None:
     previous: str | None = None
     expected_first = 1
-    columns = log.schema.columns()
     for chunk in _chunks(commits.rows(named=True)):
-        events = log._scan_raw(chunk[-1]["last_seq"], after=chunk[0]["first_seq"] - 1).sort("seq").collect()
+        # Stored values, as committed: read rules of later schema versions play no part.
+        events = log._scan_raw(chunk[-1]["last_seq"], after=chunk[0]["first_seq"] - 1, upcast=False).sort("seq").collect()
         for commit in chunk:
-            violation = _check_commit(log, commit, events, previous, expected_first, columns)
+            schema = log._history.schema_of(commit["schema_version"])
+            expected = max(v.version for v in log._history.versions if v.first_seq <= commit["first_seq"])
+            if schema is None or commit["schema_version"] != expected:
+                return Violation("hash chain", f"commit names schema version {commit['schema_version']}, but by "
+                                 f"eventlog.json's schema history its events were committed under version {expected}",
+                                 version=commit["version"], seq=commit["first_seq"])
+            violation = _check_commit(log, commit, events, previous, expected_first, schema.columns())
             if violation is not None:
                 return violation
             previous, expected_first = commit["hash"], commit["last_seq"] + 1
@@ -219,7 +227,9 @@ def _check_file_stats(log: EventLog) -> Violation | None:
         pl.col("min.seq").alias("lo"), pl.col("max.seq").alias("hi"), pl.col(f"partition.{PARTITION_COLUMN}").alias("day"),
     )
     actual = (
-        pl.scan_parquet(listed["file"].to_list(), hive_partitioning=False, include_file_paths="file")
+        # extra_columns: files written after a schema evolution have columns older files lack.
+        pl.scan_parquet(listed["file"].to_list(), hive_partitioning=False, include_file_paths="file",
+                        extra_columns="ignore")
         .group_by("file")
         .agg(pl.col("seq").min().alias("real_lo"), pl.col("seq").max().alias("real_hi"),
              pl.col("occurred_at").dt.date().min().alias("first_day"), pl.col("occurred_at").dt.date().max().alias("last_day"))
