@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from eventlog.log import EventLog
 
 #: Bump when the state's definition changes: snapshots of another version are not used.
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: events of other types no longer count as removals
 #: The payload fields the fold reads: upcasters of these change the state's definition.
 STATE_FIELDS = ("quantity", "rarity", "origin")
 
@@ -50,7 +50,8 @@ STATE_SCHEMA: dict[str, pl.DataType] = {
 _FOLD_SQL = """
 SELECT
     stream_id AS item,
-    SUM(CASE WHEN event_type = 'item_added' THEN quantity ELSE -quantity END)::BIGINT AS quantity,
+    SUM(CASE event_type WHEN 'item_added' THEN quantity WHEN 'item_removed' THEN -quantity ELSE 0 END)::BIGINT
+        AS quantity,
     -- Within one stream, stream_version orders events as seq does, and is read anyway.
     arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
     arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
@@ -80,6 +81,13 @@ def state_source(history: SchemaHistory, source: str = PARQUET_SOURCE) -> str:
     """``source`` with the read rules that touch the state's fields applied (as it is when there are none)."""
     rules = history.rules_for(STATE_FIELDS) if history.rules else []
     return history.sql_source(source, rules) if rules else source
+
+
+def signed_quantity() -> pl.Expr:
+    """+quantity for an addition, -quantity for a removal, 0 for any other event type."""
+    q = pl.col("quantity")
+    event = pl.col("event_type")
+    return pl.when(event == "item_added").then(q).when(event == "item_removed").then(-q).otherwise(0)
 
 
 def empty_state() -> pl.DataFrame:

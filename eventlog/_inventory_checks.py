@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from eventlog._fold import STATE_SCHEMA, empty_state, fold
+from eventlog._fold import STATE_SCHEMA, empty_state, fold, signed_quantity
 from eventlog.projections import Projection
 from eventlog.verify import Check, Violation
 
@@ -29,7 +29,7 @@ def inventory_checks(inventory: Inventory) -> list[tuple[str, Check]]:
 
 
 def _stock_never_negative(log: EventLog, head: int) -> Violation | None:
-    signed = pl.when(pl.col("event_type") == "item_added").then(pl.col("quantity")).otherwise(-pl.col("quantity"))
+    signed = signed_quantity()
     bad = (
         log._scan_raw(head)
         .select("seq", "stream_id", "event_type", "quantity")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 import pyarrow as pa
 
-from eventlog._fold import STATE_VERSION, empty_state, fold, fold_frame, merge, state_fingerprint
+from eventlog._fold import STATE_VERSION, empty_state, fold, fold_frame, merge, signed_quantity, state_fingerprint
 from eventlog._inventory_projections import BUILTINS
 from eventlog._time import Cut, TimeCut, parse_point
 from eventlog._validate import first_row, normalize
@@ -195,7 +195,7 @@ class Inventory:
     def history(self, name: Item | str) -> pl.DataFrame:
         """The item's events in log order, with the signed change and the running stock."""
         key = name.name if isinstance(name, Item) else name
-        signed = pl.when(pl.col("event_type") == ADDED).then(pl.col("quantity")).otherwise(-pl.col("quantity"))
+        signed = signed_quantity()
         return (
             self.log.scan(streams=[key])
             .sort("seq")
@@ -495,7 +495,7 @@ def _check_stock(frame: pl.DataFrame, state: pl.DataFrame) -> None:
     if not removes.any():
         return
     start = state.select(pl.col("item").alias("stream_id"), pl.col("quantity").alias("__start"))
-    signed = pl.when(pl.col("event_type") == ADDED).then(pl.col("quantity")).otherwise(-pl.col("quantity"))
+    signed = signed_quantity()
     running = (
         frame.select("stream_id", "event_type", "quantity")
         .with_row_index("__row")

@@ -263,3 +263,19 @@ def test_state_is_right_when_data_files_carry_no_statistics(stocked: Inventory, 
     fresh = Inventory.open(stocked.path)
     for seq in range(6):
         assert fresh.stock(as_of=seq).rows() == reference.stock(events, seq=seq)
+
+
+def test_events_of_a_type_added_later_do_not_count_as_removals(tmp_path: Path) -> None:
+    """Only item_added and item_removed move stock; a new event type (after evolve) does not."""
+    from eventlog import EventSchema, EventType, Field
+    from eventlog.inventory import INVENTORY_SCHEMA
+
+    inv = Inventory.open(tmp_path / "store")
+    inv.add_item("sword", 3)
+    audited = EventType("item_audited", (Field("quantity", "int64", required=False),))
+    inv.log.evolve(EventSchema((*INVENTORY_SCHEMA.event_types, audited), name="inventory"))
+    inv.log.append([{"event_type": "item_audited", "stream_id": "sword", "quantity": 2}])
+    fresh = Inventory.open(tmp_path / "store")
+    assert fresh.get_count("sword") == 3
+    assert fresh.history("sword")["stock"].to_list() == [3, 3]
+    assert fresh.verify().ok

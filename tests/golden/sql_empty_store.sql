@@ -49,7 +49,8 @@ WITH base AS (
 ), tail AS (
     SELECT
         stream_id AS item,
-        SUM(CASE WHEN event_type = 'item_added' THEN quantity ELSE -quantity END)::BIGINT AS quantity,
+        SUM(CASE event_type WHEN 'item_added' THEN quantity WHEN 'item_removed' THEN -quantity ELSE 0 END)::BIGINT
+            AS quantity,
         -- Within one stream, stream_version orders events as seq does, and is read anyway.
         arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
         arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
@@ -78,7 +79,8 @@ WITH base AS (
 ), tail AS (
     SELECT
         stream_id AS item,
-        SUM(CASE WHEN event_type = 'item_added' THEN quantity ELSE -quantity END)::BIGINT AS quantity,
+        SUM(CASE event_type WHEN 'item_added' THEN quantity WHEN 'item_removed' THEN -quantity ELSE 0 END)::BIGINT
+            AS quantity,
         -- Within one stream, stream_version orders events as seq does, and is read anyway.
         arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
         arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,

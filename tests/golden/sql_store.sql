@@ -51,17 +51,18 @@ FROM (VALUES
 CREATE OR REPLACE VIEW snapshots AS
 SELECT CAST("seq" AS BIGINT) AS "seq", CAST("delta_version" AS BIGINT) AS "delta_version", CAST("rows" AS BIGINT) AS "rows", CAST("state_version" AS BIGINT) AS "state_version", CAST("created_at" AS TIMESTAMPTZ) AS "created_at", CAST("max_occurred_at" AS TIMESTAMPTZ) AS "max_occurred_at", CAST("file" AS VARCHAR) AS "file", CAST("sha256" AS VARCHAR) AS "sha256", CAST("usable" AS BOOLEAN) AS "usable"
 FROM (VALUES
-    (3, 2, 2, 1, '<TIME>', '<TIME>', 'v1-seq000000000000003.parquet', '<SHA256>', TRUE)
+    (3, 2, 2, 2, '<TIME>', '<TIME>', 'v2-seq000000000000003.parquet', '<SHA256>', TRUE)
 ) AS v("seq", "delta_version", "rows", "state_version", "created_at", "max_occurred_at", "file", "sha256", "usable");
 
 CREATE OR REPLACE VIEW inventory AS
 WITH base AS (
     SELECT CAST("item" AS VARCHAR) AS "item", CAST("quantity" AS BIGINT) AS "quantity", CAST("rarity" AS VARCHAR) AS "rarity", CAST("origin" AS VARCHAR) AS "origin", CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at", CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at", CAST("stream_version" AS BIGINT) AS "stream_version"
-    FROM read_parquet(['<STORE>/snapshots/v1-seq000000000000003.parquet'], hive_partitioning = false, union_by_name = true)
+    FROM read_parquet(['<STORE>/snapshots/v2-seq000000000000003.parquet'], hive_partitioning = false, union_by_name = true)
 ), tail AS (
     SELECT
         stream_id AS item,
-        SUM(CASE WHEN event_type = 'item_added' THEN quantity ELSE -quantity END)::BIGINT AS quantity,
+        SUM(CASE event_type WHEN 'item_added' THEN quantity WHEN 'item_removed' THEN -quantity ELSE 0 END)::BIGINT
+            AS quantity,
         -- Within one stream, stream_version orders events as seq does, and is read anyway.
         arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
         arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
@@ -87,12 +88,13 @@ ORDER BY item;
 CREATE OR REPLACE MACRO inventory_as_of(x) AS TABLE
 WITH base AS (
     SELECT CAST("item" AS VARCHAR) AS "item", CAST("quantity" AS BIGINT) AS "quantity", CAST("rarity" AS VARCHAR) AS "rarity", CAST("origin" AS VARCHAR) AS "origin", CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at", CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at", CAST("stream_version" AS BIGINT) AS "stream_version"
-    FROM read_parquet(['<STORE>/snapshots/v1-seq000000000000003.parquet'], hive_partitioning = false, union_by_name = true)
+    FROM read_parquet(['<STORE>/snapshots/v2-seq000000000000003.parquet'], hive_partitioning = false, union_by_name = true)
     WHERE CASE WHEN 3 <= coalesce(as_of_seq(x), 9223372036854775807) AND CAST('<TIME>' AS TIMESTAMPTZ) <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity') THEN 3 ELSE 0 END = 3
 ), tail AS (
     SELECT
         stream_id AS item,
-        SUM(CASE WHEN event_type = 'item_added' THEN quantity ELSE -quantity END)::BIGINT AS quantity,
+        SUM(CASE event_type WHEN 'item_added' THEN quantity WHEN 'item_removed' THEN -quantity ELSE 0 END)::BIGINT
+            AS quantity,
         -- Within one stream, stream_version orders events as seq does, and is read anyway.
         arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
         arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
