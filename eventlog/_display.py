@@ -24,7 +24,7 @@ def _table(title: str, rows: list[tuple[str, Any]]) -> str:
 def log_facts(log: EventLog) -> list[tuple[str, Any]]:
     head = log.head()
     counts = (
-        log.scan(as_of=head).group_by("event_type").len().sort("event_type").collect()
+        log.scan(as_of=head, ordered=False).group_by("event_type").len().sort("event_type").collect()
         if head else pl.DataFrame({"event_type": [], "len": []})
     )
     last = next((c for c in log.history(1)), {})

@@ -176,7 +176,7 @@ def tail(store: _Store, n: int, fmt: str) -> None:
     """Show the last N events in seq order."""
     log = store.log()
     head = log.head()
-    frame = log.scan(as_of=head).filter(pl.col("seq") > head - n).collect().sort("seq")
+    frame = log.scan(as_of=head).filter(pl.col("seq") > head - n).collect()
     _emit(frame, fmt)
 
 
@@ -574,7 +574,7 @@ def _text_schema(schema: EventSchema, *, inventory: bool) -> dict[str, pl.DataTy
 def _store_info(log: EventLog) -> dict[str, Any]:
     head = log.head()
     files = log.files()
-    events = log.scan(as_of=head)
+    events = log.scan(as_of=head, ordered=False)
     by_type = events.group_by("event_type").len().sort("event_type").collect()
     streams = events.select(pl.col("stream_id").n_unique()).collect().item()
     snapshots = None

@@ -68,7 +68,7 @@ def _build(inventory: Inventory, config: dict) -> dict[str, float]:
 def _refresh(inventory: Inventory, config: dict) -> dict[str, float]:
     """Append one more day of activity after the latest business day in the store."""
     t0 = time.perf_counter()
-    last = inventory.log.scan().select(pl.col("occurred_at").max()).collect().item()
+    last = inventory.log.scan(ordered=False).select(pl.col("occurred_at").max()).collect().item()
     start = (last + dt.timedelta(days=1)).date()
     run = inventory.log.head()  # a new seed each run, reproducible from the store's size
     for batch in datagen.generate(config["refresh_events"], seed=run, n_items=config["items"], days=1, start=start):

@@ -198,7 +198,6 @@ class Inventory:
         signed = signed_quantity()
         return (
             self.log.scan(streams=[key])
-            .sort("seq")
             .with_columns(change=signed)
             .with_columns(stock=pl.col("change").cum_sum())
             .select("seq", "stream_version", "event_type", "quantity", "change", "stock", "rarity", "origin",
@@ -525,7 +524,7 @@ def _resolve(log: EventLog, as_of: Cut, known_at: Cut) -> TimeCut:
 
 def _last_seq_recorded_by(log: EventLog, when: dt.datetime) -> int:
     """The log's head as it was at ``when`` (recorded_at is non-decreasing in seq)."""
-    last = log.scan().filter(pl.col("recorded_at") <= when).select(pl.col("seq").max()).collect().item()
+    last = log.scan(ordered=False).filter(pl.col("recorded_at") <= when).select(pl.col("seq").max()).collect().item()
     return int(last or 0)
 
 

@@ -147,8 +147,10 @@ class EventLog:
         streams: list[str] | None = None,
         event_types: list[str] | None = None,
         upcast: bool = True,
+        ordered: bool = True,
     ) -> pl.LazyFrame:
-        """The committed log as a LazyFrame, in seq order when collected with a sort.
+        """The committed log as a LazyFrame, in seq order (``ordered=False`` skips the sort,
+        for aggregations over large logs that do not need it).
 
         Filters are pushed into the Delta scan: seq cuts and stream / type filters skip
         files by their statistics. The frame is cut at the head seen now, so collecting it
@@ -166,7 +168,8 @@ class EventLog:
         cut = head if as_of is None else min(int(as_of), head)
         lf = self._scan_raw(cut, streams=streams, event_types=event_types, upcast=upcast)
         columns = self.schema.columns() if upcast else self._history.columns
-        return lf.select(list(columns))
+        lf = lf.select(list(columns))
+        return lf.sort("seq") if ordered else lf
 
     def _scan_raw(
         self,
@@ -364,6 +367,11 @@ class EventLog:
 
     def __repr__(self) -> str:
         return f"EventLog({str(self.path)!r}, schema={self.schema.name!r})"
+
+    def _repr_html_(self) -> str:
+        from eventlog._display import log_html
+
+        return log_html(self)
 
 
 class _WriteTxn:

@@ -117,7 +117,7 @@ def stock_heatmap(inventory: Inventory, *, items: Sequence[str] | None = None, t
 def event_rate(inventory: Inventory, *, every: str = "1d") -> Figure:
     """Events per period in business time, split by event type."""
     rate = (
-        inventory.log.scan()
+        inventory.log.scan(ordered=False)
         .select("occurred_at", "event_type")
         .with_columns(pl.col("occurred_at").dt.truncate(every).alias("period"))
         .group_by("period", "event_type")

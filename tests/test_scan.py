@@ -131,3 +131,7 @@ def test_store_path_with_awkward_characters_reads_back_like_any_other(tmp_path: 
     assert log.scan(as_of=2, streams=[AWKWARD_STREAMS[1]]).collect()["seq"].sort().to_list() == [1]
     log.compact()
     assert read_all(log).equals(got)
+
+
+def test_scan_returns_events_in_seq_order(existing_log: EventLog) -> None:
+    assert existing_log.scan().collect()["seq"].to_list() == list(range(1, existing_log.head() + 1))

@@ -20,6 +20,7 @@ import pytest
 import reference
 from inventory_helpers import events_of
 
+from eventlog._fold import STATE_VERSION
 from eventlog import INVENTORY_SCHEMA, EventLog, EventSchema, EventType, Field, Inventory, Item, Upcaster
 from eventlog.errors import SchemaEvolutionError
 from eventlog.sql import connect
@@ -431,7 +432,7 @@ def test_snapshot_fingerprints_do_not_change_without_upcasters(inventory: Invent
     (old,) = inventory.snapshots.list()
     inventory.log.evolve(GROWN)
     assert Inventory.open(inventory.path).snapshots.list() == [old]
-    assert old.fingerprint == "v1" and old.file.startswith("v1-seq")
+    assert old.fingerprint == f"v{STATE_VERSION}" and old.file.startswith(f"v{STATE_VERSION}-seq")
 
 
 def test_a_default_made_required_reads_into_the_state(inventory: Inventory) -> None:
