@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from eventlog._fold import STATE_SCHEMA, empty_state, fold, signed_quantity
+from eventlog.errors import ProjectionError
 from eventlog.projections import Projection
 from eventlog.verify import Check, Violation
 
@@ -64,7 +65,10 @@ def _snapshots_match(inventory: Inventory, head: int) -> Violation | None:
 def _projections_match(inventory: Inventory, head: int) -> Violation | None:
     projector = inventory.projector
     for name, proj in projector.registry.items():
-        manifest = projector.tables.manifest(name)
+        try:
+            manifest = projector.tables.manifest(name)
+        except ProjectionError as exc:
+            return Violation("projections", str(exc), file=f"projections/{name}/current.json")
         if manifest is None or manifest.fingerprint != projector._fingerprint(proj):
             continue  # none, or of another definition (or schema upcasters): rebuilt before it is read
         stored = projector.tables.read(name, manifest)

@@ -334,6 +334,8 @@ class Inventory:
                 break
             if info.seq > seq or not covers(info, business):
                 continue
+            if not self.snapshots.exists(info):  # pruned by another process since it was listed
+                continue
             loaded = self.snapshots.load(info)
             if loaded is not None:
                 return info.seq, loaded.cast(empty_state().schema), rebuild  # type: ignore[arg-type]
@@ -344,7 +346,10 @@ class Inventory:
     def _write_snapshot(self, state: pl.DataFrame, seq: int) -> SnapshotInfo:
         info = self.snapshots.write(state, seq=seq, delta_version=self.log.version)
         self._newest_snapshot = max(seq, self._newest_snapshot or 0)
-        self.snapshots.prune(keep_latest=self.keep_snapshots)
+        try:
+            self.snapshots.prune(keep_latest=self.keep_snapshots)
+        except SnapshotError as exc:  # the snapshot is written; only the retention step failed
+            warnings.warn(f"{exc}; the snapshot at seq {seq} was written", SnapshotWarning, stacklevel=3)
         return info
 
     def _remember(self, key: tuple[int, dt.datetime | None], state: pl.DataFrame) -> None:

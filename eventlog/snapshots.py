@@ -83,6 +83,10 @@ class SnapshotStore:
                 out.append(info)
         return sorted(out, key=lambda i: (i.state_version, i.seq))
 
+    def exists(self, info: SnapshotInfo) -> bool:
+        """Whether the snapshot is still there (its manifest is removed first when it goes)."""
+        return (self.root / f"{Path(info.file).stem}.json").exists()
+
     def load(self, info: SnapshotInfo) -> pl.DataFrame | None:
         """The snapshot's rows, or None (with a warning) when its file fails the checks."""
         path = self.root / info.file

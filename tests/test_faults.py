@@ -135,7 +135,8 @@ class Fault:
     """The ``call``-th call of ``seam`` during ``op`` raises an OSError (after making the call, if ``after``).
 
     ``done`` is how many of the operation's commits were made when it failed (a projection
-    update commits once per table); ``raises`` is what the caller sees (None: nothing).
+    update commits once per table); ``raises`` is what the caller sees (None: nothing), ``warns``
+    a warning it sees instead.
     """
 
     op: str
@@ -145,6 +146,7 @@ class Fault:
     done: int = 0
     raises: type[BaseException] | None = OSError
     step: str = ""
+    warns: type[Warning] | None = None
 
     def __str__(self) -> str:
         return f"{self.op}: {self.step or self.seam} ({self.seam}#{self.call}{' after' if self.after else ''})"
@@ -165,7 +167,8 @@ FAULTS = [
     Fault("snapshot", "write_text", raises=SnapshotError, step="write the manifest"),
     Fault("snapshot", "fsync", call=2, raises=SnapshotError, step="fsync the manifest"),
     Fault("snapshot", "replace", call=2, raises=SnapshotError, step="rename the manifest into place"),
-    Fault("snapshot", "unlink", done=1, raises=SnapshotError, step="prune old snapshots, the new one committed"),
+    Fault("snapshot", "unlink", done=1, raises=None, warns=SnapshotWarning,
+          step="prune old snapshots, the new one committed"),
     # projections: per table, the same steps as a snapshot, then the old generation is removed.
     Fault("projections", "mkstemp", step="create the temp table file"),
     Fault("projections", "write_parquet", step="write the table"),
@@ -210,7 +213,10 @@ def failing(fault: Fault) -> Iterator[list[Fault]]:
 def _run_with(fault: Fault, inventory: Inventory) -> None:
     """Run the fault's operation with the fault injected; check it fired and what the caller saw."""
     with failing(fault) as fired:
-        if fault.raises is None:
+        if fault.warns is not None:
+            with pytest.warns(fault.warns):
+                OPERATIONS[fault.op](inventory)
+        elif fault.raises is None:
             OPERATIONS[fault.op](inventory)
         else:
             with pytest.raises(fault.raises):

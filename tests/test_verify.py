@@ -206,3 +206,11 @@ def test_a_projection_that_disagrees_with_the_log_is_found(inventory: Inventory)
     report = inventory.verify()
     assert report.violation is not None and report.violation.check == "projections"
     assert "most_collected_items" in report.violation.message
+
+
+def test_an_unreadable_projection_manifest_is_reported_not_raised(inventory: Inventory) -> None:
+    inventory.update_projections()
+    (inventory.projector.tables.folder("item_origins") / "current.json").write_text("{ torn")
+    report = inventory.verify()
+    assert report.violation is not None and report.violation.check == "projections"
+    assert report.violation.file == "projections/item_origins/current.json"
