@@ -36,18 +36,28 @@ import hashlib
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 ENCODING_VERSION = "v1"
 GENESIS = "0" * 64
 
 
 def events_hash(events: pl.DataFrame, columns: dict[str, pl.DataType]) -> str:
-    """The event hash of ``events`` (in seq order) for the schema's ``columns``."""
+    """The event hash of ``events`` (in seq order) for the schema's ``columns``.
+
+    Works on Arrow arrays with numpy views: a few microseconds per column, so a one-event
+    append pays almost nothing and a million-event batch stays a fraction of its write.
+    """
     digest = hashlib.sha256()
+    present = [name for name in columns if name in events.columns]
+    table = events.select(present).to_arrow() if present else None
     for name, dtype in columns.items():
-        series = events.get_column(name) if name in events.columns else pl.Series(name, [None] * events.height, dtype)
+        if table is not None and name in present:
+            array = table.column(name).combine_chunks()
+        else:
+            array = pa.nulls(events.height, type=pa.int64() if dtype != pl.String else pa.large_string())
         digest.update(f"col:{name}\n".encode())
-        _feed(digest, series.rechunk(), dtype)
+        _feed(digest, array, dtype)
     return digest.hexdigest()
 
 
@@ -56,41 +66,38 @@ def commit_hash(previous: str | None, first_seq: int, last_seq: int, events_dige
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _feed(digest: hashlib._Hash, series: pl.Series, dtype: pl.DataType) -> None:
-    present = series.is_not_null().to_numpy().astype(np.uint8)
-    digest.update(present.tobytes())
+def _feed(digest: hashlib._Hash, array: pa.Array, dtype: pl.DataType) -> None:
+    valid = array.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8)
+    digest.update(valid.tobytes())
     if dtype == pl.String:
-        _feed_strings(digest, series)
+        _feed_strings(digest, array)
         return
-    digest.update(_as_int64(series, dtype).astype(">i8").tobytes())
+    digest.update(_as_int64(array, dtype).astype(">i8").tobytes())
 
 
-def _as_int64(series: pl.Series, dtype: pl.DataType) -> np.ndarray:
+def _as_int64(array: pa.Array, dtype: pl.DataType) -> np.ndarray:
+    if pa.types.is_null(array.type):
+        return np.zeros(len(array), dtype=np.int64)
     if isinstance(dtype, pl.Datetime):
-        values = series.dt.cast_time_unit("us").dt.epoch("us")
+        array = pc.cast(array, pa.timestamp("us", tz=getattr(array.type, "tz", None))).cast(pa.int64())
     elif dtype == pl.Date:
-        values = series.dt.epoch("d").cast(pl.Int64)
-    elif dtype == pl.Boolean:
-        values = series.cast(pl.Int64)
+        array = array.cast(pa.int32()).cast(pa.int64())
     elif dtype == pl.Float64:
-        return series.fill_null(0.0).to_numpy().view(np.int64)
-    elif dtype.is_integer():
-        values = series.cast(pl.Int64)
+        return pc.fill_null(array.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False).view(np.int64)
+    elif dtype == pl.Boolean or dtype.is_integer():
+        array = array.cast(pa.int64())
     else:
-        raise TypeError(f"no canonical encoding for {series.name!r} of type {dtype}")
-    return values.fill_null(0).to_numpy()
+        raise TypeError(f"no canonical encoding for a column of type {dtype}")
+    return pc.fill_null(array, 0).to_numpy(zero_copy_only=False)
 
 
-def _feed_strings(digest: hashlib._Hash, series: pl.Series) -> None:
-    lengths = series.str.len_bytes().fill_null(0).cast(pl.Int64).to_numpy()
-    digest.update(lengths.astype(">i8").tobytes())
-    array = series.fill_null("").to_arrow()  # a null contributes no bytes, whatever its slot holds
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    if not pa.types.is_large_string(array.type):
-        array = array.cast(pa.large_string())
-    _, offsets, data = array.buffers()
-    if data is None:
+def _feed_strings(digest: hashlib._Hash, array: pa.Array) -> None:
+    if pa.types.is_null(array.type):
+        digest.update(np.zeros(len(array), dtype=">i8").tobytes())
         return
+    array = pc.fill_null(array.cast(pa.large_string()), "")  # a null contributes no bytes
+    _, offsets, data = array.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
-    digest.update(memoryview(data)[int(bounds[0]) : int(bounds[-1])])
+    digest.update(np.diff(bounds).astype(">i8").tobytes())  # the byte length of each value
+    if data is not None:
+        digest.update(memoryview(data)[int(bounds[0]) : int(bounds[-1])])
