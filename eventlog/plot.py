@@ -30,7 +30,13 @@ def _figure(width: float = 9, height: float = 4.5) -> Figure:
     return _Figure(figsize=(width, height), layout="constrained")
 
 
-def _date_axis(ax: matplotlib.axes.Axes) -> None:
+def _time_series_axes(ax: matplotlib.axes.Axes, *, title: str, xlabel: str, ylabel: str) -> None:
+    """Title, labels, legend, grid and a concise date axis: the same on every time chart."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
@@ -45,12 +51,7 @@ def stock_history(inventory: Inventory, items: Sequence[str]) -> Figure:
     for item in items:
         rows = dense.filter(pl.col("item") == item)
         ax.step(rows["day"].to_list(), rows["stock"].to_list(), where="post", label=item)
-    ax.set_title("Stock at the end of each day")
-    ax.set_xlabel("business day (UTC)")
-    ax.set_ylabel("units in stock")
-    ax.legend(loc="upper left", fontsize="small")
-    ax.grid(alpha=0.3)
-    _date_axis(ax)
+    _time_series_axes(ax, title="Stock at the end of each day", xlabel="business day (UTC)", ylabel="units in stock")
     return fig
 
 
@@ -66,12 +67,8 @@ def daily_flows(inventory: Inventory, *, items: Sequence[str] | None = None) -> 
     ax.plot(days, per_day["added"].to_list(), label="added", color="tab:green", linewidth=1)
     ax.plot(days, (-per_day["removed"]).to_list(), label="removed (negative)", color="tab:red", linewidth=1)
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_title("Daily flows" + ("" if items is None else f" for {', '.join(items)}"))
-    ax.set_xlabel("business day (UTC)")
-    ax.set_ylabel("units per day")
-    ax.legend(loc="upper left", fontsize="small")
-    ax.grid(alpha=0.3)
-    _date_axis(ax)
+    title = "Daily flows" + ("" if items is None else f" for {', '.join(items)}")
+    _time_series_axes(ax, title=title, xlabel="business day (UTC)", ylabel="units per day")
     return fig
 
 
@@ -130,10 +127,5 @@ def event_rate(inventory: Inventory, *, every: str = "1d") -> Figure:
     for event_type in sorted(rate["event_type"].unique().to_list()):
         rows = rate.filter(pl.col("event_type") == event_type)
         ax.plot(rows["period"].to_list(), rows["events"].to_list(), label=event_type, linewidth=1)
-    ax.set_title(f"Events per {every} (business time)")
-    ax.set_xlabel("occurred at (UTC)")
-    ax.set_ylabel("events")
-    ax.legend(loc="upper left", fontsize="small")
-    ax.grid(alpha=0.3)
-    _date_axis(ax)
+    _time_series_axes(ax, title=f"Events per {every} (business time)", xlabel="occurred at (UTC)", ylabel="events")
     return fig
