@@ -64,6 +64,9 @@ GROUP BY stream_id
 """
 #: The events table as the fold reads it from Parquet; $files is bound at query time.
 PARQUET_SOURCE = "read_parquet($files, hive_partitioning = false, union_by_name = true)"
+#: The same for a store that never evolved: every file has the same columns in the same
+#: order, so DuckDB need not read every footer to unify them by name (10-40% of a cold read).
+UNIFORM_PARQUET_SOURCE = "read_parquet($files, hive_partitioning = false)"
 
 
 def fold_sql(source: str = PARQUET_SOURCE, where: str = "TRUE") -> str:
@@ -141,7 +144,8 @@ def fold(
         params["items"] = items
     cur = con.cursor()
     try:
-        out = cur.sql(fold_sql(state_source(log._history), where=" AND ".join(where)), params=params).pl()
+        source = UNIFORM_PARQUET_SOURCE if log.schema_version == 1 else state_source(log._history)
+        out = cur.sql(fold_sql(source, where=" AND ".join(where)), params=params).pl()
     finally:
         cur.close()
     return out.cast(STATE_SCHEMA).select(list(STATE_SCHEMA))  # type: ignore[arg-type]

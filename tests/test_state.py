@@ -279,3 +279,15 @@ def test_events_of_a_type_added_later_do_not_count_as_removals(tmp_path: Path) -
     assert fresh.get_count("sword") == 3
     assert fresh.history("sword")["stock"].to_list() == [3, 3]
     assert fresh.verify().ok
+
+
+def test_stock_is_the_same_after_compaction(tmp_path: Path) -> None:
+    """Compacted files are read by the same fold as the files appends wrote (same columns, same order)."""
+    inv = Inventory.open(tmp_path / "store")
+    for i in range(6):
+        inv.record([{"event_type": "item_added", "item": f"item {i % 3}", "quantity": i + 1, "origin": f"o{i}",
+                     "occurred_at": dt.datetime(2024, 1, 1 + i % 2, tzinfo=dt.timezone.utc)}])
+    before = Inventory.open(tmp_path / "store").stock()
+    inv.log.compact()
+    assert inv.log.files().height < 6
+    assert Inventory.open(tmp_path / "store").stock().equals(before)
