@@ -5,7 +5,7 @@ FROM read_parquet([
     '<STORE>/events/occurred_on=2024-03-02/part-00000-<UUID>-c000.zstd.parquet',
     '<STORE>/events/occurred_on=2024-03-01/part-00000-<UUID>-c000.zstd.parquet',
     '<STORE>/events/occurred_on=2024-03-03/part-00000-<UUID>-c000.zstd.parquet'
-], hive_partitioning = false, union_by_name = true);
+], hive_partitioning = false);
 
 CREATE OR REPLACE MACRO as_of_seq(x) AS CASE
     WHEN x IS NULL THEN CAST(NULL AS BIGINT)
@@ -57,7 +57,7 @@ FROM (VALUES
 CREATE OR REPLACE VIEW inventory AS
 WITH base AS (
     SELECT CAST("item" AS VARCHAR) AS "item", CAST("quantity" AS BIGINT) AS "quantity", CAST("rarity" AS VARCHAR) AS "rarity", CAST("origin" AS VARCHAR) AS "origin", CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at", CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at", CAST("stream_version" AS BIGINT) AS "stream_version"
-    FROM read_parquet(['<STORE>/snapshots/v2-seq000000000000003.parquet'], hive_partitioning = false, union_by_name = true)
+    FROM read_parquet(['<STORE>/snapshots/v2-seq000000000000003.parquet'], hive_partitioning = false)
 ), tail AS (
     SELECT
         stream_id AS item,
@@ -69,7 +69,7 @@ WITH base AS (
         MIN(occurred_at) FILTER (WHERE event_type = 'item_added') AS first_added_at,
         MAX(occurred_at) AS last_changed_at,
         MAX(stream_version) AS stream_version
-    FROM read_parquet(['<STORE>/events/occurred_on=2024-03-03/part-00000-<UUID>-c000.zstd.parquet'], hive_partitioning = false, union_by_name = true)
+    FROM read_parquet(['<STORE>/events/occurred_on=2024-03-03/part-00000-<UUID>-c000.zstd.parquet'], hive_partitioning = false)
     WHERE TRUE
     GROUP BY stream_id
 )
@@ -88,7 +88,7 @@ ORDER BY item;
 CREATE OR REPLACE MACRO inventory_as_of(x) AS TABLE
 WITH base AS (
     SELECT CAST("item" AS VARCHAR) AS "item", CAST("quantity" AS BIGINT) AS "quantity", CAST("rarity" AS VARCHAR) AS "rarity", CAST("origin" AS VARCHAR) AS "origin", CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at", CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at", CAST("stream_version" AS BIGINT) AS "stream_version"
-    FROM read_parquet(['<STORE>/snapshots/v2-seq000000000000003.parquet'], hive_partitioning = false, union_by_name = true)
+    FROM read_parquet(['<STORE>/snapshots/v2-seq000000000000003.parquet'], hive_partitioning = false)
     WHERE CASE WHEN 3 <= coalesce(as_of_seq(x), 9223372036854775807) AND CAST('<TIME>' AS TIMESTAMPTZ) <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity') THEN 3 ELSE 0 END = 3
 ), tail AS (
     SELECT
@@ -126,4 +126,4 @@ FROM (VALUES
 ) AS v("name", "checkpoint", "file", "manifest");
 
 CREATE OR REPLACE VIEW "top items" AS
-SELECT * FROM read_parquet(['<STORE>/projections/top items/t-1.parquet'], hive_partitioning = false, union_by_name = true);
+SELECT * FROM read_parquet(['<STORE>/projections/top items/t-1.parquet'], hive_partitioning = false);
