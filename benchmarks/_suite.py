@@ -4,7 +4,8 @@ The order matters, because later steps change the store:
 
 A. the store holds the first n events:
    cold stock(), peers (Python objects, eventsourcing), time travel by seq and by date,
-   get_count, the SQL surface (if eventlog.sql exists), peak memory, projection rebuilds;
+   get_count, the SQL surface (if eventlog.sql exists), verify, peak memory, projection
+   rebuilds;
 B. the 1% tail is appended: warm stock() from a snapshot, incremental projection updates;
 C. record() batches, then single add_item() calls.
 
@@ -32,7 +33,7 @@ import polars as pl
 from benchmarks import _limits, _peers
 from benchmarks._data import Dataset, size_label
 from benchmarks._measure import Results, peak_rss_mib, quantities, same_frames, same_quantities, timed
-from eventlog import Inventory, Projection
+from eventlog import EventLog, Inventory, Projection
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class SizeBench:
             self.as_of_date()
             self.get_count()
             self.sql_surface()
+            self.verify()
             self.memory()
             self.rebuild()
             self.append_tail()
@@ -154,6 +156,22 @@ class SizeBench:
             impl, _, variant = name.partition("/")
             self.add("cold_stock", impl, samples, variant=variant,
                      note="new Inventory, no snapshot" if impl == "eventlog" else "")
+
+    def verify(self) -> None:
+        """``EventLog.verify()`` (hash chain and envelope) against cold stock() in the same runs."""
+        out = self.interleaved(
+            self.cfg.runs,
+            {
+                "eventlog": lambda i: Inventory.open(self.store).stock(),
+                "verify": lambda i: EventLog.open(self.store).verify(),
+            },
+            before=lambda i: self.set_snapshots(None),  # before each stock(): it finds no snapshot
+        )
+        for i, report in enumerate(out["verify"][1]):
+            self.check(f"verify run {i + 1} passes", (report.ok, str(report)))
+        self.add("verify", "eventlog", out["verify"][0], variant="log", note="new EventLog, all log checks")
+        self.add("verify", "eventlog", out["eventlog"][0], variant="cold stock, same runs",
+                 note="new Inventory, no snapshot")
 
     def expected_at(self, seq: int) -> dict[str, int]:
         """eventlog's quantities at ``seq`` (untimed, snapshots restored afterwards)."""

@@ -1,39 +1,49 @@
 """``verify``: recompute the hash chain and check the log's invariants; report the first violation.
 
-What is checked, in this order (the first failure is reported, with commit, seq and file):
+What is checked (the first failure is reported, with commit, seq and file):
 
-1. every data file the current Delta version lists exists and is readable;
-2. the hash chain: each append commit's recorded previous hash is the hash of the append
+1. every data file the current Delta version lists exists with the size it was written with;
+2. in one read of the events, a group of commits at a time in seq order:
+   the hash chain — each append commit's recorded previous hash is the hash of the append
    before it, its event hash matches the events now stored for its seq range (the stored
-   columns of the schema version it was committed under), and its commit hash matches (see
+   columns of the schema version it was committed under) and its commit hash matches (see
    ``eventlog._chain`` for the canonical encoding and how it treats evolved schemas);
-3. seq is gapless from 1 to the head; each file's seq range matches its Delta statistics
-   and its partition matches the date of its events;
-4. stream_version is gapless from 1 in seq order within every stream; event_id is unique;
-   recorded_at never decreases in seq;
-5. domain checks a caller adds (the inventory: no stock below zero at any point; snapshots
+   seq runs from 1 to the head exactly once; stream_version is gapless from 1 in seq order
+   within every stream; recorded_at never decreases in seq; event_id is unique (64-bit
+   hashes of the ids are collected on the way and any repeat confirmed on the ids);
+3. each file's seq range and partition day match its Delta statistics;
+4. domain checks a caller adds (the inventory: no stock below zero at any point; snapshots
    and projections equal to a recomputation from the log).
 
-All checks are vectorised over the log; the hash chain reads the events in seq order once.
+Within a group, chain and seq problems are reported before envelope ones; a repeated
+event_id is reported after the whole log was read. Everything is vectorised; while the
+main thread checks one group, two worker threads read, sort and hash the next ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import functools
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from eventlog._chain import GENESIS, commit_hash, events_hash
+from eventlog._chain import GENESIS, EncodedEvents, commit_hash
 from eventlog.errors import IntegrityError
 from eventlog.schema import PARTITION_COLUMN
 
 if TYPE_CHECKING:
     from eventlog.log import EventLog
 
-#: Hash the events of this many seqs at a time (bounded memory on large logs).
+#: Read and hash the events of about this many seqs at a time (bounded memory on large logs).
 _CHUNK = 2_000_000
+#: Groups loaded and hashed side by side while the main thread checks the one before.
+_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -83,15 +93,14 @@ def verify(log: EventLog, *, extra_checks: Iterable[tuple[str, Check]] = ()) -> 
     head = log.head()
     commits = append_commits(log)
     report = VerifyReport(head=head, version=log.version, commits=len(commits))
-    checks: list[tuple[str, Check]] = [
-        ("files", _check_files),
-        ("hash chain", lambda lg, h: _check_chain(lg, h, commits)),
-        ("seq", _check_seq),
-        ("streams, ids and recorded_at", _check_envelope),
-        *extra_checks,
+    steps: list[tuple[tuple[str, ...], Check]] = [
+        (("files",), _check_files),
+        (_ONE_PASS, lambda lg, h: _check_events(lg, h, commits)),
+        (("file statistics",), _check_file_stats),
+        *(((name,), check) for name, check in extra_checks),
     ]
-    for name, check in checks:
-        report.checks.append(name)
+    for names, check in steps:
+        report.checks.extend(names)
         try:
             violation = check(log, head)
         except FileNotFoundError as exc:
@@ -100,6 +109,10 @@ def verify(log: EventLog, *, extra_checks: Iterable[tuple[str, Check]] = ()) -> 
             report.violation = violation
             break
     return report
+
+
+#: The checks made in the one read of the events (steps 2-4 of the module docstring).
+_ONE_PASS = ("hash chain", "seq", "streams", "event ids", "recorded_at")
 
 
 def append_commits(log: EventLog) -> pl.DataFrame:
@@ -139,54 +152,223 @@ def _check_files(log: EventLog, head: int) -> Violation | None:
     return None
 
 
-def _check_chain(log: EventLog, head: int, commits: pl.DataFrame) -> Violation | None:
-    previous: str | None = None
-    expected_first = 1
-    for chunk in _chunks(commits.rows(named=True)):
-        # Stored values, as committed: read rules of later schema versions play no part.
-        events = log._scan_raw(chunk[-1]["last_seq"], after=chunk[0]["first_seq"] - 1, upcast=False).sort("seq").collect()
-        for commit in chunk:
-            schema = log._history.schema_of(commit["schema_version"])
-            expected = max(v.version for v in log._history.versions if v.first_seq <= commit["first_seq"])
-            if schema is None or commit["schema_version"] != expected:
-                return Violation("hash chain", f"commit names schema version {commit['schema_version']}, but by "
-                                 f"eventlog.json's schema history its events were committed under version {expected}",
-                                 version=commit["version"], seq=commit["first_seq"])
-            violation = _check_commit(log, commit, events, previous, expected_first, schema.columns())
+def _check_events(log: EventLog, head: int, commits: pl.DataFrame) -> Violation | None:
+    """Steps 2-4 in one read of the events, a group of commits at a time, in seq order.
+
+    Two threads load and hash the next groups (Parquet decoding, sorting and SHA-256 all
+    release the GIL) while this one links the chain and checks the envelope, carrying what
+    spans groups: the chain tip, each stream's last version, the last recorded_at and a
+    64-bit hash of every event_id.
+    """
+    chain = _Chain(log, head)
+    envelope = _Envelope()
+    for group in _loaded_groups(log, commits.rows(named=True)):
+        violation = chain.check(group) or envelope.check(group.events)
+        if violation is not None:
+            return _located(log, violation)
+    return _located(log, chain.finish() or envelope.finish(log, head))
+
+
+@dataclass
+class _Group:
+    """Consecutive commits read together: their events in seq order and each commit's digest."""
+
+    commits: list[dict[str, Any]]
+    events: pl.DataFrame
+    digests: dict[int, str]
+    broken: Violation | None  # the first seq missing or twice in the group's range, if any
+
+
+def _loaded_groups(log: EventLog, commits: list[dict[str, Any]]) -> Iterator[_Group]:
+    """Groups in order, loaded two ahead on worker threads (bounded memory: about three groups)."""
+    files = log._events.files()
+    stored = {c: t for c, t in log._events.columns().items() if c != PARTITION_COLUMN}
+    columns = {v.version: v.schema.columns() for v in log._history.versions}
+    load = functools.partial(_load_group, log._events.path, files, stored, columns)
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        pending: deque[Future[_Group]] = deque()
+        groups = _chunks(commits)
+        for group in itertools.islice(groups, _THREADS):
+            pending.append(pool.submit(load, group))
+        while pending:
+            loaded = pending.popleft().result()
+            for group in itertools.islice(groups, 1):
+                pending.append(pool.submit(load, group))
+            yield loaded
+
+
+def _load_group(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType],
+                columns: dict[int, dict[str, pl.DataType]], commits: list[dict[str, Any]]) -> _Group:
+    first, last = commits[0]["first_seq"], commits[-1]["last_seq"]
+    events = _read_range(root, files, stored, first, last)
+    if not events.get_column("seq").is_sorted():
+        events = events.sort("seq")
+    broken = _first_break(events, first, last)
+    bad_seq = broken.seq if broken is not None else last + 1
+    encoded: dict[int, EncodedEvents] = {}  # one encoding per schema version in the group
+    digests = {}
+    for commit in commits:
+        version = commit["schema_version"]
+        if commit["last_seq"] >= bad_seq or version not in columns:
+            break  # _Chain reports the break or the unknown version
+        if version not in encoded:
+            # Stored values as committed, with the columns of the commit's schema version.
+            encoded[version] = EncodedEvents(events, columns[version])
+        digests[commit["version"]] = encoded[version].digest(commit["first_seq"] - first, commit["last_seq"] - first + 1)
+    envelope = events.select("seq", "stream_id", "stream_version", "event_id", "recorded_at")
+    return _Group(commits, envelope, digests, broken)
+
+
+def _read_range(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType], first: int, last: int) -> pl.DataFrame:
+    """Events with first <= seq <= last from the files whose Delta statistics may hold them."""
+    overlapping = files.filter(
+        (pl.col("min.seq").is_null() | (pl.col("min.seq") <= last)) & (pl.col("max.seq").is_null() | (pl.col("max.seq") >= first))
+    )
+    paths = [str(root / p) for p in overlapping.get_column("path")]
+    if not paths:
+        return pl.DataFrame(schema=stored)
+    # Files written before an evolution lack the columns added since: they read as null.
+    return (
+        pl.scan_parquet(paths, schema=stored, missing_columns="insert", extra_columns="ignore", hive_partitioning=False)
+        .filter(pl.col("seq").is_between(first, last))
+        .collect()
+    )
+
+
+def _first_break(events: pl.DataFrame, first: int, last: int) -> Violation | None:
+    """Where seq (sorted) stops running first..last exactly once: a missing or repeated seq."""
+    seq = events.get_column("seq")
+    expected = pl.int_range(first, first + seq.len(), eager=True)
+    off = (seq != expected).arg_true()
+    if off.len() == 0:
+        if seq.len() == last - first + 1:
+            return None
+        missing = first + seq.len()
+        return Violation("seq", f"seq {missing} is missing (seq must run 1..head exactly once)", seq=missing)
+    at = int(off[0])
+    if at > 0 and seq[at] == seq[at - 1]:
+        return Violation("seq", f"seq {seq[at]} occurs more than once", seq=int(seq[at]))
+    missing = first + at
+    return Violation("seq", f"seq {missing} is missing (seq must run 1..head exactly once)", seq=missing)
+
+
+class _Chain:
+    """Links each commit to the one before it and compares its digest with the stored events."""
+
+    def __init__(self, log: EventLog, head: int) -> None:
+        self._log = log
+        self._head = head
+        self._previous: str | None = None
+        self._expected_first = 1
+
+    def check(self, group: _Group) -> Violation | None:
+        for commit in group.commits:
+            violation = self._check_commit(commit, group)
             if violation is not None:
                 return violation
-            previous, expected_first = commit["hash"], commit["last_seq"] + 1
-    if expected_first - 1 != head:
-        return Violation("hash chain", f"commits cover seq 1..{expected_first - 1} but the head is {head}",
-                         seq=expected_first, file=_file_of(log, expected_first))
-    return None
+            self._previous, self._expected_first = commit["hash"], commit["last_seq"] + 1
+        return None
+
+    def _check_commit(self, commit: dict[str, Any], group: _Group) -> Violation | None:
+        version, first, last = commit["version"], commit["first_seq"], commit["last_seq"]
+        history = self._log._history
+        expected_version = max(v.version for v in history.versions if v.first_seq <= first)
+        if history.schema_of(commit["schema_version"]) is None or commit["schema_version"] != expected_version:
+            return Violation("hash chain", f"commit names schema version {commit['schema_version']}, but by "
+                             f"eventlog.json's schema history its events were committed under version {expected_version}",
+                             version=version, seq=first)
+        if first != self._expected_first:
+            return Violation("hash chain", f"commit starts at seq {first}, expected {self._expected_first}",
+                             version=version, seq=self._expected_first)
+        if commit["hash"] is None:
+            return Violation("hash chain", "append commit carries no hash", version=version, seq=first)
+        if (commit["prev_hash"] or GENESIS) != (self._previous or GENESIS):
+            return Violation("hash chain", "previous-commit hash does not match the commit before it",
+                             version=version, seq=first)
+        broken = group.broken
+        if broken is not None and broken.seq is not None and broken.seq <= last:
+            return Violation(broken.check, f"{broken.message}; commit {version} holds seq {first}..{last}",
+                             version=version, seq=broken.seq)
+        digest = group.digests[version]
+        if digest != commit["events_hash"]:
+            return Violation("hash chain", "stored events differ from what was committed (event hash mismatch)",
+                             version=version, seq=first)
+        if commit_hash(self._previous, first, last, digest) != commit["hash"]:
+            return Violation("hash chain", "commit hash mismatch", version=version, seq=first)
+        return None
+
+    def finish(self) -> Violation | None:
+        covered = self._expected_first - 1
+        if covered != self._head:
+            return Violation("hash chain", f"commits cover seq 1..{covered} but the head is {self._head}",
+                             seq=covered + 1)
+        return None
 
 
-def _check_commit(log: EventLog, commit: dict[str, Any], events: pl.DataFrame, previous: str | None,
-                  expected_first: int, columns: dict[str, pl.DataType]) -> Violation | None:
-    version, first, last = commit["version"], commit["first_seq"], commit["last_seq"]
-    if first != expected_first:
-        return Violation("hash chain", f"commit starts at seq {first}, expected {expected_first}", version=version,
-                         seq=expected_first)
-    if commit["hash"] is None:
-        return Violation("hash chain", "append commit carries no hash", version=version, seq=first)
-    if (commit["prev_hash"] or GENESIS) != (previous or GENESIS):
-        return Violation("hash chain", "previous-commit hash does not match the commit before it", version=version, seq=first)
-    mine = events.filter(pl.col("seq").is_between(first, last))
-    if mine.height != last - first + 1:
-        missing = _first_missing(mine, first, last)
-        return Violation("hash chain", "events of this commit are missing", version=version, seq=missing,
-                         file=_file_of(log, missing))
-    digest = events_hash(mine, columns)
-    if digest != commit["events_hash"]:
-        return Violation("hash chain", "stored events differ from what was committed (event hash mismatch)",
-                         version=version, seq=first, file=_file_of(log, first))
-    if commit_hash(previous, first, last, digest) != commit["hash"]:
-        return Violation("hash chain", "commit hash mismatch", version=version, seq=first)
-    return None
+class _Envelope:
+    """stream_version gapless per stream, recorded_at never decreasing, event_id unique."""
+
+    def __init__(self) -> None:
+        self._streams = pl.DataFrame(schema={"stream_id": pl.String, "base": pl.Int64})
+        self._last_recorded: Any = None
+        self._id_hashes: list[pl.Series] = []
+
+    def check(self, events: pl.DataFrame) -> Violation | None:
+        checked = (
+            events.with_columns(
+                rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("stream_id"),
+                back_in_time=pl.col("recorded_at") < pl.col("recorded_at").shift(1, fill_value=self._last_recorded),
+            )
+            .join(self._streams, on="stream_id", how="left", maintain_order="left")
+            .with_columns(expected=pl.col("rank") + pl.col("base").fill_null(0))
+        )
+        bad = checked.filter((pl.col("stream_version") != pl.col("expected")) | pl.col("back_in_time")).head(1)
+        if bad.height:
+            return self._violation(bad.row(0, named=True))
+        advanced = checked.group_by("stream_id").agg(pl.col("expected").max().alias("base"))
+        self._streams = pl.concat([self._streams.join(advanced, on="stream_id", how="anti"), advanced])
+        if events.height:
+            self._last_recorded = events.get_column("recorded_at")[-1]
+        self._id_hashes.append(events.get_column("event_id").hash())
+        return None
+
+    @staticmethod
+    def _violation(row: dict[str, Any]) -> Violation:
+        seq = row["seq"]
+        if row["stream_version"] != row["expected"]:
+            return Violation("streams", f"stream {row['stream_id']!r} has version {row['stream_version']} where "
+                             f"{row['expected']} was expected", seq=seq)
+        return Violation("recorded_at", f"recorded_at {row['recorded_at']} is earlier than the event before it", seq=seq)
+
+    def finish(self, log: EventLog, head: int) -> Violation | None:
+        """event_id unique: 64-bit hashes first; a repeated hash is then checked on the ids themselves."""
+        if not self._id_hashes:
+            return None
+        hashes = pl.concat(self._id_hashes)
+        self._id_hashes = []
+        if hashes.n_unique() == hashes.len():
+            return None
+        suspects = hashes.filter(hashes.is_duplicated()).unique().implode()
+        ids = (
+            log._scan_raw(head, upcast=False).select("seq", "event_id")
+            .filter(pl.col("event_id").hash().is_in(suspects))
+            .sort("seq").collect()
+        )
+        repeated = ids.filter(pl.col("event_id").is_duplicated()).head(1)
+        if repeated.height == 0:
+            return None  # distinct ids that share a 64-bit hash
+        seq, event_id = repeated.row(0)
+        return Violation("event ids", f"event_id {event_id!r} occurs more than once", seq=seq)
 
 
-def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+def _located(log: EventLog, violation: Violation | None) -> Violation | None:
+    """Name the data file of the violation's seq when the check did not."""
+    if violation is None or violation.file is not None or violation.seq is None:
+        return violation
+    return replace(violation, file=_file_of(log, violation.seq))
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """Consecutive commits in groups of about _CHUNK events, so each group is one read."""
     chunk: list[dict[str, Any]] = []
     total = 0
@@ -201,23 +383,12 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
         yield chunk
 
 
-def _check_seq(log: EventLog, head: int) -> Violation | None:
-    stats = log._scan_raw(head).select(
-        pl.len().alias("n"), pl.col("seq").min().alias("lo"), pl.col("seq").max().alias("hi"),
-        pl.col("seq").n_unique().alias("distinct"),
-    ).collect().row(0, named=True)
-    if head and (stats["n"] != head or stats["lo"] != 1 or stats["hi"] != head or stats["distinct"] != head):
-        seqs = log._scan_raw(head).select("seq").collect().get_column("seq").sort()
-        missing = _first_missing(seqs.to_frame(), 1, head)
-        dup = seqs.filter(seqs.is_duplicated()).min()
-        seq = missing if missing is not None else dup
-        what = "missing" if missing is not None else "duplicated"
-        return Violation("seq", f"seq {seq} is {what} (seq must run 1..{head} exactly once)", seq=seq, file=_file_of(log, seq))
-    return _check_file_stats(log)
+def _check_file_stats(log: EventLog, head: int) -> Violation | None:
+    """Each file's content must match what the Delta log says of it: seq range and partition.
 
-
-def _check_file_stats(log: EventLog) -> Violation | None:
-    """Each file's content must match what the Delta log says of it: seq range and partition."""
+    The one pass above selects files by these statistics, so a file whose statistics lie
+    (or that holds seq beyond the head) is found here.
+    """
     files = log._events.files()
     if files.height == 0:
         return None
@@ -226,6 +397,10 @@ def _check_file_stats(log: EventLog) -> Violation | None:
         (pl.lit(root + "/") + pl.col("path")).alias("file"), "path",
         pl.col("min.seq").alias("lo"), pl.col("max.seq").alias("hi"), pl.col(f"partition.{PARTITION_COLUMN}").alias("day"),
     )
+    beyond = listed.filter(pl.col("hi") > head).sort("hi")
+    if beyond.height:
+        row = beyond.row(0, named=True)
+        return Violation("seq", f"file holds seq up to {row['hi']}, beyond the head {head}", seq=row["hi"], file=row["path"])
     actual = (
         # extra_columns: files written after a schema evolution have columns older files lack.
         pl.scan_parquet(listed["file"].to_list(), hive_partitioning=False, include_file_paths="file",
@@ -249,32 +424,6 @@ def _check_file_stats(log: EventLog) -> Violation | None:
                          f"{row['lo']}..{row['hi']}", seq=row["real_lo"], file=row["path"])
     return Violation("seq", f"file holds events of {row['first_day']}..{row['last_day']}, not of its partition day "
                      f"{row['day']}", seq=row["lo"], file=row["path"])
-
-
-def _check_envelope(log: EventLog, head: int) -> Violation | None:
-    events = log._scan_raw(head).select("seq", "stream_id", "stream_version", "event_id", "recorded_at")
-    bad = (
-        events.sort("seq")
-        .with_columns(
-            expected=pl.int_range(1, pl.len() + 1).over("stream_id"),
-            dup_id=pl.col("event_id").is_duplicated(),
-            back_in_time=pl.col("recorded_at") < pl.col("recorded_at").shift(1),
-        )
-        .filter((pl.col("stream_version") != pl.col("expected")) | pl.col("dup_id") | pl.col("back_in_time"))
-        .head(1)
-        .collect()
-    )
-    if bad.height == 0:
-        return None
-    row = bad.row(0, named=True)
-    seq = row["seq"]
-    if row["stream_version"] != row["expected"]:
-        message = f"stream {row['stream_id']!r} has version {row['stream_version']} where {row['expected']} was expected"
-        return Violation("streams", message, seq=seq, file=_file_of(log, seq))
-    if row["dup_id"]:
-        return Violation("event ids", f"event_id {row['event_id']!r} occurs more than once", seq=seq, file=_file_of(log, seq))
-    return Violation("recorded_at", f"recorded_at {row['recorded_at']} is earlier than the event before it", seq=seq,
-                     file=_file_of(log, seq))
 
 
 # --- locating --------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+import eventlog.log as eventlog_log
+import eventlog.verify as eventlog_verify
 from eventlog import Inventory
 from eventlog._chain import GENESIS, commit_hash, events_hash
 from eventlog.errors import IntegrityError
@@ -214,3 +216,63 @@ def test_an_unreadable_projection_manifest_is_reported_not_raised(inventory: Inv
     report = inventory.verify()
     assert report.violation is not None and report.violation.check == "projections"
     assert report.violation.file == "projections/item_origins/current.json"
+
+
+# --- invariants the hash chain cannot vouch for -----------------------------------------------
+# A writer with a bug in envelope assignment still hashes and chains what it wrote, so the
+# chain passes; verify must find the broken invariant from the values themselves.
+
+
+def commit_with_a_broken_envelope(monkeypatch: pytest.MonkeyPatch, inv: Inventory, **columns: pl.Expr) -> int:
+    """Record one add through a writer whose envelope assignment overwrites ``columns``."""
+    original = eventlog_log._assign_envelope
+    with monkeypatch.context() as patch:
+        patch.setattr(eventlog_log, "_assign_envelope", lambda *args: original(*args).with_columns(**columns))
+        result = inv.log.append([{"event_type": "item_added", "stream_id": "sword", "quantity": 1}])
+    return result.first_seq
+
+
+@pytest.fixture(params=[1, 2_000_000], ids=["one commit per read", "one read"])
+def group_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """verify reads the log in groups of commits; each check must carry its state across them."""
+    monkeypatch.setattr(eventlog_verify, "_CHUNK", request.param)
+    return request.param
+
+
+def test_a_clean_store_verifies_whatever_the_read_grouping(inventory: Inventory, group_size: int) -> None:
+    for day in (4, 5):
+        inventory.add_item("sword", occurred_at=dt.datetime(2024, 1, day, tzinfo=UTC))
+    assert inventory.log.verify().ok
+
+
+def test_a_gap_in_a_streams_versions_is_found(inventory: Inventory, monkeypatch: pytest.MonkeyPatch,
+                                              group_size: int) -> None:
+    seq = commit_with_a_broken_envelope(monkeypatch, inventory, stream_version=pl.col("stream_version") + 1)
+    report = inventory.log.verify()
+    assert report.violation is not None and report.violation.check == "streams"
+    assert report.violation.seq == seq and "'sword'" in report.violation.message
+    assert report.violation.file is not None
+
+
+def test_a_repeated_event_id_is_found(inventory: Inventory, monkeypatch: pytest.MonkeyPatch, group_size: int) -> None:
+    first_id = inventory.log.scan().filter(pl.col("seq") == 1).collect().item(0, "event_id")
+    commit_with_a_broken_envelope(monkeypatch, inventory, event_id=pl.lit(first_id))
+    report = inventory.log.verify()
+    assert report.violation is not None and report.violation.check == "event ids"
+    assert report.violation.seq == 1 and first_id in report.violation.message
+
+
+def test_recorded_at_going_back_in_time_is_found(inventory: Inventory, monkeypatch: pytest.MonkeyPatch,
+                                                group_size: int) -> None:
+    long_ago = dt.datetime(2000, 1, 1, tzinfo=UTC)
+    seq = commit_with_a_broken_envelope(monkeypatch, inventory, recorded_at=pl.lit(long_ago, pl.Datetime("us", "UTC")))
+    report = inventory.log.verify()
+    assert report.violation is not None and report.violation.check == "recorded_at"
+    assert report.violation.seq == seq
+
+
+def test_a_file_with_seq_beyond_the_head_is_found(inventory: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    seq = commit_with_a_broken_envelope(monkeypatch, inventory, seq=pl.col("seq") + 100)
+    report = Inventory.open(inventory.path).log.verify()
+    assert report.violation is not None and report.violation.check in {"seq", "hash chain"}
+    assert report.violation.seq == seq
