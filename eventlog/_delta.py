@@ -7,15 +7,19 @@ this module maps those to deltalake calls and converts its errors where they ent
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 from deltalake import (
     ColumnProperties,
     CommitProperties,
@@ -26,9 +30,9 @@ from deltalake import (
     WriterProperties,
     write_deltalake,
 )
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError
 
-from eventlog.errors import CommitError, StoreNotFoundError
+from eventlog.errors import CommitError, EventLogError, StorageError, StorePathError
 from eventlog.schema import PARTITION_COLUMN
 
 _CONFIGURATION = {
@@ -50,6 +54,27 @@ META_PREFIX = "eventlog."
 # A file deltalake is still writing (or a killed writer left): "<name>#<n>".
 _STAGED = re.compile(r"#\d+$")
 
+# What deltalake 1.6 does with a local table path holding these characters, found by trying
+# each one (create, append, history, checkpoint, time travel, compact, vacuum), and what
+# DuckDB does with the file names it is given. Every other character works, given the
+# fallbacks in file_uris() and scan(): space, %, quotes, ;, =, {}, unicode letters... A ".."
+# or a symlink is resolved before deltalake sees the path.
+_UNUSABLE = {
+    "[": "deltalake panics opening such a table (it parses the path as a URL host)",
+    "]": "deltalake panics opening such a table (it parses the path as a URL host)",
+    "^": "deltalake panics opening such a table (it parses the path as a URL host)",
+    "|": "deltalake panics opening such a table (it parses the path as a URL host)",
+    "#": "deltalake reads an empty commit history there (it takes the rest as a URL fragment), and "
+         "appending after a reopen, verify and SQL need that history",
+    "?": "deltalake reads an empty commit history there (it takes the rest as a URL query), and "
+         "appending after a reopen, verify and SQL need that history",
+    "\\": "deltalake reads a backslash as a folder separator, so it would use another folder",
+    "*": "DuckDB (stock, SQL) reads it as a wildcard in the data file names, so it would read other "
+         "folders' files too",
+}
+# "%" followed by two hex digits is decoded as a URL escape: "a%41" would be read at "aA".
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
 
 def arrow_schema(columns: dict[str, pl.DataType]) -> pa.Schema:
     """The stored schema: the given columns plus the date partition column."""
@@ -61,30 +86,41 @@ class DeltaEvents:
     """The events table at ``path``, kept at the latest version this process has seen."""
 
     def __init__(self, path: Path) -> None:
+        check_store_path(path.parent)
         self.path = path
         self._files: tuple[int, pl.DataFrame] | None = None
         self._columns: tuple[int, dict[str, pl.DataType]] | None = None
-        try:
+        with self._reading("opening"):
             self._table = DeltaTable(str(path))
-        except TableNotFoundError:
-            raise StoreNotFoundError(f"no events table at {path}") from None
+        if unquote(self._table.table_uri.removeprefix("file://")).rstrip("/") != str(path):
+            # A character no probe found: refuse rather than read or write another folder.
+            raise StorePathError(
+                f"deltalake opened {path} as {self._table.table_uri}, another place; rename the store's folders "
+                "to letters, digits, spaces and -_. only"
+            )
 
     @classmethod
     def create(cls, path: Path, schema: pa.Schema) -> DeltaEvents:
-        DeltaTable.create(
-            str(path),
-            schema,
-            partition_by=[PARTITION_COLUMN],
-            configuration=_CONFIGURATION,
-            commit_properties=CommitProperties(custom_metadata={META_PREFIX + "operation": "create"}),
-        )
+        """Create the table and open it; the caller removes ``path`` when this raises."""
+        check_store_path(path.parent)
+        try:
+            DeltaTable.create(
+                str(path),
+                schema,
+                partition_by=[PARTITION_COLUMN],
+                configuration=_CONFIGURATION,
+                commit_properties=CommitProperties(custom_metadata={META_PREFIX + "operation": "create"}),
+            )
+        except (DeltaError, OSError) as exc:
+            raise StorageError(f"creating the events table at {path} failed: {exc}", store=str(path.parent)) from exc
         return cls(path)
 
     # --- state -------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Catch up with commits made by any process (about a millisecond when none)."""
-        self._table.update_incremental()
+        with self._reading("reading new commits of"):
+            self._table.update_incremental()
 
     @property
     def version(self) -> int:
@@ -98,7 +134,9 @@ class DeltaEvents:
         """
         version = self.version
         if self._files is None or self._files[0] != version:
-            self._files = (version, pl.DataFrame(pa.table(self._table.get_add_actions(flatten=True))))
+            with self._reading("listing the data files of"):
+                actions = self._table.get_add_actions(flatten=True)
+            self._files = (version, pl.DataFrame(pa.table(actions)))
         return self._files[1]
 
     def columns(self) -> dict[str, pl.DataType]:
@@ -115,11 +153,13 @@ class DeltaEvents:
         deltalake percent-encodes the table root in ``file_uris()`` (``my store`` becomes
         ``my%20store``) and readers take that text literally, so the root is decoded here.
         """
+        with self._reading("listing the data files of"):
+            uris = self._table.file_uris()
         encoded = self._encoded_root()
         if encoded is None:
-            return self._table.file_uris()
+            return uris
         root = unquote(encoded)
-        return [root + uri.removeprefix(encoded) for uri in self._table.file_uris()]
+        return [root + uri.removeprefix(encoded) for uri in uris]
 
     def _encoded_root(self) -> str | None:
         """The table root as ``file_uris()`` spells it, when that differs from the real path."""
@@ -138,16 +178,29 @@ class DeltaEvents:
         return int(files["max.seq"].max()), files["max.recorded_at"].max()  # type: ignore[arg-type,return-value]
 
     def transaction_version(self, app_id: str) -> int | None:
-        return self._table.transaction_version(app_id)
+        with self._reading("reading the idempotency keys of"):
+            return self._table.transaction_version(app_id)
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
-        return self._table.history(limit)
+        with self._reading("reading the commit history of"):
+            return self._table.history(limit)
+
+    @contextmanager
+    def _reading(self, doing: str) -> Iterator[None]:
+        """Turn deltalake's read errors into a StorageError that names the damaged file."""
+        try:
+            yield
+        except EventLogError:
+            raise
+        except (DeltaError, OSError) as exc:  # TableNotFoundError is a DeltaError
+            raise _storage_error(doing, self.path, exc) from exc
 
     # --- reads -------------------------------------------------------------------------
 
     def scan(self) -> pl.LazyFrame:
         """The whole table as of this object's version. Callers cut it by seq for isolation."""
-        if self._encoded_root() is None:
+        hive_root = "=" in str(self.path)
+        if self._encoded_root() is None and not hive_root:
             return pl.scan_delta(self._table)
         # pl.scan_delta reads the encoded file_uris() and finds no files under a root with
         # a space or non-ASCII letters in it; this scan skips files by Parquet footers only.
@@ -155,12 +208,32 @@ class DeltaEvents:
         files = self.file_uris()
         if not files:
             return pl.LazyFrame(schema=schema)
+        if hive_root:
+            return self._scan_by_partition(schema)
         hive = {PARTITION_COLUMN: schema[PARTITION_COLUMN]}
         # Files written before a column was added (schema evolution) lack it: read it as null.
         stored = {c: t for c, t in schema.items() if c != PARTITION_COLUMN}
         return pl.scan_parquet(
-            files, hive_partitioning=True, hive_schema=hive, schema=stored, missing_columns="insert"
+            files, hive_partitioning=True, hive_schema=hive, schema=stored, missing_columns="insert", glob=False
         ).select(list(schema))
+
+    def _scan_by_partition(self, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
+        """One scan per partition value, for a root with "=" in it (``/data/run=3/store``).
+
+        Polars reads every "key=value" folder of a path as a hive column, the root's too, and
+        refuses keys it was not told of; the partition value comes from the Delta log instead.
+        """
+        stored = {c: t for c, t in schema.items() if c != PARTITION_COLUMN}
+        column = f"partition.{PARTITION_COLUMN}"
+        by_day = self.files().group_by(column).agg("path").sort(column)
+        root = str(self.path)
+        return pl.concat(
+            pl.scan_parquet([f"{root}/{p}" for p in paths], hive_partitioning=False, glob=False, schema=stored,
+                            missing_columns="insert")
+            .with_columns(pl.lit(day, dtype=schema[PARTITION_COLUMN]).alias(PARTITION_COLUMN))
+            .select(list(schema))
+            for day, paths in by_day.iter_rows()
+        )
 
     # --- writes (callers hold the writer lock) -----------------------------------------
 
@@ -269,6 +342,100 @@ class DeltaEvents:
             and p.is_file()
             and p.stat().st_mtime <= older_than
         )
+
+
+def check_store_path(root: Path) -> None:
+    """Refuse a store path deltalake cannot work with (see _UNUSABLE), before anything is written."""
+    text = str(root)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StorePathError(
+            f"cannot keep an event store at {text!r}: its path is not valid UTF-8, which deltalake needs; "
+            "rename the folder to a UTF-8 name"
+        ) from None
+    bad = next((c for c in text if c in _UNUSABLE or ord(c) < 0x20 or ord(c) == 0x7F), None)
+    escape = _ESCAPE.search(text)
+    if bad is None and escape is None:
+        return
+    if bad is not None:
+        char, why = bad, _UNUSABLE.get(bad, "deltalake refuses control characters in a path")
+    else:
+        char = escape.group()  # type: ignore[union-attr]
+        why = f"deltalake reads it as a URL escape, so it would use the folder {unquote(text)!r} instead"
+    folder = next(part for part in root.parts if char in part)
+    raise StorePathError(
+        f"cannot keep an event store at {text}: the path contains {char!r}, and {why}; rename the folder "
+        f"{folder!r} (or choose another path) without {char!r}"
+    )
+
+
+def _storage_error(doing: str, table: Path, exc: Exception) -> StorageError:
+    store = table.parent
+    found = _damaged_file(table)
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = detail if len(detail) <= 160 else detail[:159] + "…"  # deltalake's can run to a screen
+    if found is None:
+        return StorageError(
+            f"{doing} the event store at {store} failed ({detail}); if it happens again, run `eventlog verify` and "
+            "restore the store from a backup", store=str(store))
+    file, problem = found
+    return StorageError(
+        f"{doing} the event store at {store} failed: {file} {problem} ({detail}). The store is damaged: restore "
+        "it from a backup, then run `eventlog verify`", store=str(store), file=str(file))
+
+
+def _damaged_file(table: Path) -> tuple[Path, str] | None:
+    """The first Delta log file that keeps the table from loading, and what is wrong with it.
+
+    Only run after deltalake failed, whose messages rarely name the file. It looks where
+    deltalake does: the newest checkpoint, then every commit after it, in order.
+    """
+    log = table / "_delta_log"
+    if not log.is_dir():
+        return log, "is missing"
+    commits = {int(p.name[:20]): p for p in log.glob("*.json") if re.fullmatch(r"\d{20}\.json", p.name)}
+    checkpoints: dict[int, list[Path]] = {}
+    for p in log.glob("*.checkpoint*.parquet"):
+        if re.fullmatch(r"\d{20}\.checkpoint(\.\d+\.\d+)?\.parquet", p.name):
+            checkpoints.setdefault(int(p.name[:20]), []).append(p)
+    start = 0
+    if checkpoints:
+        start = max(checkpoints) + 1
+        for part in sorted(checkpoints[start - 1]):
+            try:
+                pq.read_metadata(part)
+            except (OSError, pa.ArrowException):  # ArrowInvalid: not Parquet
+                return part, "is not a readable checkpoint (Parquet)"
+    if not commits and not checkpoints:
+        return log / f"{0:020d}.json", "is missing (the log holds no commit)"
+    for version in range(start, max(commits, default=start - 1) + 1):
+        path = commits.get(version)
+        if path is None:
+            return log / f"{version:020d}.json", f"is missing (the log has later versions, up to {max(commits)})"
+        problem = _commit_problem(path)
+        if problem is not None:
+            return path, problem
+    return None
+
+
+def _commit_problem(path: Path) -> str | None:
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except UnicodeDecodeError:
+        return "is not text (UTF-8)"
+    if not any(line.strip() for line in lines):
+        return "is empty"
+    for number, line in enumerate(lines, start=1):
+        try:
+            ok = not line.strip() or isinstance(json.loads(line), dict)
+        except json.JSONDecodeError:
+            ok = False
+        if not ok:
+            return f"is not valid JSON at line {number} (truncated or overwritten)"
+    return None
 
 
 def _maintenance_error(doing: str, path: Path, exc: Exception) -> CommitError:

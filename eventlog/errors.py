@@ -85,6 +85,10 @@ class InputFileError(EventLogError, ValueError):
     """An input file (CSV, Parquet, NDJSON) cannot be read."""
 
 
+class OutputFileError(EventLogError, OSError):
+    """A file asked for as output (a query result, a DuckDB export) cannot be written there."""
+
+
 class SnapshotError(EventLogError, RuntimeError):
     """A snapshot could not be written or read."""
 
@@ -99,3 +103,22 @@ class ReadOnlyError(EventLogError, PermissionError):
 
 class IntegrityError(EventLogError):
     """``verify`` found the log, its hash chain or its derived tables inconsistent."""
+
+
+class StorePathError(EventLogError, ValueError):
+    """The store's path holds a character the storage layer cannot work with; nothing was written.
+
+    Raised by ``create`` before anything is written, and by ``open`` before anything is read.
+    """
+
+
+class StorageError(EventLogError, OSError):
+    """The store's files cannot be read (or, at create, written): its Delta log or ``eventlog.json`` is damaged or missing.
+
+    ``store`` is the store's path; ``file`` the file at fault when it could be told, else None.
+    """
+
+    def __init__(self, message: str, *, store: str | None = None, file: str | None = None) -> None:
+        super().__init__(message)  # one argument: str() is the message (OSError formats two as errno, text)
+        self.store = store
+        self.file = file

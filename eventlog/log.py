@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ import polars as pl
 from filelock import FileLock, Timeout
 
 from eventlog._chain import GENESIS, commit_hash, events_hash
-from eventlog._delta import DeltaEvents, arrow_schema
+from eventlog._delta import DeltaEvents, arrow_schema, check_store_path
 from eventlog._evolution import SchemaHistory, check_on_events
 from eventlog._ids import uuid7_series
 from eventlog._validate import Batch, first_row, normalize
@@ -25,6 +26,7 @@ from eventlog.errors import (
     DuplicateEventError,
     IntegrityError,
     LockTimeoutError,
+    StorageError,
     StoreExistsError,
     StoreNotFoundError,
     ValidationError,
@@ -74,6 +76,9 @@ class EventLog:
     def __init__(
         self, path: Path, schema: EventSchema, *, lock_timeout: float, history: SchemaHistory | None = None
     ) -> None:
+        # Resolved: deltalake drops ".." by text, the OS follows symlinks first; and a later
+        # chdir must not move the store under a relative path.
+        path = Path(path).resolve()
         self.path = path
         self.lock_timeout = lock_timeout
         self._use_history(history or SchemaHistory.from_meta({"schema": schema.to_json()}))
@@ -89,23 +94,42 @@ class EventLog:
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], schema: EventSchema, *, lock_timeout: float = 60.0) -> EventLog:
-        """Create a new store at ``path`` with ``schema``; an existing store is an error."""
-        root = Path(path)
+        """Create a new store at ``path`` with ``schema``; an existing store is an error.
+
+        Raises:
+            StoreExistsError: ``path`` already holds a store.
+            StorePathError: deltalake cannot keep a table under this path (e.g. it holds "[" or
+                "#"); nothing was written.
+        """
+        root = Path(path).resolve()
         if (root / _STORE_FILE).exists():
             raise StoreExistsError(f"{root} already holds an event store; use EventLog.open")
+        check_store_path(root)
+        made = [p for p in (root, *root.parents) if not p.exists()]
         root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(root / ".writer.lock"), timeout=lock_timeout):
             if (root / _STORE_FILE).exists():  # another process created it while we waited
                 raise StoreExistsError(f"{root} already holds an event store; use EventLog.open")
             if not (root / "events" / "_delta_log").exists():
-                DeltaEvents.create(root / "events", arrow_schema(schema.columns()))
+                events_made = not (root / "events").exists()
+                try:
+                    DeltaEvents.create(root / "events", arrow_schema(schema.columns()))
+                except BaseException:  # re-raised: leave no half-made store behind, not even on Ctrl-C
+                    _remove_made(root, made, events=events_made)
+                    raise
             _write_json_atomically(root / _STORE_FILE, {"format": _FORMAT, "schema": schema.to_json()})
         return cls(root, schema, lock_timeout=lock_timeout)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, lock_timeout: float = 60.0) -> EventLog:
-        """Open an existing store."""
-        root = Path(path)
+        """Open an existing store.
+
+        Raises:
+            StoreNotFoundError: no store at ``path``.
+            StorePathError: deltalake cannot read a table under this path (e.g. it holds "[").
+            StorageError: the store's files are damaged (the message names the file).
+        """
+        root = Path(path).resolve()
         try:
             meta = _read_meta(root / _STORE_FILE)
         except FileNotFoundError:
@@ -164,6 +188,9 @@ class EventLog:
         for what, names in (("streams", streams), ("event_types", event_types)):
             if isinstance(names, str):  # list("ab") would silently filter on "a" and "b"
                 raise ValidationError(f"give a list of names, e.g. {what}=[{names!r}]", field=what)
+            for name in names or ():
+                if not isinstance(name, str) or not _is_utf8(name):
+                    raise ValidationError(f"{name!r} is not a name (text that is valid UTF-8)", field=what)
         head = self.head()
         cut = head if as_of is None else min(int(as_of), head)
         lf = self._scan_raw(cut, streams=streams, event_types=event_types, upcast=upcast)
@@ -585,9 +612,43 @@ class _StreamVersions:
             pass  # a cache that cannot be written costs time later, never correctness
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. from undecodable command-line bytes
+        return False
+    return True
+
+
+def _remove_made(root: Path, made: list[Path], *, events: bool) -> None:
+    """Undo a failed create: the events folder if it made it, then the folders it made, deepest first."""
+    if events:
+        shutil.rmtree(root / "events", ignore_errors=True)
+    for folder in made:
+        if folder == root:
+            (root / ".writer.lock").unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: someone else put something there
+            break
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
-    meta: dict[str, Any] = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _meta_error(path, str(exc)) from exc
+    if not isinstance(meta, dict):
+        raise _meta_error(path, "not a JSON object")
     return meta
+
+
+def _meta_error(path: Path, problem: str) -> StorageError:
+    return StorageError(
+        f"{path} cannot be read ({problem}): the store's schema is lost; restore the file from a backup, "
+        "then run `eventlog verify`", store=str(path.parent), file=str(path))
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

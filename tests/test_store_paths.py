@@ -1,0 +1,224 @@
+"""Store paths with awkward characters, and a damaged Delta log.
+
+A store path either works end to end (record, stock, time travel, compact, vacuum, verify,
+SQL, reopen and record again) or is refused by create and open with a StorePathError that
+names the path and the character, before anything is written. A damaged Delta log is
+reported as a StorageError naming the file at fault, never as deltalake's own error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+import eventlog.sql
+from eventlog import INVENTORY_SCHEMA, EventLog, Inventory
+from eventlog.errors import StorageError, StorePathError
+
+# --- paths that work --------------------------------------------------------------------------
+
+WORKING = {
+    "percent": "100%",  # "%" not followed by two hex digits is taken literally
+    "space": "with space",
+    "accented": "café",
+    "cjk": "日本",
+    "dot-dot": "nowhere/../up",
+    "single quote": "o'brien",
+    "double quote": 'say "hi"',
+    "semicolon": "a;b; DROP TABLE events; --",
+    "equals": "run=3",  # polars reads "key=value" folders as hive columns, the root's too
+    "braces, comma, tilde": "{a,b} ~c",
+}
+
+
+def _use_end_to_end(path: Path) -> None:
+    inv = Inventory.open(path)
+    inv.add_item("apple", 3)
+    inv.add_item("pear", 2)
+    inv.remove_item("apple", 1)
+    assert inv.get_items() == [("apple", 2), ("pear", 2)]
+    assert inv.get_items(as_of=2) == [("apple", 3), ("pear", 2)]
+    inv.log.compact()
+    inv.log.vacuum(retention_hours=0)
+    assert inv.verify().ok
+    con = eventlog.sql.connect(inv)
+    try:
+        assert con.sql("SELECT item, quantity FROM inventory ORDER BY item").fetchall() == [("apple", 2), ("pear", 2)]
+        assert con.sql("SELECT count(*) FROM events_as_of(2)").fetchall() == [(2,)]
+    finally:
+        con.close()
+    # A new process: the hash chain is read back from the Delta history, then extended.
+    reopened = Inventory.open(path)
+    assert reopened.log.scan(as_of=1).collect()["stream_id"].to_list() == ["apple"]
+    assert reopened.add_item("plum").last_seq == 4
+    assert reopened.get_items() == [("apple", 2), ("pear", 2), ("plum", 1)]
+    assert Inventory.open(path).verify().ok
+
+
+@pytest.mark.parametrize("name", WORKING.values(), ids=WORKING.keys())
+def test_a_store_path_with_this_character_works_end_to_end(tmp_path: Path, name: str) -> None:
+    _use_end_to_end(tmp_path / name / "store")
+    real = Path(os.path.realpath(tmp_path / name / "store"))
+    assert (real / "events" / "_delta_log").is_dir()
+    assert [p.name for p in tmp_path.iterdir()] == [real.relative_to(tmp_path).parts[0]]  # nothing written elsewhere
+
+
+def test_dot_dot_after_a_symlink_goes_where_the_os_puts_it(tmp_path: Path) -> None:
+    # The OS follows the link before "..": a store at link/../store lives beside the link's target.
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "deep")
+    path = tmp_path / "link" / ".." / "store"
+    _use_end_to_end(path)
+    assert EventLog.exists(tmp_path / "real" / "store")
+    assert not (tmp_path / "store").exists()
+
+
+# --- paths that are refused -------------------------------------------------------------------
+
+REFUSED = {
+    "open bracket": "a[1", "close bracket": "a]1", "caret": "a^b", "pipe": "a|b",  # deltalake panics
+    "hash": "tag#1", "question mark": "what?",  # deltalake's history comes back empty
+    "backslash": "back\\slash",  # deltalake reads it as "/"
+    "percent escape": "a%41b",  # deltalake reads it as "aAb"
+    "asterisk": "star*",  # DuckDB reads it as a wildcard
+    "tab": "tab\tname", "delete": "del\x7fname",  # deltalake refuses control characters
+}
+
+
+def _offending(name: str) -> str:
+    return "%41" if "%41" in name else next(c for c in name if not (c.isalnum() or c in " ._-"))
+
+
+@pytest.mark.parametrize("name", REFUSED.values(), ids=REFUSED.keys())
+@pytest.mark.parametrize("how", ["EventLog.create", "Inventory.open", "in a parent folder"])
+def test_a_store_path_with_this_character_is_refused_before_anything_is_written(
+    tmp_path: Path, name: str, how: str
+) -> None:
+    path = tmp_path / name / "store" if how == "in a parent folder" else tmp_path / name
+    with pytest.raises(StorePathError) as caught:
+        if how == "EventLog.create":
+            EventLog.create(path, INVENTORY_SCHEMA)
+        else:
+            Inventory.open(path)
+    message = str(caught.value)
+    assert str(path) in message and repr(_offending(name)) in message and "rename" in message
+    assert isinstance(caught.value, ValueError)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_opening_a_store_moved_under_a_refused_path_is_refused_not_a_panic(tmp_path: Path) -> None:
+    Inventory.open(tmp_path / "fine").add_item("apple")
+    (tmp_path / "fine").rename(tmp_path / "moved[1]")
+    with pytest.raises(StorePathError, match=r"'\['"):
+        EventLog.open(tmp_path / "moved[1]")
+    with pytest.raises(StorePathError):
+        Inventory.open(tmp_path / "moved[1]")
+
+
+# --- a damaged Delta log ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two small stores: commits 0..4 only, and the same with a checkpoint at 4 and commit 5."""
+    stores = {}
+    for kind in ("plain", "checkpointed"):
+        path = tmp_path_factory.mktemp(kind) / "store"
+        inv = Inventory.open(path, snapshot_every=1_000_000)
+        for i in range(4):
+            inv.add_item(f"item {i}", i + 1)
+        if kind == "checkpointed":
+            DeltaTable(str(path / "events")).create_checkpoint()
+            inv.add_item("after the checkpoint")
+        stores[kind] = path
+    return stores
+
+
+def _commit(version: int) -> str:
+    return f"events/_delta_log/{version:020d}.json"
+
+
+def _truncate(relative: str) -> Callable[[Path], str]:
+    def damage(store: Path) -> str:
+        data = (store / relative).read_bytes()
+        (store / relative).write_bytes(data[: len(data) // 2])
+        return relative
+
+    return damage
+
+
+def _overwrite(relative: str, data: bytes) -> Callable[[Path], str]:
+    def damage(store: Path) -> str:
+        (store / relative).write_bytes(data)
+        return relative
+
+    return damage
+
+
+def _delete(relative: str) -> Callable[[Path], str]:
+    def damage(store: Path) -> str:
+        target = store / relative
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        return relative
+
+    return damage
+
+
+def _garbage_checkpoint(store: Path) -> str:
+    checkpoint = next((store / "events" / "_delta_log").glob("*.checkpoint.parquet"))
+    checkpoint.write_bytes(b"not parquet at all")
+    return checkpoint.relative_to(store).as_posix()
+
+
+DAMAGES: dict[str, tuple[str, Callable[[Path], str]]] = {
+    "latest commit truncated": ("plain", _truncate(_commit(4))),
+    "middle commit truncated": ("plain", _truncate(_commit(2))),
+    "commit overwritten with binary": ("plain", _overwrite(_commit(3), b"\x00\xff\xfe garbage")),
+    "middle commit missing": ("plain", _delete(_commit(2))),
+    "first commit missing": ("plain", _delete(_commit(0))),
+    "commit after the checkpoint truncated": ("checkpointed", _truncate(_commit(5))),
+    "checkpoint is garbage": ("checkpointed", _garbage_checkpoint),
+    "_delta_log deleted": ("plain", _delete("events/_delta_log")),
+    "eventlog.json truncated": ("plain", _truncate("eventlog.json")),
+}
+
+
+@pytest.mark.parametrize("kind, damage", DAMAGES.values(), ids=DAMAGES.keys())
+def test_a_damaged_log_is_a_storage_error_naming_the_file(
+    tmp_path: Path, pristine: dict[str, Path], kind: str, damage: Callable[[Path], str]
+) -> None:
+    store = Path(os.path.realpath(tmp_path)) / "store"
+    shutil.copytree(pristine[kind], store)
+    opened_before = EventLog.open(store)
+    culprit = str(store / damage(store))
+    attempts = {
+        "open": lambda: EventLog.open(store),
+        "scan": lambda: opened_before.scan().collect(),
+        "stock": lambda: Inventory.open(store).stock(),
+    }
+    for what, attempt in attempts.items():
+        try:
+            attempt()
+        except StorageError as error:
+            assert (error.file, error.store) == (culprit, str(store)), what
+            assert culprit in str(error) and "backup" in str(error) and "eventlog verify" in str(error), what
+            assert isinstance(error, OSError)
+        else:  # only an object that loaded its version before the damage may still read it
+            assert what == "scan", f"{what} read a damaged store without an error"
+
+
+def test_a_commit_missing_under_an_open_log_is_a_storage_error_on_its_next_read(
+    tmp_path: Path, pristine: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(pristine["plain"], store)
+    log = EventLog.open(store)
+    EventLog.open(store).append([{"event_type": "item_added", "stream_id": "late", "quantity": 1}])
+    (store / _commit(3)).unlink()
+    with pytest.raises(StorageError, match=r"00000000000000000003\.json is missing"):
+        log.head()
