@@ -7,7 +7,7 @@ so its values are type-checked while its columns are built (once per value).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -56,6 +56,33 @@ def first_row(df: pl.DataFrame, mask: pl.Expr) -> int | None:
     """Index of the first row where ``mask`` is true, or None."""
     hit = df.select(mask.fill_null(False).arg_true().first()).item()
     return None if hit is None else int(hit)
+
+
+_TEXT_FORMS: dict[type[pl.DataType], tuple[str, Callable[[pl.Series], pl.Series]]] = {
+    pl.Int64: ("a whole number that fits in int64", lambda s: s.cast(pl.Int64, strict=False).is_not_null()),
+    pl.Float64: ("a number", lambda s: s.cast(pl.Float64, strict=False).is_not_null()),
+    pl.Boolean: ("true or false", lambda s: s.str.to_lowercase().is_in(["true", "false"])),
+    pl.Date: ("an ISO 8601 date (e.g. 2024-03-01)", lambda s: s.str.to_date("%Y-%m-%d", strict=False).is_not_null()),
+}
+
+
+def check_text_columns(text: pl.DataFrame, types: Mapping[str, pl.DataType]) -> None:
+    """Name the first value of ``text`` (every column read as strings) that is not text for its type.
+
+    For a typed CSV read that failed: the reader names the column, not the row.
+
+    Raises:
+        ValidationError: naming the row and field, when a value does not parse.
+    """
+    for name, dtype in types.items():
+        form = _TEXT_FORMS.get(type(dtype))
+        if form is None or name not in text.columns:
+            continue
+        s = text.get_column(name).str.strip_chars()
+        bad = (s.is_not_null() & ~form[1](s)).arg_true()
+        if bad.len():
+            row = int(bad[0])
+            raise ValidationError(f"{s[row]!r} is not {form[0]}", row=row, field=name)
 
 
 def _value_at(df: pl.DataFrame, column: str, row: int) -> str:
@@ -111,6 +138,8 @@ _PY_TYPES: dict[type[pl.DataType], tuple[type, ...]] = {
 def _series_from_python(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
     if isinstance(dtype, pl.Datetime):
         return _timestamps_from_python(name, values)
+    if isinstance(dtype, pl.Date):
+        values = [_parse_date_text(v, row=i, field=name) if isinstance(v, str) else v for i, v in enumerate(values)]
     allowed = _PY_TYPES[type(dtype)]
     for i, v in enumerate(values):
         if v is None:
@@ -121,7 +150,20 @@ def _series_from_python(name: str, values: list[Any], dtype: pl.DataType) -> pl.
             raise ValidationError(f"expected {dtype}, got {v!r} ({type(v).__name__})", row=i, field=name)
         if isinstance(dtype, pl.Int64) and not -(2**63) <= v < 2**63:
             raise ValidationError(f"{v} does not fit in int64", row=i, field=name)
-    return pl.Series(name, values, dtype=dtype)
+    try:
+        return pl.Series(name, values, dtype=dtype)
+    except UnicodeEncodeError:  # a str with lone surrogates, e.g. bytes decoded with errors="surrogateescape"
+        row = next(i for i, v in enumerate(values) if isinstance(v, str) and not _encodable(v))
+        raise ValidationError(f"{values[row]!r} is not valid Unicode text (it has a lone surrogate)",
+                              row=row, field=name) from None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _timestamps_from_python(name: str, values: list[Any]) -> pl.Series:
@@ -153,6 +195,13 @@ def _parse_timestamp_text(text: str, *, row: int, field: str) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
+def _parse_date_text(text: str, *, row: int, field: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"{text!r} is not an ISO 8601 date (e.g. 2024-03-01)", row=row, field=field) from None
+
+
 # --- columns ------------------------------------------------------------------------------
 
 
@@ -182,6 +231,8 @@ def _cast_column(df: pl.DataFrame, name: str, target: pl.DataType, schema: Event
         out = s.cast(target)
     elif isinstance(target, pl.Datetime):
         out = _cast_timestamps(s, name)
+    elif isinstance(target, pl.Date) and src == pl.String:
+        out = _parse_date_column(s, name)
     elif isinstance(target, pl.String) and isinstance(src, (pl.Categorical, pl.Enum)):
         out = s.cast(pl.String)
     elif _compatible(src, target):
@@ -191,7 +242,8 @@ def _cast_column(df: pl.DataFrame, name: str, target: pl.DataType, schema: Event
             raise ValidationError(f"{s[lost]!r} does not fit in {target}", row=lost, field=name)
     else:
         row = first_row(df, pl.col(name).is_not_null()) or 0
-        raise ValidationError(f"expected {target}, got {src} (e.g. {s[row]!r})", row=row, field=name)
+        example = s.slice(row, 1).to_list()[0]  # a plain value even for a list or struct column
+        raise ValidationError(f"expected {target}, got {src} (e.g. {example!r})", row=row, field=name)
     if isinstance(target, pl.Float64):
         bad = first_row(out.to_frame(), ~pl.col(name).is_finite())
         if bad is not None:
@@ -204,9 +256,17 @@ def _compatible(src: pl.DataType, target: pl.DataType) -> bool:
         return src.is_integer()
     if isinstance(target, pl.Float64):
         return src.is_numeric() and not isinstance(src, pl.Decimal)
-    if isinstance(target, pl.Date):
-        return False
     return False
+
+
+def _parse_date_column(s: pl.Series, name: str) -> pl.Series:
+    """ISO dates, parsed vectorised; values in another form go through the Python parser (as timestamps do)."""
+    parsed = s.str.to_date("%Y-%m-%d", strict=False)
+    failed = (s.is_not_null() & parsed.is_null()).arg_true()
+    if failed.len():
+        redo = [_parse_date_text(s[i], row=i, field=name) for i in failed]
+        parsed = parsed.scatter(failed, pl.Series(name, redo, dtype=pl.Date))
+    return parsed
 
 
 def _cast_timestamps(s: pl.Series, name: str) -> pl.Series:

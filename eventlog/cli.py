@@ -23,8 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import polars as pl
+import pyarrow as pa
+import pyarrow.json as pa_json
 
-from eventlog.errors import EventLogError, InputFileError, SchemaMismatchError, StoreExistsError
+from eventlog._validate import check_text_columns
+from eventlog.errors import (
+    EventLogError,
+    InputFileError,
+    OutputFileError,
+    ReadOnlyError,
+    SchemaMismatchError,
+    StoreExistsError,
+    ValidationError,
+)
 from eventlog.inventory import INVENTORY_SCHEMA, Inventory, Item
 from eventlog.log import AppendResult, EventLog
 from eventlog.schema import EventSchema
@@ -55,12 +66,26 @@ class _CutType(click.ParamType):
     name = "SEQ|DATE|TIMESTAMP"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value.strip())
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            try:
+                return int(value.strip())
+            except ValueError:  # more digits than Python converts (4300)
+                self.fail(f"a seq of {len(value.strip())} digits is too large", param, ctx)
         return value
 
 
 _CUT = _CutType()
+
+
+def _utf8(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse an argument with bytes that are not UTF-8 (Python keeps them as surrogate escapes)."""
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(f"{value!r} holds bytes that are not UTF-8; pass UTF-8 text",
+                                  field=param.name) from None
+    return value
 
 
 class _Store:
@@ -158,7 +183,7 @@ def import_(store: _Store, file: Path, fmt: str | None, batch_size: int | None) 
     frame = _read_input(file, fmt, log.schema, inventory=inventory is not None)
     write = inventory.record if inventory is not None else log.append
     results: list[AppendResult] = []
-    size = batch_size or max(frame.height, 1)
+    size = batch_size or max(len(frame), 1)
     for offset, batch in _batches(frame, size):
         try:
             results.append(write(batch))
@@ -242,7 +267,7 @@ def stock(store: _Store, as_of: int | str | None, known_at: int | str | None, fm
 
 
 @main.command()
-@click.argument("item")
+@click.argument("item", callback=_utf8)
 @_as_of_option
 @click.pass_obj
 def count(store: _Store, item: str, as_of: int | str | None) -> None:
@@ -251,7 +276,7 @@ def count(store: _Store, item: str, as_of: int | str | None) -> None:
 
 
 @main.command()
-@click.argument("item")
+@click.argument("item", callback=_utf8)
 @_format_option("table", "csv", "json")
 @click.pass_obj
 def history(store: _Store, item: str, fmt: str) -> None:
@@ -260,10 +285,10 @@ def history(store: _Store, item: str, fmt: str) -> None:
 
 
 @main.command()
-@click.argument("item")
+@click.argument("item", callback=_utf8)
 @click.option("--quantity", type=int, default=1, show_default=True)
-@click.option("--rarity")
-@click.option("--origin")
+@click.option("--rarity", callback=_utf8)
+@click.option("--origin", callback=_utf8)
 @click.pass_obj
 def add(store: _Store, item: str, quantity: int, rarity: str | None, origin: str | None) -> None:
     """Record that QUANTITY of ITEM came into stock."""
@@ -272,7 +297,7 @@ def add(store: _Store, item: str, quantity: int, rarity: str | None, origin: str
 
 
 @main.command()
-@click.argument("item")
+@click.argument("item", callback=_utf8)
 @click.option("--quantity", type=int, default=1, show_default=True)
 @click.pass_obj
 def remove(store: _Store, item: str, quantity: int) -> None:
@@ -439,16 +464,21 @@ def sql_(store: _Store, query: str | None, query_file: Path | None, fmt: str, ou
     """Run one read-only SQL query (argument, -f FILE, or standard input) over the store's views."""
     from eventlog.sql import query as run_query
 
+    if output is not None:
+        _check_output(output, store.path)
     result = run_query(store.log(), _query_text(query, query_file))
     if output is None:
         if fmt == "parquet":
             raise InputFileError("--format parquet writes a file: add --output FILE")
         _emit(result, fmt)
         return
-    if fmt == "table":
-        output.write_text(str(result) + "\n", encoding="utf-8")
-    else:
-        {"csv": result.write_csv, "json": result.write_json, "parquet": result.write_parquet}[fmt](output)
+    try:
+        if fmt == "table":
+            output.write_text(str(result) + "\n", encoding="utf-8")
+        else:
+            {"csv": result.write_csv, "json": result.write_json, "parquet": result.write_parquet}[fmt](output)
+    except OSError as exc:
+        raise OutputFileError(f"{output}: cannot write the result: {exc.strerror or exc}") from None
     click.echo(f"wrote {_plural(result.height, 'row')} to {output}")
 
 
@@ -475,7 +505,18 @@ def _query_text(query: str | None, query_file: Path | None) -> str:
         return query
     if sys.stdin.isatty():
         raise InputFileError("no query: pass it as an argument, with -f FILE, or on standard input")
-    return sys.stdin.read()
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"standard input: cannot read the query: {exc}") from None
+
+
+def _check_output(output: Path, store: Path) -> None:
+    """An --output file goes into an existing folder outside the store (the store holds only its own files)."""
+    if output.resolve().is_relative_to(store.resolve()):
+        raise ReadOnlyError(f"{output} lies inside the store {store}; write the result outside it")
+    if not output.parent.is_dir():
+        raise OutputFileError(f"{output}: {output.parent} is not an existing folder; create it first")
 
 
 class _ImportRejected(EventLogError):
@@ -541,11 +582,18 @@ def _read_schema(path: Path) -> EventSchema:
         raise InputFileError(f"{path}: not a valid event schema: {detail}") from None
 
 
-def _read_input(path: Path, fmt: str | None, schema: EventSchema, *, inventory: bool) -> pl.DataFrame:
-    """Read an input file with polars; timestamps stay text so validation parses them strictly.
+#: An input file's rows: a frame (CSV, Parquet) or records that keep their JSON types (NDJSON).
+_Rows = pl.DataFrame | list[dict[str, Any]]
+
+
+def _read_input(path: Path, fmt: str | None, schema: EventSchema, *, inventory: bool) -> _Rows:
+    """Read an input file; timestamps stay text so validation parses them strictly.
 
     Reading text as UTC (try_parse_dates) would accept timestamps without an offset; the
-    library rejects those instead of guessing. Paths are never globbed.
+    library rejects those instead of guessing. NDJSON is read as Python records, the batch
+    shape whose values keep their types: polars would store a number or a list in a text
+    column as text, and read a whole column as floats for one float in it. Paths are never
+    globbed.
     """
     if not path.is_file():
         raise InputFileError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}")
@@ -553,13 +601,69 @@ def _read_input(path: Path, fmt: str | None, schema: EventSchema, *, inventory: 
     try:
         if fmt == "parquet":
             return pl.read_parquet(path, glob=False)
-        if fmt == "csv":
-            return pl.read_csv(path, glob=False, schema_overrides=_text_schema(schema, inventory=inventory))
-        with path.open("rb") as fh:  # a handle: read_ndjson would glob a path like "x[1].ndjson"
-            return pl.read_ndjson(fh, infer_schema_length=None)
+        types = _text_schema(schema, inventory=inventory)
+        if fmt == "ndjson":
+            typed = _read_ndjson_typed(path, types)
+            return typed if typed is not None else _read_ndjson(path)
+        try:
+            return pl.read_csv(path, glob=False, schema_overrides=types)
+        except pl.exceptions.ComputeError:  # polars names the column of a value it cannot parse, not the row
+            check_text_columns(pl.read_csv(path, glob=False, infer_schema=False), types)
+            raise
+    except ValidationError as exc:
+        raise _ImportRejected(path, exc, None, []) from None
     except (pl.exceptions.PolarsError, OSError) as exc:
+        if fmt == "csv" and "utf-8" in str(exc):
+            _decode(path, path.read_bytes())  # raises, naming the line
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise InputFileError(f"{path}: cannot read as {_FORMAT_NAMES[fmt]}: {first.strip()}") from None
+
+
+def _read_ndjson_typed(path: Path, types: dict[str, pl.DataType]) -> pl.DataFrame | None:
+    """The fast path: pyarrow reads the file strictly against the expected types.
+
+    Any value of another JSON type (a number for a name, text for a quantity) makes it fail
+    where polars would convert silently; then the records path reads the file and
+    validation names the row. The keys are taken from a first, untyped read, so a key no
+    line has stays a missing column, as on the records path.
+    """
+    try:
+        keys = pa_json.read_json(path).column_names
+        wanted = {name: pl.String() if dtype == pl.Date else dtype for name, dtype in types.items() if name in keys}
+        expected = pl.DataFrame(schema=wanted).to_arrow().schema
+        options = pa_json.ParseOptions(explicit_schema=expected, unexpected_field_behavior="infer")
+        table = pa_json.read_json(path, parse_options=options)
+        table.validate(full=True)  # pyarrow does not check that strings are UTF-8
+        frame = pl.from_arrow(table)
+    except (pa.ArrowException, OSError):
+        return None
+    return frame if isinstance(frame, pl.DataFrame) and frame.height else None
+
+
+def _read_ndjson(path: Path) -> list[dict[str, Any]]:
+    """One JSON object a line (blank lines skipped) as records; row i of the batch is the i-th object."""
+    records = []
+    for number, line in enumerate(_decode(path, path.read_bytes()).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(f"{path}: line {number} is not JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise InputFileError(f"{path}: line {number} is not a JSON object: {line.strip()[:40]!r}")
+        records.append(record)
+    return records
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """The file as UTF-8 text (a byte-order mark allowed), or an error naming the line of the first bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputFileError(f"{path}: line {line} is not valid utf-8 (byte {data[exc.start]:#04x}); "
+                             "save the file as UTF-8") from None
 
 
 def _text_schema(schema: EventSchema, *, inventory: bool) -> dict[str, pl.DataType]:
@@ -613,6 +717,6 @@ def _progress(*, total: int, unit: str, desc: str) -> Any:
     return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=not _progress_shown(), unit_scale=True)
 
 
-def _batches(frame: pl.DataFrame, size: int) -> Iterator[tuple[int, pl.DataFrame]]:
-    for offset in range(0, max(frame.height, 1), size):
-        yield offset, frame.slice(offset, size)
+def _batches(frame: _Rows, size: int) -> Iterator[tuple[int, _Rows]]:
+    for offset in range(0, max(len(frame), 1), size):
+        yield offset, frame[offset : offset + size]

@@ -53,6 +53,7 @@ INVENTORY_SCHEMA = EventSchema(
 ADDED, REMOVED = "item_added", "item_removed"
 
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
+_MAX_STOCK = 2**63 - 1
 _CACHE_SIZE = 8
 
 
@@ -494,12 +495,15 @@ def _rename_item(row: int, rec: Mapping[str, Any]) -> Any:
 
 
 def _check_stock(frame: pl.DataFrame, state: pl.DataFrame) -> None:
-    """Reject the batch if any item's running stock goes negative, naming the first row."""
+    """Reject the batch if any item's running stock goes negative, or beyond what an int64
+    holds (the fold and every read would fail on it), naming the first row."""
     removes = frame.get_column("event_type") == REMOVED
-    if not removes.any():
+    added = frame.filter(pl.col("event_type") == ADDED).select(pl.col("quantity").cast(pl.Int128).sum()).item()
+    most = state.get_column("quantity").max() or 0
+    if not removes.any() and most + (added or 0) <= _MAX_STOCK:  # type: ignore[operator]
         return
     start = state.select(pl.col("item").alias("stream_id"), pl.col("quantity").alias("__start"))
-    signed = signed_quantity()
+    signed = signed_quantity().cast(pl.Int128)  # a running sum in int64 could wrap around
     running = (
         frame.select("stream_id", "event_type", "quantity")
         .with_row_index("__row")
@@ -507,10 +511,14 @@ def _check_stock(frame: pl.DataFrame, state: pl.DataFrame) -> None:
         .sort("__row")
         .with_columns(__after=pl.col("__start").fill_null(0) + signed.cum_sum().over("stream_id"))
     )
-    row = first_row(running, pl.col("__after") < 0)
-    if row is not None:
-        name, quantity, after = running.select("stream_id", "quantity", "__after").row(row)
+    row = first_row(running, (pl.col("__after") < 0) | (pl.col("__after") > _MAX_STOCK))
+    if row is None:
+        return
+    name, quantity, after = running.select("stream_id", "quantity", "__after").row(row)
+    if after < 0:
         raise InsufficientStockError(name, quantity, after + quantity, row=row)
+    raise ValidationError(f"the stock of {name!r} would be {after}, more than an int64 holds ({_MAX_STOCK})",
+                          row=row, field="quantity")
 
 
 def _resolve(log: EventLog, as_of: Cut, known_at: Cut) -> TimeCut:
