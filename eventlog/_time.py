@@ -26,6 +26,10 @@ class TimeCut:
     business: dt.datetime | None = None
 
 
+#: A seq beyond every possible head (seq is an int64).
+_PAST_ANY_SEQ = 2**63 - 1
+
+
 def parse_point(value: Cut, *, name: str) -> int | dt.datetime | None:
     """An int seq, an aware UTC datetime (dates become the end of their UTC day), or None."""
     if value is None:
@@ -56,8 +60,9 @@ def end_of_day(day: dt.date) -> dt.datetime:
 
 def _parse_text(text: str, *, name: str) -> int | dt.datetime:
     stripped = text.strip()
-    if stripped.isdigit():
-        return int(stripped)
+    if stripped.isascii() and stripped.isdigit():
+        # More digits than any int64 seq: past every head (int() would refuse past 4300 digits).
+        return int(stripped) if len(stripped) <= 19 else _PAST_ANY_SEQ
     try:
         if len(stripped) == 10:
             return end_of_day(dt.date.fromisoformat(stripped))

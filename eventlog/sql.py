@@ -44,7 +44,7 @@ import polars as pl
 
 from eventlog._evolution import SchemaHistory
 from eventlog._fold import STATE_SCHEMA, STATE_VERSION, fold_sql, state_fingerprint, state_source
-from eventlog.errors import CommitError, ReadOnlyError, SchemaMismatchError, ValidationError
+from eventlog.errors import CommitError, OutputFileError, ReadOnlyError, SchemaMismatchError, ValidationError
 from eventlog.inventory import Inventory, _check_schema
 from eventlog.log import EventLog
 from eventlog.snapshots import SnapshotInfo, SnapshotStore, SnapshotWarning
@@ -105,6 +105,9 @@ _INTS = ", ".join(
 )
 _TIMES = "'TIMESTAMP', 'TIMESTAMP_S', 'TIMESTAMP_MS', 'TIMESTAMP_NS'"
 _TEXT = "trim(CAST(x AS VARCHAR))"
+# What Python's parse_point reads as a timestamp: DuckDB alone would also take 'infinity',
+# 'epoch' and offsets of 24 hours or more.
+_ISO = r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+)?([Zz]|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?"
 _END_OF_DAY = "timezone('UTC', CAST({date} AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)"
 _AS_OF_SEQ = f"""\
 CREATE OR REPLACE MACRO as_of_seq(x) AS CASE
@@ -129,7 +132,7 @@ CREATE OR REPLACE MACRO as_of_time(x) AS CASE
     WHEN regexp_full_match({_TEXT}, '[0-9]+') THEN CAST(NULL AS TIMESTAMPTZ)
     WHEN length({_TEXT}) = 10 AND TRY_CAST({_TEXT} AS DATE) IS NOT NULL
         THEN {_END_OF_DAY.format(date=f"TRY_CAST({_TEXT} AS DATE)")}
-    WHEN TRY_CAST({_TEXT} AS TIMESTAMP) IS NULL
+    WHEN TRY_CAST({_TEXT} AS TIMESTAMP) IS NULL OR NOT regexp_full_match({_TEXT}, '{_ISO}')
         THEN error('as_of=''' || CAST(x AS VARCHAR) || ''' is not a seq, an ISO date or an ISO timestamp')
     WHEN regexp_matches({_TEXT}, '([Zz]|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$') THEN TRY_CAST({_TEXT} AS TIMESTAMPTZ)
     ELSE error('as_of=''' || CAST(x AS VARCHAR) || ''' has no time zone; add one, e.g. ' || {_TEXT} || '+00:00')
@@ -239,7 +242,8 @@ def query(store: Store, query: str, params: Sequence[Any] | Mapping[str, Any] | 
 
     Raises:
         ReadOnlyError: the statement is not a SELECT, or it tried to reach a file.
-        ValidationError: the SQL does not parse or bind (DuckDB's message included).
+        ValidationError: the SQL does not parse or bind (DuckDB's message included), or
+            ``params`` is neither a list nor a dict.
 
     Example:
         >>> import tempfile
@@ -250,6 +254,7 @@ def query(store: Store, query: str, params: Sequence[Any] | Mapping[str, Any] | 
         3
     """
     log, _ = _open(store)
+    _check_params(params)
     con = connect(log if not isinstance(store, Inventory) else store)
     try:
         try:
@@ -277,7 +282,12 @@ def export_duckdb(store: Store, file: str | os.PathLike[str], /) -> Path:
     To refresh, export again (the file is replaced atomically). The file cannot lock down the
     sessions that open it: open it with ``duckdb.connect(path, read_only=True)``, and set
     ``enable_external_access = false`` there for the same safety as ``connect``. The file may
-    not lie inside the store.
+    not lie inside the store, and an existing file is replaced only if it is a DuckDB database
+    (or empty): a mistyped path does not overwrite other data.
+
+    Raises:
+        ReadOnlyError: ``file`` lies inside the store.
+        OutputFileError: ``file`` is a folder or another kind of file, or its folder cannot be made.
 
     Example:
         >>> import tempfile, duckdb
@@ -293,9 +303,18 @@ def export_duckdb(store: Store, file: str | os.PathLike[str], /) -> Path:
     root = log.path.resolve()
     if target.is_relative_to(root):
         raise ReadOnlyError(f"{target} lies inside the store {root}; export to a file outside it")
+    if target.is_dir():
+        raise OutputFileError(f"{target} is a folder; export to a file path, e.g. {target / 'store.duckdb'}")
+    if not _replaceable(target):
+        raise OutputFileError(f"{target} exists and is not a DuckDB database; export to a new file or delete it first")
     pin = _pin(log, is_inventory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except (FileExistsError, NotADirectoryError):  # a file where a folder should be
+        raise OutputFileError(f"cannot write {target}: {target.parent} is not a folder") from None
+    except OSError as exc:
+        raise OutputFileError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # DuckDB creates the database file itself
@@ -311,6 +330,18 @@ def export_duckdb(store: Store, file: str | os.PathLike[str], /) -> Path:
         tmp.unlink(missing_ok=True)
         Path(f"{tmp}.wal").unlink(missing_ok=True)
     return target
+
+
+def _replaceable(target: Path) -> bool:
+    """Whether export may replace ``target``: it is missing, empty or a DuckDB database (magic at byte 8)."""
+    try:
+        with open(target, "rb") as fh:
+            head = fh.read(12)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return head == b"" or head[8:12] == b"DUCK"
 
 
 def definitions(store: Store, /) -> str:
@@ -369,6 +400,9 @@ _HISTORY_LOCK = threading.Lock()
 def _open(store: Store) -> tuple[EventLog, bool]:
     if isinstance(store, Inventory):
         return store.log, True
+    if not isinstance(store, (str, os.PathLike, EventLog)):
+        raise ValidationError(f"a store is a path, an EventLog or an Inventory, not {type(store).__name__}",
+                              field="store")
     log = store if isinstance(store, EventLog) else EventLog.open(store)
     try:
         _check_schema(log)
@@ -690,6 +724,9 @@ def _lock(con: duckdb.DuckDBPyConnection, readable: list[str]) -> None:
 def _check_select(con: duckdb.DuckDBPyConnection, text: str) -> None:
     if not isinstance(text, str):
         raise ValidationError(f"the query is SQL text, not {type(text).__name__}", field="query")
+    if not _is_utf8(text):
+        raise ValidationError("the query holds bytes that are not UTF-8 (surrogate escapes); re-encode it as UTF-8",
+                              field="query")
     try:
         statements = con.extract_statements(text)
     except duckdb.ParserException as exc:
@@ -702,6 +739,26 @@ def _check_select(con: duckdb.DuckDBPyConnection, text: str) -> None:
             f"query() runs SELECT statements only, not {kind.name}: the store is changed through "
             "EventLog.append / Inventory.record"
         )
+
+
+def _check_params(params: Any) -> None:
+    """Refuse what DuckDB would misread (a string is a sequence of one-letter values) or crash on."""
+    if params is None:
+        return
+    if isinstance(params, (str, bytes)) or not isinstance(params, (Sequence, Mapping)):
+        raise ValidationError(f"params is a list (for ?) or a dict (for $name), not {type(params).__name__}",
+                              field="params")
+    for key, value in params.items() if isinstance(params, Mapping) else enumerate(params):
+        if isinstance(value, str) and not _is_utf8(value):
+            raise ValidationError(f"params[{key!r}] holds bytes that are not UTF-8 (surrogate escapes)", field="params")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _run(con: duckdb.DuckDBPyConnection, statement: str) -> None:

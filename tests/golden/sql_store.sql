@@ -28,7 +28,7 @@ CREATE OR REPLACE MACRO as_of_time(x) AS CASE
     WHEN regexp_full_match(trim(CAST(x AS VARCHAR)), '[0-9]+') THEN CAST(NULL AS TIMESTAMPTZ)
     WHEN length(trim(CAST(x AS VARCHAR))) = 10 AND TRY_CAST(trim(CAST(x AS VARCHAR)) AS DATE) IS NOT NULL
         THEN timezone('UTC', CAST(TRY_CAST(trim(CAST(x AS VARCHAR)) AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)
-    WHEN TRY_CAST(trim(CAST(x AS VARCHAR)) AS TIMESTAMP) IS NULL
+    WHEN TRY_CAST(trim(CAST(x AS VARCHAR)) AS TIMESTAMP) IS NULL OR NOT regexp_full_match(trim(CAST(x AS VARCHAR)), '[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+)?([Zz]|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?')
         THEN error('as_of=''' || CAST(x AS VARCHAR) || ''' is not a seq, an ISO date or an ISO timestamp')
     WHEN regexp_matches(trim(CAST(x AS VARCHAR)), '([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$') THEN TRY_CAST(trim(CAST(x AS VARCHAR)) AS TIMESTAMPTZ)
     ELSE error('as_of=''' || CAST(x AS VARCHAR) || ''' has no time zone; add one, e.g. ' || trim(CAST(x AS VARCHAR)) || '+00:00')
