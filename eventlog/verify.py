@@ -2,7 +2,9 @@
 
 What is checked (the first failure is reported, with commit, seq and file):
 
-1. every data file the current Delta version lists exists with the size it was written with;
+1. every commit file in ``_delta_log`` holds its commit information (deltalake reads an
+   emptied one as an empty commit); every data file the current Delta version lists exists
+   with the size it was written with;
 2. in one read of the events, a group of commits at a time in seq order:
    the hash chain — each append commit's recorded previous hash is the hash of the append
    before it, its event hash matches the events now stored for its seq range (the stored
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from eventlog.log import EventLog
 
 #: Read and hash the events of about this many seqs at a time (bounded memory on large logs).
-_CHUNK = 2_000_000
+_CHUNK = 1_000_000
 #: Groups loaded and hashed side by side while the main thread checks the one before.
 _THREADS = 2
 
@@ -94,6 +96,7 @@ def verify(log: EventLog, *, extra_checks: Iterable[tuple[str, Check]] = ()) -> 
     commits = append_commits(log)
     report = VerifyReport(head=head, version=log.version, commits=len(commits))
     steps: list[tuple[tuple[str, ...], Check]] = [
+        (("delta log",), _check_delta_log),
         (("files",), _check_files),
         (_ONE_PASS, lambda lg, h: _check_events(lg, h, commits)),
         (("file statistics",), _check_file_stats),
@@ -149,6 +152,26 @@ def _check_files(log: EventLog, head: int) -> Violation | None:
         if actual != size:
             return Violation("files", f"data file has {actual} bytes, the Delta log recorded {size}: it was changed",
                              version=log.version, file=path)
+    return None
+
+
+def _check_delta_log(log: EventLog, head: int) -> Violation | None:
+    """Every commit file left in ``_delta_log`` holds its commit information.
+
+    deltalake reads an emptied commit file as a commit with no actions: the events it added
+    vanish from the table and from the chain without a gap if it was the last one. Our
+    every commit writes a commitInfo action, so its absence is the trace.
+    """
+    folder = log._events.path / "_delta_log"
+    for path in sorted(folder.glob("*.json")):
+        if not path.stem.isdigit():
+            continue
+        with path.open("rb") as fh:
+            text = fh.read()
+        if b'"commitInfo"' not in text:
+            what = "is empty" if not text else "holds no commit information"
+            return Violation("delta log", f"commit file {what}: it was emptied or rewritten", version=int(path.stem),
+                             file=f"_delta_log/{path.name}")
     return None
 
 

@@ -276,3 +276,13 @@ def test_a_file_with_seq_beyond_the_head_is_found(inventory: Inventory, monkeypa
     report = Inventory.open(inventory.path).log.verify()
     assert report.violation is not None and report.violation.check in {"seq", "hash chain"}
     assert report.violation.seq == seq
+
+
+def test_emptying_the_last_commit_file_is_found(inventory: Inventory) -> None:
+    # deltalake reads an empty commit file as a commit with no actions: the last commit's
+    # events would vanish without leaving a gap in seq or in the chain.
+    path = commit_file(inventory, 3)
+    path.write_bytes(b"")
+    report = Inventory.open(inventory.path).log.verify()
+    assert report.violation is not None and report.violation.check == "delta log"
+    assert report.violation.version == 3 and report.violation.file == "_delta_log/" + path.name
