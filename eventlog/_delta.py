@@ -304,6 +304,8 @@ class DeltaEvents:
                 commit_properties=CommitProperties(custom_metadata={META_PREFIX + "operation": "compact"}),
                 post_commithook_properties=_HOOKS,
             )
+        except StorageError:
+            raise  # a damaged store: running it again would not help
         except (DeltaError, OSError) as exc:
             raise _maintenance_error("compacting", self.path, exc) from exc
 
@@ -319,6 +321,8 @@ class DeltaEvents:
                 post_commithook_properties=_HOOKS,
             )
             self.refresh()
+        except StorageError:
+            raise  # a damaged store: running it again would not help
         except (DeltaError, OSError) as exc:
             raise _maintenance_error("vacuuming", self.path, exc) from exc
         staged = self._staged_leftovers(older_than=time.time() - hours * 3600)

@@ -22,13 +22,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+import duckdb
 import polars as pl
 
+from eventlog.errors import StorageError
 from eventlog.schema import PARTITION_COLUMN
 
 if TYPE_CHECKING:
-    import duckdb
-
     from eventlog._evolution import SchemaHistory
     from eventlog.log import EventLog
 
@@ -146,9 +146,24 @@ def fold(
     try:
         source = UNIFORM_PARQUET_SOURCE if log.schema_version == 1 else state_source(log._history)
         out = cur.sql(fold_sql(source, where=" AND ".join(where)), params=params).pl()
+    except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+        raise _damaged_data(log, files, exc) from exc
     finally:
         cur.close()
     return out.cast(STATE_SCHEMA).select(list(STATE_SCHEMA))  # type: ignore[arg-type]
+
+
+def _damaged_data(log: EventLog, files: list[str], exc: Exception) -> StorageError:
+    """A data file the Delta log lists is gone or unreadable: say which, and what to do."""
+    text = str(exc)
+    named = next((f for f in files if f in text), None)
+    where = f"{named}" if named else "one of its data files"
+    first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return StorageError(
+        f"reading the events of the store at {log.path} failed: {where} is missing or damaged ({first.strip()}). "
+        "Run `eventlog verify` to check the store, then restore the file from a backup",
+        store=str(log.path), file=named,
+    )
 
 
 def fold_frame(con: duckdb.DuckDBPyConnection, events: pl.DataFrame) -> pl.DataFrame:

@@ -222,3 +222,25 @@ def test_a_commit_missing_under_an_open_log_is_a_storage_error_on_its_next_read(
     (store / _commit(3)).unlink()
     with pytest.raises(StorageError, match=r"00000000000000000003\.json is missing"):
         log.head()
+
+
+# --- a damaged data file, read through the inventory -----------------------------------------
+
+
+def _first_data_file(store: Path) -> Path:
+    log = EventLog.open(store)
+    return log.path / "events" / log.files().sort("min.seq").item(0, "path")
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage"])
+def test_a_damaged_data_file_is_a_storage_error_naming_it(pristine: dict[str, Path], tmp_path: Path, damage: str) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(pristine["plain"], store)
+    target = _first_data_file(store)
+    if damage == "deleted":
+        target.unlink()
+    else:
+        target.write_bytes(b"not a parquet file at all")
+    with pytest.raises(StorageError, match="eventlog verify") as caught:
+        Inventory.open(store, snapshot_every=1_000_000).stock()
+    assert caught.value.file is not None and caught.value.file.endswith(target.name)
