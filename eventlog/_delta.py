@@ -374,6 +374,23 @@ def check_store_path(root: Path) -> None:
     )
 
 
+def first_unreadable(paths: list[str]) -> tuple[str, str] | None:
+    """The first of ``paths`` that is missing or not a whole, valid Parquet file, and why.
+
+    For error paths only: it reads every file in full (strings checked as UTF-8), to name
+    the file behind an engine's error that does not say which one it was reading.
+    """
+    for path in paths:
+        try:
+            pq.read_table(path).validate(full=True)
+        except FileNotFoundError:
+            return path, "it is missing"
+        except (pa.ArrowException, OSError) as exc:
+            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            return path, f"it is not valid Parquet: {first.strip()}"
+    return None
+
+
 def _storage_error(doing: str, table: Path, exc: Exception) -> StorageError:
     store = table.parent
     found = _damaged_file(table)

@@ -25,10 +25,13 @@ from typing import TYPE_CHECKING
 import duckdb
 import polars as pl
 
+from eventlog._delta import first_unreadable
 from eventlog.errors import StorageError
 from eventlog.schema import PARTITION_COLUMN
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from eventlog._evolution import SchemaHistory
     from eventlog.log import EventLog
 
@@ -146,23 +149,24 @@ def fold(
     try:
         source = UNIFORM_PARQUET_SOURCE if log.schema_version == 1 else state_source(log._history)
         out = cur.sql(fold_sql(source, where=" AND ".join(where)), params=params).pl()
-    except (duckdb.IOException, duckdb.InvalidInputException) as exc:
-        raise _damaged_data(log, files, exc) from exc
+    except duckdb.Error as exc:
+        # DuckDB's errors on a damaged file range from IOException to a BinderException on
+        # a mangled schema; only a file that really is damaged turns one into StorageError.
+        damaged = first_unreadable(files)
+        if damaged is None:
+            raise
+        raise damaged_data_error(log.path, *damaged) from exc
     finally:
         cur.close()
     return out.cast(STATE_SCHEMA).select(list(STATE_SCHEMA))  # type: ignore[arg-type]
 
 
-def _damaged_data(log: EventLog, files: list[str], exc: Exception) -> StorageError:
+def damaged_data_error(store: Path, file: str, why: str) -> StorageError:
     """A data file the Delta log lists is gone or unreadable: say which, and what to do."""
-    text = str(exc)
-    named = next((f for f in files if f in text), None)
-    where = f"{named}" if named else "one of its data files"
-    first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
     return StorageError(
-        f"reading the events of the store at {log.path} failed: {where} is missing or damaged ({first.strip()}). "
+        f"reading the events of the store at {store} failed: the data file {file} is damaged ({why}). "
         "Run `eventlog verify` to check the store, then restore the file from a backup",
-        store=str(log.path), file=named,
+        store=str(store), file=file,
     )
 
 

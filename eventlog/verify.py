@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from eventlog._chain import GENESIS, EncodedEvents, commit_hash
+from eventlog._delta import first_unreadable
 from eventlog.errors import IntegrityError
 from eventlog.schema import PARTITION_COLUMN
 
@@ -186,7 +187,7 @@ def _check_events(log: EventLog, head: int, commits: pl.DataFrame) -> Violation 
     chain = _Chain(log, head)
     envelope = _Envelope()
     for group in _loaded_groups(log, commits.rows(named=True)):
-        violation = chain.check(group) or envelope.check(group.events)
+        violation = group.unreadable or chain.check(group) or envelope.check(group.events)
         if violation is not None:
             return _located(log, violation)
     return _located(log, chain.finish() or envelope.finish(log, head))
@@ -200,6 +201,7 @@ class _Group:
     events: pl.DataFrame
     digests: dict[int, str]
     broken: Violation | None  # the first seq missing or twice in the group's range, if any
+    unreadable: Violation | None = None  # a data file of the group could not be read at all
 
 
 def _loaded_groups(log: EventLog, commits: list[dict[str, Any]]) -> Iterator[_Group]:
@@ -223,7 +225,10 @@ def _loaded_groups(log: EventLog, commits: list[dict[str, Any]]) -> Iterator[_Gr
 def _load_group(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType],
                 columns: dict[int, dict[str, pl.DataType]], commits: list[dict[str, Any]]) -> _Group:
     first, last = commits[0]["first_seq"], commits[-1]["last_seq"]
-    events = _read_range(root, files, stored, first, last)
+    try:
+        events = _read_range(root, files, stored, first, last)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        return _Group(commits, pl.DataFrame(), {}, None, unreadable=_unreadable(root, files, exc))
     if not events.get_column("seq").is_sorted():
         events = events.sort("seq")
     broken = _first_break(events, first, last)
@@ -256,6 +261,16 @@ def _read_range(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType],
         .filter(pl.col("seq").is_between(first, last))
         .collect()
     )
+
+
+def _unreadable(root: Path, files: pl.DataFrame, exc: Exception) -> Violation:
+    """Name the data file behind a read error (a file changed in place, its size kept)."""
+    paths = files.get_column("path").to_list()
+    found = first_unreadable([str(root / p) for p in paths])
+    if found is None:
+        raise exc  # not a damaged file: a bug, not a verdict on the store
+    path, why = found
+    return Violation("files", f"a data file cannot be read: {why}", file=str(Path(path).relative_to(root)))
 
 
 def _first_break(events: pl.DataFrame, first: int, last: int) -> Violation | None:
@@ -424,15 +439,19 @@ def _check_file_stats(log: EventLog, head: int) -> Violation | None:
     if beyond.height:
         row = beyond.row(0, named=True)
         return Violation("seq", f"file holds seq up to {row['hi']}, beyond the head {head}", seq=row["hi"], file=row["path"])
-    actual = (
-        # extra_columns: files written after a schema evolution have columns older files lack.
-        pl.scan_parquet(listed["file"].to_list(), hive_partitioning=False, include_file_paths="file",
-                        extra_columns="ignore")
-        .group_by("file")
-        .agg(pl.col("seq").min().alias("real_lo"), pl.col("seq").max().alias("real_hi"),
-             pl.col("occurred_at").dt.date().min().alias("first_day"), pl.col("occurred_at").dt.date().max().alias("last_day"))
-        .collect()
-    )
+    try:
+        actual = (
+            # extra_columns: files written after a schema evolution have columns older files lack.
+            pl.scan_parquet(listed["file"].to_list(), hive_partitioning=False, include_file_paths="file",
+                            extra_columns="ignore")
+            .group_by("file")
+            .agg(pl.col("seq").min().alias("real_lo"), pl.col("seq").max().alias("real_hi"),
+                 pl.col("occurred_at").dt.date().min().alias("first_day"),
+                 pl.col("occurred_at").dt.date().max().alias("last_day"))
+            .collect()
+        )
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        return _unreadable(log._events.path, files, exc)
     wrong = (
         listed.join(actual, on="file", how="left")
         .filter((pl.col("lo") != pl.col("real_lo")) | (pl.col("hi") != pl.col("real_hi"))

@@ -232,15 +232,19 @@ def _first_data_file(store: Path) -> Path:
     return log.path / "events" / log.files().sort("min.seq").item(0, "path")
 
 
-@pytest.mark.parametrize("damage", ["deleted", "garbage"])
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "garbled footer"])
 def test_a_damaged_data_file_is_a_storage_error_naming_it(pristine: dict[str, Path], tmp_path: Path, damage: str) -> None:
     store = tmp_path / "store"
     shutil.copytree(pristine["plain"], store)
     target = _first_data_file(store)
     if damage == "deleted":
         target.unlink()
-    else:
+    elif damage == "garbage":
         target.write_bytes(b"not a parquet file at all")
+    else:  # the same size, some bytes of the footer flipped
+        data = bytearray(target.read_bytes())
+        data[-20:-14] = bytes(b ^ 0xFF for b in data[-20:-14])
+        target.write_bytes(bytes(data))
     with pytest.raises(StorageError, match="eventlog verify") as caught:
         Inventory.open(store, snapshot_every=1_000_000).stock()
     assert caught.value.file is not None and caught.value.file.endswith(target.name)

@@ -286,3 +286,16 @@ def test_emptying_the_last_commit_file_is_found(inventory: Inventory) -> None:
     report = Inventory.open(inventory.path).log.verify()
     assert report.violation is not None and report.violation.check == "delta log"
     assert report.violation.version == 3 and report.violation.file == "_delta_log/" + path.name
+
+
+@pytest.mark.parametrize("where", ["middle", "footer"])
+def test_a_data_file_garbled_in_place_is_found_not_raised(inventory: Inventory, where: str) -> None:
+    # Bytes flipped without changing the size: the size check passes, the read fails.
+    target = data_files(inventory)[1]
+    data = bytearray(target.read_bytes())
+    at = len(data) // 2 if where == "middle" else len(data) - 20
+    data[at : at + 6] = bytes(b ^ 0xFF for b in data[at : at + 6])
+    target.write_bytes(bytes(data))
+    report = Inventory.open(inventory.path).log.verify()
+    assert report.violation is not None and report.violation.check in {"files", "hash chain"}
+    assert report.violation.file is not None and Path(report.violation.file).name == target.name
