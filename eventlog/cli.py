@@ -380,7 +380,8 @@ def verify(store: _Store) -> None:
     """Recompute the hash chain and check every invariant; exit 1 at the first violation."""
     log = store.log()
     is_inventory = log.schema.name == INVENTORY_SCHEMA.name
-    report = Inventory(log).verify() if is_inventory else log.verify()
+    with _progress(total=log.head(), unit="events", desc="verify") as bar:
+        report = Inventory(log).verify(progress=bar.update) if is_inventory else log.verify(progress=bar.update)
     click.echo(str(report))
     report.raise_if_failed()
 

@@ -10,7 +10,7 @@ import datetime as dt
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -222,13 +222,14 @@ class Inventory:
 
         return run_query(self, query, params)
 
-    def verify(self) -> VerifyReport:
+    def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
         """The log's checks plus the inventory's: stock never negative, snapshots and projections
-        equal to a recomputation from the log. ``report.ok`` is False at the first violation."""
+        equal to a recomputation from the log. ``report.ok`` is False at the first violation.
+        ``progress`` is called with the number of events checked after each group."""
         from eventlog._inventory_checks import inventory_checks
         from eventlog.verify import verify
 
-        return verify(self.log, extra_checks=inventory_checks(self))
+        return verify(self.log, extra_checks=inventory_checks(self), progress=progress)
 
     def _repr_html_(self) -> str:
         from eventlog._display import inventory_html

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,11 +233,14 @@ class EventLog:
         self._events.refresh()
         return self._events.history(limit)
 
-    def verify(self) -> VerifyReport:
-        """Recompute the hash chain and check the log's invariants (see ``eventlog.verify``)."""
+    def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Recompute the hash chain and check the log's invariants (see ``eventlog.verify``).
+
+        ``progress``, if given, is called with the number of events checked after each group.
+        """
         from eventlog.verify import verify
 
-        return verify(self)
+        return verify(self, progress=progress)
 
     def _chain_tip(self, head: int) -> str | None:
         """The hash of the append commit that ends at ``head`` (None for an empty log)."""

@@ -299,3 +299,9 @@ def test_a_data_file_garbled_in_place_is_found_not_raised(inventory: Inventory, 
     report = Inventory.open(inventory.path).log.verify()
     assert report.violation is not None and report.violation.check in {"files", "hash chain"}
     assert report.violation.file is not None and Path(report.violation.file).name == target.name
+
+
+def test_verify_reports_progress_over_every_event(inventory: Inventory, group_size: int) -> None:
+    seen: list[int] = []
+    assert inventory.verify(progress=seen.append).ok
+    assert sum(seen) == inventory.log.head() and len(seen) == (3 if group_size == 1 else 1)
