@@ -260,7 +260,9 @@ def _read_range(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType],
     overlapping = files.filter(
         (pl.col("min.seq").is_null() | (pl.col("min.seq") <= last)) & (pl.col("max.seq").is_null() | (pl.col("max.seq") >= first))
     )
-    paths = [str(root / p) for p in overlapping.get_column("path")]
+    # In seq order: when no file's range interleaves another's (no late events in a batch),
+    # the rows arrive sorted and the caller's sort is skipped.
+    paths = [str(root / p) for p in overlapping.sort("min.seq", nulls_last=True).get_column("path")]
     if not paths:
         return pl.DataFrame(schema=stored)
     # Files written before an evolution lack the columns added since: they read as null.
@@ -443,10 +445,11 @@ def _check_file_stats(log: EventLog, head: int) -> Violation | None:
         (pl.lit(root + "/") + pl.col("path")).alias("file"), "path",
         pl.col("min.seq").alias("lo"), pl.col("max.seq").alias("hi"), pl.col(f"partition.{PARTITION_COLUMN}").alias("day"),
     )
-    beyond = listed.filter(pl.col("hi") > head).sort("hi")
-    if beyond.height:
-        row = beyond.row(0, named=True)
-        return Violation("seq", f"file holds seq up to {row['hi']}, beyond the head {head}", seq=row["hi"], file=row["path"])
+    outside = listed.filter((pl.col("hi") > head) | (pl.col("lo") < 1)).sort("lo")
+    if outside.height:
+        row = outside.row(0, named=True)
+        return Violation("seq", f"file holds seq {row['lo']}..{row['hi']}, outside 1..{head} (the head)",
+                         seq=row["lo"] if row["lo"] < 1 else row["hi"], file=row["path"])
     try:
         actual = (
             # extra_columns: files written after a schema evolution have columns older files lack.

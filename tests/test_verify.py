@@ -305,3 +305,14 @@ def test_verify_reports_progress_over_every_event(inventory: Inventory, group_si
     seen: list[int] = []
     assert inventory.verify(progress=seen.append).ok
     assert sum(seen) == inventory.log.head() and len(seen) == (3 if group_size == 1 else 1)
+
+
+def test_a_file_of_events_outside_every_commit_is_found(inventory: Inventory) -> None:
+    # A file slipped in by a commit that is not an append: no commit's range covers its rows,
+    # so only the file statistics can see them (scan() would show a seq-0 event).
+    stray = inventory.log.scan(upcast=False).filter(pl.col("seq") == 1).collect().with_columns(seq=pl.lit(0, pl.Int64))
+    stray = stray.with_columns(pl.col("occurred_at").dt.date().alias("occurred_on"))
+    inventory.log._events.append(stray.to_arrow(), metadata={"operation": "repair"}, transactions={})
+    report = Inventory.open(inventory.path).log.verify()
+    assert report.violation is not None and report.violation.check == "seq"
+    assert report.violation.seq == 0 and report.violation.file is not None
