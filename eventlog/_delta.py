@@ -32,6 +32,7 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from eventlog._text import is_utf8
 from eventlog.errors import CommitError, EventLogError, StorageError, StorePathError
 from eventlog.schema import PARTITION_COLUMN
 
@@ -351,13 +352,11 @@ class DeltaEvents:
 def check_store_path(root: Path) -> None:
     """Refuse a store path deltalake cannot work with (see _UNUSABLE), before anything is written."""
     text = str(root)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+    if not is_utf8(text):
         raise StorePathError(
             f"cannot keep an event store at {text!r}: its path is not valid UTF-8, which deltalake needs; "
             "rename the folder to a UTF-8 name"
-        ) from None
+        )
     bad = next((c for c in text if c in _UNUSABLE or ord(c) < 0x20 or ord(c) == 0x7F), None)
     escape = _ESCAPE.search(text)
     if bad is None and escape is None:

@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from eventlog._text import is_utf8
 from eventlog.errors import DuplicateEventError, ValidationError
 from eventlog.schema import LOG_OWNED, PARTITION_COLUMN, EventSchema
 
@@ -153,17 +154,9 @@ def _series_from_python(name: str, values: list[Any], dtype: pl.DataType) -> pl.
     try:
         return pl.Series(name, values, dtype=dtype)
     except UnicodeEncodeError:  # a str with lone surrogates, e.g. bytes decoded with errors="surrogateescape"
-        row = next(i for i, v in enumerate(values) if isinstance(v, str) and not _encodable(v))
+        row = next(i for i, v in enumerate(values) if isinstance(v, str) and not is_utf8(v))
         raise ValidationError(f"{values[row]!r} is not valid Unicode text (it has a lone surrogate)",
                               row=row, field=name) from None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _timestamps_from_python(name: str, values: list[Any]) -> pl.Series:

@@ -26,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from eventlog._text import is_utf8
 from eventlog._validate import check_text_columns
 from eventlog.errors import (
     EventLogError,
@@ -79,12 +80,8 @@ _CUT = _CutType()
 
 def _utf8(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Refuse an argument with bytes that are not UTF-8 (Python keeps them as surrogate escapes)."""
-    if value is not None:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValidationError(f"{value!r} holds bytes that are not UTF-8; pass UTF-8 text",
-                                  field=param.name) from None
+    if value is not None and not is_utf8(value):
+        raise ValidationError(f"{value!r} holds bytes that are not UTF-8; pass UTF-8 text", field=param.name)
     return value
 
 

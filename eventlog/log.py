@@ -20,6 +20,7 @@ from eventlog._chain import GENESIS, commit_hash, events_hash
 from eventlog._delta import DeltaEvents, arrow_schema, check_store_path
 from eventlog._evolution import SchemaHistory, check_on_events
 from eventlog._ids import uuid7_series
+from eventlog._text import is_utf8
 from eventlog._validate import Batch, first_row, normalize
 from eventlog.errors import (
     ConcurrencyError,
@@ -189,7 +190,7 @@ class EventLog:
             if isinstance(names, str):  # list("ab") would silently filter on "a" and "b"
                 raise ValidationError(f"give a list of names, e.g. {what}=[{names!r}]", field=what)
             for name in names or ():
-                if not isinstance(name, str) or not _is_utf8(name):
+                if not isinstance(name, str) or not is_utf8(name):
                     raise ValidationError(f"{name!r} is not a name (text that is valid UTF-8)", field=what)
         head = self.head()
         cut = head if as_of is None else min(int(as_of), head)
@@ -613,14 +614,6 @@ class _StreamVersions:
                 old.unlink(missing_ok=True)
         except OSError:
             pass  # a cache that cannot be written costs time later, never correctness
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates, e.g. from undecodable command-line bytes
-        return False
-    return True
 
 
 def _remove_made(root: Path, made: list[Path], *, events: bool) -> None:

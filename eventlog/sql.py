@@ -44,6 +44,7 @@ import polars as pl
 
 from eventlog._evolution import SchemaHistory
 from eventlog._fold import STATE_SCHEMA, STATE_VERSION, fold_sql, state_fingerprint, state_source
+from eventlog._text import is_utf8
 from eventlog.errors import CommitError, OutputFileError, ReadOnlyError, SchemaMismatchError, ValidationError
 from eventlog.inventory import Inventory, _check_schema
 from eventlog.log import EventLog
@@ -724,7 +725,7 @@ def _lock(con: duckdb.DuckDBPyConnection, readable: list[str]) -> None:
 def _check_select(con: duckdb.DuckDBPyConnection, text: str) -> None:
     if not isinstance(text, str):
         raise ValidationError(f"the query is SQL text, not {type(text).__name__}", field="query")
-    if not _is_utf8(text):
+    if not is_utf8(text):
         raise ValidationError("the query holds bytes that are not UTF-8 (surrogate escapes); re-encode it as UTF-8",
                               field="query")
     try:
@@ -749,16 +750,8 @@ def _check_params(params: Any) -> None:
         raise ValidationError(f"params is a list (for ?) or a dict (for $name), not {type(params).__name__}",
                               field="params")
     for key, value in params.items() if isinstance(params, Mapping) else enumerate(params):
-        if isinstance(value, str) and not _is_utf8(value):
+        if isinstance(value, str) and not is_utf8(value):
             raise ValidationError(f"params[{key!r}] holds bytes that are not UTF-8 (surrogate escapes)", field="params")
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _run(con: duckdb.DuckDBPyConnection, statement: str) -> None:
