@@ -169,9 +169,8 @@ class SizeBench:
         )
         for i, report in enumerate(out["verify"][1]):
             self.check(f"verify run {i + 1} passes", (report.ok, str(report)))
-        self.add("verify", "eventlog", out["verify"][0], variant="log", note="new EventLog, all log checks")
-        self.add("verify", "eventlog", out["eventlog"][0], variant="cold stock, same runs",
-                 note="new Inventory, no snapshot")
+        self.add("verify", "eventlog", out["verify"][0], note="new EventLog, all log checks")
+        self.add("verify", "stock", out["eventlog"][0], variant="cold", note="new Inventory, no snapshot")
 
     def expected_at(self, seq: int) -> dict[str, int]:
         """eventlog's quantities at ``seq`` (untimed, snapshots restored afterwards)."""
