@@ -233,10 +233,11 @@ def _loaded_groups(log: EventLog, commits: list[dict[str, Any]]) -> Iterator[_Gr
 def _load_group(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType],
                 columns: dict[int, dict[str, pl.DataType]], commits: list[dict[str, Any]]) -> _Group:
     first, last = commits[0]["first_seq"], commits[-1]["last_seq"]
+    paths = _paths_holding(root, files, first, last)
     try:
-        events = _read_range(root, files, stored, first, last)
+        events = _read_range(paths, stored, first, last)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        return _Group(commits, pl.DataFrame(), {}, None, unreadable=_unreadable(root, files, exc))
+        return _Group(commits, pl.DataFrame(), {}, None, unreadable=_unreadable(root, paths, exc))
     if not events.get_column("seq").is_sorted():
         events = events.sort("seq")
     broken = _first_break(events, first, last)
@@ -255,14 +256,20 @@ def _load_group(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType],
     return _Group(commits, envelope, digests, broken)
 
 
-def _read_range(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType], first: int, last: int) -> pl.DataFrame:
-    """Events with first <= seq <= last from the files whose Delta statistics may hold them."""
+def _paths_holding(root: Path, files: pl.DataFrame, first: int, last: int) -> list[str]:
+    """The files whose Delta statistics say they may hold seq first..last, in seq order.
+
+    In that order, when no file's range interleaves another's (no late events in a
+    batch), the rows arrive sorted and the caller's sort is skipped.
+    """
     overlapping = files.filter(
         (pl.col("min.seq").is_null() | (pl.col("min.seq") <= last)) & (pl.col("max.seq").is_null() | (pl.col("max.seq") >= first))
     )
-    # In seq order: when no file's range interleaves another's (no late events in a batch),
-    # the rows arrive sorted and the caller's sort is skipped.
-    paths = [str(root / p) for p in overlapping.sort("min.seq", nulls_last=True).get_column("path")]
+    return [str(root / p) for p in overlapping.sort("min.seq", nulls_last=True).get_column("path")]
+
+
+def _read_range(paths: list[str], stored: dict[str, pl.DataType], first: int, last: int) -> pl.DataFrame:
+    """Events with first <= seq <= last from ``paths``."""
     if not paths:
         return pl.DataFrame(schema=stored)
     # Files written before an evolution lack the columns added since: they read as null.
@@ -273,10 +280,9 @@ def _read_range(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType],
     )
 
 
-def _unreadable(root: Path, files: pl.DataFrame, exc: Exception) -> Violation:
+def _unreadable(root: Path, paths: list[str], exc: Exception) -> Violation:
     """Name the data file behind a read error (a file changed in place, its size kept)."""
-    paths = files.get_column("path").to_list()
-    found = first_unreadable([str(root / p) for p in paths])
+    found = first_unreadable(paths)
     if found is None:
         raise exc  # not a damaged file: a bug, not a verdict on the store
     path, why = found
@@ -462,7 +468,7 @@ def _check_file_stats(log: EventLog, head: int) -> Violation | None:
             .collect()
         )
     except (pl.exceptions.PolarsError, OSError) as exc:
-        return _unreadable(log._events.path, files, exc)
+        return _unreadable(log._events.path, listed.get_column("file").to_list(), exc)
     wrong = (
         listed.join(actual, on="file", how="left")
         .filter((pl.col("lo") != pl.col("real_lo")) | (pl.col("hi") != pl.col("real_hi"))
