@@ -53,12 +53,32 @@ _FORMAT_NAMES = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}
 class _Group(click.Group):
     """A group that turns library errors into one line on stderr and exit code 1."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --store belongs to the group, but people write it after the command too.
+        return super().parse_args(ctx, _store_option_first(args))
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except EventLogError as exc:
             click.echo(f"error: {_one_line(str(exc))}", err=True)
             ctx.exit(1)
+
+
+def _store_option_first(args: list[str]) -> list[str]:
+    """``eventlog verify --store S`` as ``eventlog --store S verify`` (arguments after ``--`` stay)."""
+    end = args.index("--") if "--" in args else len(args)
+    store: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < end:
+        if args[i] == "--store" and i + 1 < end:
+            store += args[i : i + 2]
+            i += 2
+            continue
+        (store if args[i].startswith("--store=") else rest).append(args[i])
+        i += 1
+    return store + rest + args[end:]
 
 
 class _CutType(click.ParamType):

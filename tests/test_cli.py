@@ -564,3 +564,17 @@ def test_verify_fails_with_one_line_when_a_data_file_is_gone(inventory: Inventor
     assert result.exit_code == 1
     assert "FAILED" in result.stdout
     assert result.stderr.startswith("error: files: a data file listed by the Delta log is missing")
+
+
+@pytest.mark.parametrize("spelling", [["--store", "{store}"], ["--store={store}"]], ids=["two words", "one word"])
+def test_store_may_follow_the_command(inventory: Inventory, store: Path, spelling: list[str]) -> None:
+    args = [part.format(store=store) for part in spelling]
+    result = CliRunner().invoke(main, ["count", "Bow, Long", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "1"  # from the store given, not the default one
+
+
+def test_an_item_named_like_the_option_is_still_an_item_after_double_dash(store: Path) -> None:
+    result = CliRunner().invoke(main, ["--store", str(store), "add", "--", "--store"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert ok(store, "count", "--", "--store").strip() == "1"
