@@ -115,7 +115,7 @@ def verify(log: EventLog, *, extra_checks: Iterable[tuple[str, Check]] = (),
         except FileNotFoundError as exc:
             violation = Violation("files", f"a data file is missing: {exc}", file=_missing_name(exc))
         if violation is not None:
-            report.violation = violation
+            report.violation = _located(log, violation, commits)
             break
     return report
 
@@ -195,10 +195,10 @@ def _check_events(log: EventLog, head: int, commits: pl.DataFrame,
     for group in _loaded_groups(log, commits.rows(named=True)):
         violation = group.unreadable or chain.check(group) or envelope.check(group.events)
         if violation is not None:
-            return _located(log, violation)
+            return violation
         if progress is not None:
             progress(group.events.height)
-    return _located(log, chain.finish() or envelope.finish(log, head))
+    return chain.finish() or envelope.finish(log, head)
 
 
 @dataclass
@@ -415,11 +415,18 @@ class _Envelope:
         return Violation("event ids", f"event_id {event_id!r} occurs more than once", seq=seq)
 
 
-def _located(log: EventLog, violation: Violation | None) -> Violation | None:
-    """Name the data file of the violation's seq when the check did not."""
-    if violation is None or violation.file is not None or violation.seq is None:
+def _located(log: EventLog, violation: Violation, commits: pl.DataFrame) -> Violation:
+    """Name the append commit and the data file of the violation's seq when the check did not."""
+    seq = violation.seq
+    if seq is None:
         return violation
-    return replace(violation, file=_file_of(log, violation.seq))
+    if violation.version is None:
+        holding = commits.filter((pl.col("first_seq") <= seq) & (pl.col("last_seq") >= seq))
+        if holding.height:
+            violation = replace(violation, version=int(holding.item(0, "version")))
+    if violation.file is None:
+        violation = replace(violation, file=_file_of(log, seq))
+    return violation
 
 
 def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

@@ -187,7 +187,7 @@ def test_a_negative_stock_written_around_the_api_is_found(inventory: Inventory) 
     assert inventory.log.verify().ok
     report = inventory.verify()
     assert report.violation is not None and report.violation.check == "stock"
-    assert report.violation.seq == 10
+    assert report.violation.seq == 10 and report.violation.version == 4 and report.violation.file is not None
 
 
 def test_a_snapshot_that_disagrees_with_the_log_is_found(inventory: Inventory) -> None:
@@ -252,6 +252,7 @@ def test_a_gap_in_a_streams_versions_is_found(inventory: Inventory, monkeypatch:
     report = inventory.log.verify()
     assert report.violation is not None and report.violation.check == "streams"
     assert report.violation.seq == seq and "'sword'" in report.violation.message
+    assert report.violation.version == inventory.log.version  # the commit that wrote it
     assert report.violation.file is not None
 
 
