@@ -6,11 +6,13 @@ State, time travel and projections are vectorised aggregations over the log.
 from __future__ import annotations
 
 from eventlog import errors
-from eventlog.inventory import INVENTORY_SCHEMA, Inventory, Item
+from eventlog.core.definitions import Agg, FunctionProjection, Projection, ProjectionStatus
+from eventlog.core.schema import EventSchema, EventType, Field, Upcaster
+from eventlog.errors import SnapshotWarning
+from eventlog.inventory.inventory import Inventory, Item
+from eventlog.inventory.model import INVENTORY_SCHEMA
 from eventlog.log import AppendResult, EventLog
-from eventlog.projections import Agg, FunctionProjection, Projection, ProjectionStatus
-from eventlog.schema import EventSchema, EventType, Field, Upcaster
-from eventlog.snapshots import SnapshotInfo, SnapshotWarning
+from eventlog.store.snapshots import SnapshotInfo
 
 __all__ = sorted(
     [

@@ -26,8 +26,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from eventlog._text import is_utf8
-from eventlog._validate import check_text_columns
+from eventlog.core.text import is_utf8
+from eventlog.core.validate import check_text_columns
 from eventlog.errors import (
     EventLogError,
     InputFileError,
@@ -37,14 +37,15 @@ from eventlog.errors import (
     StoreExistsError,
     ValidationError,
 )
-from eventlog.inventory import INVENTORY_SCHEMA, Inventory, Item
+from eventlog.inventory.inventory import Inventory, Item
+from eventlog.inventory.model import INVENTORY_SCHEMA
 from eventlog.log import AppendResult, EventLog
-from eventlog.schema import EventSchema
+from eventlog.core.schema import EventSchema
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from eventlog.snapshots import SnapshotInfo
+    from eventlog.store.snapshots import SnapshotInfo
 
 _INPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 _FORMAT_NAMES = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}
@@ -480,7 +481,7 @@ def _run_projections(inventory: Inventory, name: str | None, *, rebuild: bool) -
 @click.pass_obj
 def sql_(store: _Store, query: str | None, query_file: Path | None, fmt: str, output: Path | None) -> None:
     """Run one read-only SQL query (argument, -f FILE, or standard input) over the store's views."""
-    from eventlog.sql import query as run_query
+    from eventlog.sql.connection import query as run_query
 
     if output is not None:
         _check_output(output, store.path)
@@ -505,7 +506,7 @@ def sql_(store: _Store, query: str | None, query_file: Path | None, fmt: str, ou
 @click.pass_obj
 def export_duckdb(store: _Store, file: Path) -> None:
     """Write a DuckDB database FILE whose views read this store (pinned to its current version)."""
-    from eventlog.sql import export_duckdb as export
+    from eventlog.sql.connection import export_duckdb as export
 
     path = export(store.log(), file)
     click.echo(f"wrote {path}; it shows Delta version {store.log().version} — export again to refresh")

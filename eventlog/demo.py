@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from eventlog import datagen, plot
-from eventlog.inventory import Inventory
+from eventlog.inventory.inventory import Inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "data" / "demo.json"

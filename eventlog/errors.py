@@ -7,6 +7,15 @@ when there is an obvious fix.
 from __future__ import annotations
 
 
+class SnapshotWarning(UserWarning):
+    """A snapshot was unusable (corrupt or missing) or could not be written; the state was
+    computed from the log."""
+
+
+class StaleProjectionWarning(UserWarning):
+    """A projection was served from its stored table, behind the log."""
+
+
 class EventLogError(Exception):
     """Root of every error raised on purpose by eventlog."""
 

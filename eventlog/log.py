@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 from filelock import FileLock, Timeout
 
-from eventlog._chain import GENESIS, commit_hash, events_hash
-from eventlog._delta import DeltaEvents, arrow_schema, check_store_path
-from eventlog._evolution import SchemaHistory, check_on_events
-from eventlog._ids import uuid7_series
-from eventlog._text import is_utf8
-from eventlog._validate import Batch, first_row, normalize
+from eventlog._display import html_table, ms_to_iso
+from eventlog.core.chain import GENESIS, commit_hash, events_hash
+from eventlog.store.delta import DeltaEvents, arrow_schema, check_store_path
+from eventlog.core.evolution import SchemaHistory, check_on_events
+from eventlog.core.ids import uuid7_series
+from eventlog.core.text import is_utf8
+from eventlog.core.validate import Batch, first_row, normalize
 from eventlog.errors import (
     ConcurrencyError,
     DuplicateEventError,
@@ -32,10 +33,9 @@ from eventlog.errors import (
     StoreNotFoundError,
     ValidationError,
 )
-from eventlog.schema import PARTITION_COLUMN, EventSchema, Upcaster
+from eventlog.core.schema import PARTITION_COLUMN, EventSchema, Upcaster
+from eventlog.verify import VerifyReport, verify
 
-if TYPE_CHECKING:
-    from eventlog.verify import VerifyReport
 
 ExpectedVersion = int | Literal["no_stream", "exists", "any"]
 _STORE_FILE = "eventlog.json"
@@ -84,7 +84,7 @@ class EventLog:
         self.lock_timeout = lock_timeout
         self._use_history(history or SchemaHistory.from_meta({"schema": schema.to_json()}))
         self._meta_stamp: tuple[int, int, int] | None = None
-        self._events = DeltaEvents(path / "events")
+        self.storage = DeltaEvents(path / "events")
         # thread_local: each thread takes its own flock, so threads sharing this object exclude
         # each other too (a shared one let a second thread in while the first was appending).
         self._lock = FileLock(str(path / ".writer.lock"), timeout=lock_timeout, thread_local=True)
@@ -146,24 +146,24 @@ class EventLog:
 
     def head(self) -> int:
         """The last committed seq (0 when the log is empty), after catching up with other writers."""
-        self._reload_schema()  # first: an evolved schema's columns are committed before it is
-        self._events.refresh()
-        return self._events.head_and_last_recorded()[0]
+        self.reload_schema()  # first: an evolved schema's columns are committed before it is
+        self.storage.refresh()
+        return self.storage.head_and_last_recorded()[0]
 
     @property
     def schema_version(self) -> int:
         """The version of the store's schema: 1 at creation, one more per ``evolve``."""
-        return self._history.version
+        return self.schema_history.version
 
     @property
     def upcasters(self) -> tuple[Upcaster, ...]:
         """Every upcaster the schema's versions declared, oldest first (``from_version`` set)."""
-        return tuple(u for v in self._history.versions for u in v.upcasters)
+        return tuple(u for v in self.schema_history.versions for u in v.upcasters)
 
     @property
     def version(self) -> int:
         """The Delta table version this process has seen last."""
-        return self._events.version
+        return self.storage.version
 
     def scan(
         self,
@@ -194,12 +194,12 @@ class EventLog:
                     raise ValidationError(f"{name!r} is not a name (text that is valid UTF-8)", field=what)
         head = self.head()
         cut = head if as_of is None else min(int(as_of), head)
-        lf = self._scan_raw(cut, streams=streams, event_types=event_types, upcast=upcast)
-        columns = self.schema.columns() if upcast else self._history.columns
+        lf = self.scan_range(cut, streams=streams, event_types=event_types, upcast=upcast)
+        columns = self.schema.columns() if upcast else self.schema_history.columns
         lf = lf.select(list(columns))
         return lf.sort("seq") if ordered else lf
 
-    def _scan_raw(
+    def scan_range(
         self,
         cut: int,
         *,
@@ -213,15 +213,15 @@ class EventLog:
         Every stored column is there; with ``upcast``, old events read through the schema's
         read rules (a no-op for a store that never evolved).
         """
-        lf = self._events.scan().filter(pl.col("seq") <= cut)
+        lf = self.storage.scan().filter(pl.col("seq") <= cut)
         if after:
             lf = lf.filter(pl.col("seq") > after)
         if streams is not None:
             lf = lf.filter(pl.col("stream_id").is_in(list(streams)))
         if event_types is not None:
             lf = lf.filter(pl.col("event_type").is_in(list(event_types)))
-        if upcast and self._history.rules:
-            lf = self._history.apply(lf)
+        if upcast and self.schema_history.rules:
+            lf = self.schema_history.apply(lf)
         return lf
 
     def stream_version(self, stream_id: str) -> int:
@@ -231,16 +231,14 @@ class EventLog:
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Delta commit history, newest first, with eventlog's own commit metadata."""
-        self._events.refresh()
-        return self._events.history(limit)
+        self.storage.refresh()
+        return self.storage.history(limit)
 
     def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Recompute the hash chain and check the log's invariants (see ``eventlog.verify``).
 
         ``progress``, if given, is called with the number of events checked after each group.
         """
-        from eventlog.verify import verify
-
         return verify(self, progress=progress)
 
     def _chain_tip(self, head: int) -> str | None:
@@ -251,7 +249,7 @@ class EventLog:
             return self._tip[1]
         limit = 16
         while True:
-            entries = self._events.history(limit)
+            entries = self.storage.history(limit)
             for entry in entries:
                 if entry.get("eventlog.operation") == "append" and int(entry["eventlog.last_seq"]) == head:
                     # A commit made before the chain existed has no hash: the chain restarts
@@ -266,8 +264,8 @@ class EventLog:
 
     def files(self) -> pl.DataFrame:
         """Live data files with their Delta statistics."""
-        self._events.refresh()
-        return self._events.files()
+        self.storage.refresh()
+        return self.storage.files()
 
     # --- writes --------------------------------------------------------------------------
 
@@ -291,10 +289,10 @@ class EventLog:
             ValidationError: the batch does not fit the schema (row and field named).
             ConcurrencyError: an expected version did not hold.
         """
-        self._reload_schema()  # validate against the store's schema, even if another process evolved it
+        self.reload_schema()  # validate against the store's schema, even if another process evolved it
         schema = self.schema
         frame = normalize(batch, schema)
-        with self._writing() as txn:
+        with self.writing() as txn:
             return txn.append(frame, expected_versions=expected_versions, idempotency_key=idempotency_key, schema=schema)
 
     def evolve(self, new_schema: EventSchema, *, upcasters: Sequence[Upcaster] = ()) -> EventLog:
@@ -308,7 +306,7 @@ class EventLog:
         upcaster for it. Removing an event type or changing a field's type under the same
         name is never allowed: declare a new field and an upcaster that casts the old one.
 
-        Upcasters (see :class:`~eventlog.schema.Upcaster`) are applied at read time to the
+        Upcasters (see :class:`~eventlog.core.schema.Upcaster`) are applied at read time to the
         events of their type committed before this version. They are run over every such
         event now: each must compute, give a value where its field is required, and give
         the same values in Polars (``scan``, projections) as in DuckDB (the state fold, the
@@ -336,36 +334,36 @@ class EventLog:
             >>> log.scan().select("seq", "count", "note").collect().rows()
             [(1, 1, None)]
         """
-        with self._writing() as txn:
-            stored = self._events.columns()
-            history = self._history.evolve(new_schema, list(upcasters), first_seq=txn.head + 1, stored=stored)
-            if history is self._history:
+        with self.writing() as txn:
+            stored = self.storage.columns()
+            history = self.schema_history.evolve(new_schema, list(upcasters), first_seq=txn.head + 1, stored=stored)
+            if history is self.schema_history:
                 return self
-            check_on_events(history, self._scan_raw(txn.head, upcast=False) if txn.head else None)
+            check_on_events(history, self.scan_range(txn.head, upcast=False) if txn.head else None)
             added = {c: t for c, t in history.columns.items() if c not in stored}
             if added:  # a retry after a crash here finds the columns there already
-                self._events.add_columns(added, metadata={"operation": "evolve", "schema_version": str(history.version)})
+                self.storage.add_columns(added, metadata={"operation": "evolve", "schema_version": str(history.version)})
             _write_json_atomically(self.path / _STORE_FILE, {"format": _FORMAT_EVOLVED, **history.to_meta()})
             self._use_history(history)
             self._meta_stamp = _stamp(self.path / _STORE_FILE)
         return self
 
     def _use_history(self, history: SchemaHistory) -> None:
-        self._history = history
+        self.schema_history = history
         self.schema = history.schema
 
-    def _reload_schema(self) -> None:
+    def reload_schema(self) -> None:
         """Pick up an evolution another process (or EventLog object) made: a stat when there is none."""
         stamp = _stamp(self.path / _STORE_FILE)
         if stamp is None or stamp == self._meta_stamp:
             return
         history = SchemaHistory.from_meta(_read_meta(self.path / _STORE_FILE))
-        if history.schema.to_json() != self.schema.to_json() or len(history.versions) != len(self._history.versions):
+        if history.schema.to_json() != self.schema.to_json() or len(history.versions) != len(self.schema_history.versions):
             self._use_history(history)
         self._meta_stamp = stamp
 
     @contextmanager
-    def _writing(self) -> Iterator[_WriteTxn]:
+    def writing(self) -> Iterator[_WriteTxn]:
         """Hold the writer lock and see the latest commit: check-then-append is atomic inside."""
         try:
             self._lock.acquire()
@@ -374,16 +372,16 @@ class EventLog:
                 f"could not take the writer lock of {self.path} within {self.lock_timeout}s; another writer is busy"
             ) from None
         try:
-            self._reload_schema()  # a writer always appends under the store's current schema
-            self._events.refresh()
+            self.reload_schema()  # a writer always appends under the store's current schema
+            self.storage.refresh()
             yield _WriteTxn(self)
         finally:
             self._lock.release()
 
     def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
         """Merge small files. Every query result stays the same; old versions stay readable until vacuum."""
-        with self._writing():
-            return self._events.compact(target_size=target_size)
+        with self.writing():
+            return self.storage.compact(target_size=target_size)
 
     def vacuum(self, *, retention_hours: float = 168, dry_run: bool = False) -> list[str]:
         """Delete data files no version younger than ``retention_hours`` needs, and orphans of crashed writers.
@@ -393,16 +391,33 @@ class EventLog:
         reads are never removed; time travel to Delta versions older than the retention
         may fail afterwards, while the history by seq is complete in the current version.
         """
-        with self._writing():
-            return self._events.vacuum(retention_hours=retention_hours, dry_run=dry_run)
+        with self.writing():
+            return self.storage.vacuum(retention_hours=retention_hours, dry_run=dry_run)
 
     def __repr__(self) -> str:
         return f"EventLog({str(self.path)!r}, schema={self.schema.name!r})"
 
-    def _repr_html_(self) -> str:
-        from eventlog._display import log_html
+    def describe(self) -> list[tuple[str, Any]]:
+        """(label, value) facts for a summary: store, schema, head, version, events by type, last commit."""
+        head = self.head()
+        counts = (
+            self.scan(as_of=head, ordered=False).group_by("event_type").len().sort("event_type").collect()
+            if head else pl.DataFrame({"event_type": [], "len": []})
+        )
+        last = next((c for c in self.history(1)), {})
+        operation = last.get("eventlog.operation") or last.get("operation", "")
+        when = last.get("timestamp")
+        return [
+            ("store", str(self.path)),
+            ("schema", self.schema.name),
+            ("head seq", f"{head:,}"),
+            ("Delta version", self.version),
+            ("events by type", ", ".join(f"{t}: {n:,}" for t, n in counts.rows()) or "none"),
+            ("last commit", f"{operation} at {ms_to_iso(when)}" if when else "none"),
+        ]
 
-        return log_html(self)
+    def _repr_html_(self) -> str:
+        return html_table("EventLog", self.describe())
 
 
 class _WriteTxn:
@@ -410,7 +425,7 @@ class _WriteTxn:
 
     def __init__(self, log: EventLog) -> None:
         self._log = log
-        self.head, self.last_recorded = log._events.head_and_last_recorded()
+        self.head, self.last_recorded = log.storage.head_and_last_recorded()
         #: The events of the last append, as stored (seq, stream_version, ... assigned).
         self.appended: pl.DataFrame | None = None
 
@@ -447,7 +462,7 @@ class _WriteTxn:
         # Every column of the table, in its order: columns no longer in the schema are null.
         assigned = _assign_envelope(frame, self.head, current, recorded_at)
         events = assigned.select(
-            pl.col(c) if c in assigned.columns else pl.lit(None, dtype=t).alias(c) for c, t in log._events.columns().items()
+            pl.col(c) if c in assigned.columns else pl.lit(None, dtype=t).alias(c) for c, t in log.storage.columns().items()
         )
         first, last = self.head + 1, self.head + frame.height
         previous = log._chain_tip(self.head)
@@ -463,7 +478,7 @@ class _WriteTxn:
             metadata["idempotency_key"] = idempotency_key
             transactions = {f"{_IDEMPOTENCY_APP}.first:{idempotency_key}": first,
                             f"{_IDEMPOTENCY_APP}.last:{idempotency_key}": last}
-        version = log._events.append(events.to_arrow(), metadata=metadata, transactions=transactions)
+        version = log.storage.append(events.to_arrow(), metadata=metadata, transactions=transactions)
         log._streams.advance(events, last)
         log._tip = (last, own)
         self.head, self.last_recorded = last, recorded_at
@@ -472,11 +487,11 @@ class _WriteTxn:
 
 
 def _committed_result(log: EventLog, key: str) -> AppendResult | None:
-    first = log._events.transaction_version(f"{_IDEMPOTENCY_APP}.first:{key}")
+    first = log.storage.transaction_version(f"{_IDEMPOTENCY_APP}.first:{key}")
     if first is None:
         return None
-    last = log._events.transaction_version(f"{_IDEMPOTENCY_APP}.last:{key}")
-    recorded = log._scan_raw(int(last)).filter(pl.col("seq") == first).select("recorded_at").collect()
+    last = log.storage.transaction_version(f"{_IDEMPOTENCY_APP}.last:{key}")
+    recorded = log.scan_range(int(last)).filter(pl.col("seq") == first).select("recorded_at").collect()
     return AppendResult(int(first), int(last), log.version, recorded.item() if recorded.height else None, duplicate=True)
 
 
@@ -505,7 +520,7 @@ def _check_event_ids_unused(log: EventLog, frame: pl.DataFrame, head: int) -> No
     if given.len() == 0 or head == 0:
         return
     clash = (
-        log._scan_raw(head)
+        log.scan_range(head)
         .filter(pl.col("event_id").is_in(given.implode()))
         .select("event_id", "seq")
         .collect()
@@ -566,7 +581,7 @@ class _StreamVersions:
         if head > self._through:
             caught_up = head - self._through
             tail = (
-                log._scan_raw(head, after=self._through)
+                log.scan_range(head, after=self._through)
                 .group_by("stream_id")
                 .agg(pl.col("stream_version").max().alias("version"))
                 .collect()

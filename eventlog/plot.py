@@ -14,13 +14,13 @@ import matplotlib
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from eventlog.inventory import Inventory
+    from eventlog.inventory.inventory import Inventory
 
 import matplotlib.dates as mdates
 import polars as pl
 from matplotlib.figure import Figure as _Figure
 
-from eventlog._inventory_projections import dense_daily_stock
+from eventlog.inventory.builtins import dense_daily_stock
 
 __all__ = ["daily_flows", "event_rate", "stock_heatmap", "stock_history", "top_items"]
 

@@ -9,7 +9,7 @@ What is checked (the first failure is reported, with commit, seq and file):
    the hash chain — each append commit's recorded previous hash is the hash of the append
    before it, its event hash matches the events now stored for its seq range (the stored
    columns of the schema version it was committed under) and its commit hash matches (see
-   ``eventlog._chain`` for the canonical encoding and how it treats evolved schemas);
+   ``eventlog.core.chain`` for the canonical encoding and how it treats evolved schemas);
    seq runs from 1 to the head exactly once; stream_version is gapless from 1 in seq order
    within every stream; recorded_at never decreases in seq; event_id is unique (64-bit
    hashes of the ids are collected on the way and any repeat confirmed on the ids);
@@ -31,17 +31,37 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
-from eventlog._chain import GENESIS, EncodedEvents, commit_hash
-from eventlog._delta import first_unreadable
+from eventlog.core.chain import GENESIS, EncodedEvents, commit_hash
+from eventlog.store.delta import first_unreadable
 from eventlog.errors import IntegrityError
-from eventlog.schema import PARTITION_COLUMN
+from eventlog.core.schema import PARTITION_COLUMN
 
 if TYPE_CHECKING:
-    from eventlog.log import EventLog
+    from eventlog.core.evolution import SchemaHistory
+    from eventlog.store.delta import DeltaEvents
+
+
+class VerifiedLog(Protocol):
+    """What verify reads of a log: it sits below ``EventLog`` (which calls it), so it names
+    the methods it needs instead of importing the class."""
+
+    path: Path
+    storage: DeltaEvents
+    schema_history: SchemaHistory
+
+    @property
+    def version(self) -> int: ...
+
+    def head(self) -> int: ...
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    def scan_range(self, cut: int, *, after: int = 0, streams: list[str] | None = None,
+                   event_types: list[str] | None = None, upcast: bool = True) -> pl.LazyFrame: ...
 
 #: Read and hash the events of about this many seqs at a time (bounded memory on large logs).
 _CHUNK = 1_000_000
@@ -88,10 +108,10 @@ class VerifyReport:
         return f"verify {state}: head {self.head}, Delta version {self.version}, {self.commits} append commits; checked {', '.join(self.checks)}"
 
 
-Check = Callable[["EventLog", int], Violation | None]
+Check = Callable[[VerifiedLog, int], Violation | None]
 
 
-def verify(log: EventLog, *, extra_checks: Iterable[tuple[str, Check]] = (),
+def verify(log: VerifiedLog, *, extra_checks: Iterable[tuple[str, Check]] = (),
            progress: Callable[[int], None] | None = None) -> VerifyReport:
     """Check ``log`` and return a report; ``report.ok`` is False at the first violation.
 
@@ -124,7 +144,7 @@ def verify(log: EventLog, *, extra_checks: Iterable[tuple[str, Check]] = (),
 _ONE_PASS = ("hash chain", "seq", "streams", "event ids", "recorded_at")
 
 
-def append_commits(log: EventLog) -> pl.DataFrame:
+def append_commits(log: VerifiedLog) -> pl.DataFrame:
     """One row per append commit, oldest first: version, first/last seq and the chain hashes."""
     rows = []
     for entry in log.history():
@@ -147,10 +167,10 @@ def append_commits(log: EventLog) -> pl.DataFrame:
 # --- checks ----------------------------------------------------------------------------------
 
 
-def _check_files(log: EventLog, head: int) -> Violation | None:
+def _check_files(log: VerifiedLog, head: int) -> Violation | None:
     """Every listed file exists with the size the Delta log recorded (a rewritten file differs)."""
-    root = log._events.path
-    for path, size in log._events.files().select("path", "size_bytes").iter_rows():
+    root = log.storage.path
+    for path, size in log.storage.files().select("path", "size_bytes").iter_rows():
         local = root / path
         if not local.exists():
             return Violation("files", "a data file listed by the Delta log is missing", version=log.version, file=path)
@@ -161,14 +181,14 @@ def _check_files(log: EventLog, head: int) -> Violation | None:
     return None
 
 
-def _check_delta_log(log: EventLog, head: int) -> Violation | None:
+def _check_delta_log(log: VerifiedLog, head: int) -> Violation | None:
     """Every commit file left in ``_delta_log`` holds its commit information.
 
     deltalake reads an emptied commit file as a commit with no actions: the events it added
     vanish from the table and from the chain without a gap if it was the last one. Our
     every commit writes a commitInfo action, so its absence is the trace.
     """
-    folder = log._events.path / "_delta_log"
+    folder = log.storage.path / "_delta_log"
     for path in sorted(folder.glob("*.json")):
         if not path.stem.isdigit():
             continue
@@ -181,7 +201,7 @@ def _check_delta_log(log: EventLog, head: int) -> Violation | None:
     return None
 
 
-def _check_events(log: EventLog, head: int, commits: pl.DataFrame,
+def _check_events(log: VerifiedLog, head: int, commits: pl.DataFrame,
                   progress: Callable[[int], None] | None = None) -> Violation | None:
     """Steps 2-4 in one read of the events, a group of commits at a time, in seq order.
 
@@ -212,12 +232,12 @@ class _Group:
     unreadable: Violation | None = None  # a data file of the group could not be read at all
 
 
-def _loaded_groups(log: EventLog, commits: list[dict[str, Any]]) -> Iterator[_Group]:
+def _loaded_groups(log: VerifiedLog, commits: list[dict[str, Any]]) -> Iterator[_Group]:
     """Groups in order, loaded two ahead on worker threads (bounded memory: about three groups)."""
-    files = log._events.files()
-    stored = {c: t for c, t in log._events.columns().items() if c != PARTITION_COLUMN}
-    columns = {v.version: v.schema.columns() for v in log._history.versions}
-    load = functools.partial(_load_group, log._events.path, files, stored, columns)
+    files = log.storage.files()
+    stored = {c: t for c, t in log.storage.columns().items() if c != PARTITION_COLUMN}
+    columns = {v.version: v.schema.columns() for v in log.schema_history.versions}
+    load = functools.partial(_load_group, log.storage.path, files, stored, columns)
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
         pending: deque[Future[_Group]] = deque()
         groups = _chunks(commits)
@@ -309,7 +329,7 @@ def _first_break(events: pl.DataFrame, first: int, last: int) -> Violation | Non
 class _Chain:
     """Links each commit to the one before it and compares its digest with the stored events."""
 
-    def __init__(self, log: EventLog, head: int) -> None:
+    def __init__(self, log: VerifiedLog, head: int) -> None:
         self._log = log
         self._head = head
         self._previous: str | None = None
@@ -325,7 +345,7 @@ class _Chain:
 
     def _check_commit(self, commit: dict[str, Any], group: _Group) -> Violation | None:
         version, first, last = commit["version"], commit["first_seq"], commit["last_seq"]
-        history = self._log._history
+        history = self._log.schema_history
         expected_version = max(v.version for v in history.versions if v.first_seq <= first)
         if history.schema_of(commit["schema_version"]) is None or commit["schema_version"] != expected_version:
             return Violation("hash chain", f"commit names schema version {commit['schema_version']}, but by "
@@ -394,7 +414,7 @@ class _Envelope:
                              f"{row['expected']} was expected", seq=seq)
         return Violation("recorded_at", f"recorded_at {row['recorded_at']} is earlier than the event before it", seq=seq)
 
-    def finish(self, log: EventLog, head: int) -> Violation | None:
+    def finish(self, log: VerifiedLog, head: int) -> Violation | None:
         """event_id unique: 64-bit hashes first; a repeated hash is then checked on the ids themselves."""
         if not self._id_hashes:
             return None
@@ -404,7 +424,7 @@ class _Envelope:
             return None
         suspects = hashes.filter(hashes.is_duplicated()).unique().implode()
         ids = (
-            log._scan_raw(head, upcast=False).select("seq", "event_id")
+            log.scan_range(head, upcast=False).select("seq", "event_id")
             .filter(pl.col("event_id").hash().is_in(suspects))
             .sort("seq").collect()
         )
@@ -415,7 +435,7 @@ class _Envelope:
         return Violation("event ids", f"event_id {event_id!r} occurs more than once", seq=seq)
 
 
-def _located(log: EventLog, violation: Violation, commits: pl.DataFrame) -> Violation:
+def _located(log: VerifiedLog, violation: Violation, commits: pl.DataFrame) -> Violation:
     """Name the append commit and the data file of the violation's seq when the check did not."""
     seq = violation.seq
     if seq is None:
@@ -444,16 +464,16 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
-def _check_file_stats(log: EventLog, head: int) -> Violation | None:
+def _check_file_stats(log: VerifiedLog, head: int) -> Violation | None:
     """Each file's content must match what the Delta log says of it: seq range and partition.
 
     The one pass above selects files by these statistics, so a file whose statistics lie
     (or that holds seq beyond the head) is found here.
     """
-    files = log._events.files()
+    files = log.storage.files()
     if files.height == 0:
         return None
-    root = str(log._events.path)
+    root = str(log.storage.path)
     listed = files.select(
         (pl.lit(root + "/") + pl.col("path")).alias("file"), "path",
         pl.col("min.seq").alias("lo"), pl.col("max.seq").alias("hi"), pl.col(f"partition.{PARTITION_COLUMN}").alias("day"),
@@ -475,7 +495,7 @@ def _check_file_stats(log: EventLog, head: int) -> Violation | None:
             .collect()
         )
     except (pl.exceptions.PolarsError, OSError) as exc:
-        return _unreadable(log._events.path, listed.get_column("file").to_list(), exc)
+        return _unreadable(log.storage.path, listed.get_column("file").to_list(), exc)
     wrong = (
         listed.join(actual, on="file", how="left")
         .filter((pl.col("lo") != pl.col("real_lo")) | (pl.col("hi") != pl.col("real_hi"))
@@ -502,11 +522,11 @@ def _first_missing(events: pl.DataFrame, first: int, last: int) -> int | None:
     return int(gaps[0]) if gaps.len() else None
 
 
-def _file_of(log: EventLog, seq: int | None) -> str | None:
+def _file_of(log: VerifiedLog, seq: int | None) -> str | None:
     """The data file whose Delta statistics cover ``seq`` (or, for a gap, the one after it)."""
     if seq is None:
         return None
-    files = log._events.files()
+    files = log.storage.files()
     if files.height == 0:
         return None
     hit = files.filter((pl.col("min.seq") <= seq) & (pl.col("max.seq") >= seq))

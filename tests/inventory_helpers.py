@@ -133,7 +133,7 @@ def rebuild_until_killed(path: str, kill_point: str, started: Any) -> None:
     import time
     import types
 
-    import eventlog.projections as projections
+    import eventlog.store.tables as projections
 
     def wait_for_the_kill() -> None:
         started.set()

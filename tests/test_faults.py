@@ -45,11 +45,11 @@ from deltalake import DeltaTable
 from deltalake.table import TableOptimizer
 from inventory_helpers import AWKWARD_ITEMS, T0, events_of, store
 
-import eventlog._delta
+import eventlog.store.delta
 from eventlog import Inventory, SnapshotWarning
-from eventlog._fold import STATE_VERSION, empty_state
+from eventlog.inventory.state import STATE_VERSION, empty_state
 from eventlog.errors import CommitError, ProjectionError, SnapshotError
-from eventlog.snapshots import SnapshotStore
+from eventlog.store.snapshots import SnapshotStore
 
 # --- the store every fault starts from ---------------------------------------------------------
 
@@ -124,7 +124,7 @@ SEAMS: dict[str, tuple[Any, str]] = {
     "unlink": (pathlib.Path, "unlink"),
     "refresh": (DeltaTable, "update_incremental"),
     "history": (DeltaTable, "history"),
-    "write_deltalake": (eventlog._delta, "write_deltalake"),
+    "write_deltalake": (eventlog.store.delta, "write_deltalake"),
     "optimize.compact": (TableOptimizer, "compact"),
     "vacuum": (DeltaTable, "vacuum"),
 }

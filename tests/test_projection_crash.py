@@ -29,8 +29,8 @@ from inventory_helpers import (
 )
 
 from eventlog import Inventory
-from eventlog._inventory_projections import BUILTINS
-from eventlog.projections import Projection
+from eventlog.inventory.builtins import BUILTINS
+from eventlog.core.definitions import Projection
 
 pytestmark = pytest.mark.slow
 NAMES = list(reference.PROJECTIONS)

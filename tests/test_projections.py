@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from inventory_helpers import batches_of, events_of, item_events, store
 
 from eventlog import EventLog, Inventory
-from eventlog._inventory_projections import (
+from eventlog.inventory.builtins import (
     BUILTINS,
     DAILY_FLOWS,
     DAILY_STOCK,
@@ -32,8 +32,8 @@ from eventlog._inventory_projections import (
     dense_daily_stock,
 )
 from eventlog.errors import ProjectionError, ValidationError
-from eventlog.inventory import StaleProjectionWarning
-from eventlog.projections import Agg, FunctionProjection, Projection
+from eventlog.errors import StaleProjectionWarning
+from eventlog.core.definitions import Agg, FunctionProjection, Projection
 
 UTC = dt.timezone.utc
 T = dt.datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
@@ -374,14 +374,14 @@ def test_update_reads_the_tail_of_the_log_once_for_every_projection(inventory: I
     inventory.update_projections()
     _append_one(inventory)
     tail_scans: list[int] = []
-    real = EventLog._scan_raw
+    real = EventLog.scan_range
 
     def counting(self: EventLog, cut: int, **kwargs: Any) -> pl.LazyFrame:
         if kwargs.get("after", 0) > 0:
             tail_scans.append(kwargs["after"])
         return real(self, cut, **kwargs)
 
-    monkeypatch.setattr(EventLog, "_scan_raw", counting)
+    monkeypatch.setattr(EventLog, "scan_range", counting)
     inventory.update_projections()
     assert tail_scans == [3]
     monkeypatch.undo()

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from inventory_helpers import batches_of, events_of, item_events, store
 
 from eventlog import Inventory, SnapshotWarning
-from eventlog._fold import STATE_VERSION
-from eventlog.snapshots import SnapshotStore
+from eventlog.inventory.state import STATE_VERSION
+from eventlog.store.snapshots import SnapshotStore
 
 PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ONE_US = dt.timedelta(microseconds=1)

@@ -20,7 +20,7 @@ import pytest
 import reference
 from inventory_helpers import events_of
 
-from eventlog._fold import STATE_VERSION
+from eventlog.inventory.state import STATE_VERSION
 from eventlog import INVENTORY_SCHEMA, EventLog, EventSchema, EventType, Field, Inventory, Item, Upcaster
 from eventlog.errors import SchemaEvolutionError
 from eventlog.sql import connect
@@ -367,7 +367,8 @@ def test_an_upcaster_the_engines_read_differently_is_rejected(orders: EventLog) 
 
 
 def test_projections_read_upcast_values(orders: EventLog) -> None:
-    from eventlog.projections import Agg, Projection, Projector
+    from eventlog.core.definitions import Agg, Projection
+    from eventlog.projector import Projector
 
     orders.evolve(ORDERS_V2, upcasters=RENAME_AND_RETYPE)
     projector = Projector(orders)

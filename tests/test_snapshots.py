@@ -17,10 +17,10 @@ import pytest
 import reference
 from inventory_helpers import AWKWARD_ITEMS, events_of, store
 
-import eventlog.inventory
+import eventlog.inventory.inventory
 from eventlog import Inventory, SnapshotWarning
-from eventlog._fold import STATE_VERSION
-from eventlog.snapshots import SnapshotStore
+from eventlog.inventory.state import STATE_VERSION
+from eventlog.store.snapshots import SnapshotStore
 
 UTC = dt.timezone.utc
 T = dt.datetime(2024, 6, 1, tzinfo=UTC)
@@ -30,13 +30,13 @@ T = dt.datetime(2024, 6, 1, tzinfo=UTC)
 def folds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The ``after`` of every fold the inventory runs, in call order."""
     calls: list[int] = []
-    real = eventlog.inventory.fold
+    real = eventlog.inventory.inventory.fold
 
     def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(kwargs["after"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(eventlog.inventory, "fold", recording)
+    monkeypatch.setattr(eventlog.inventory.inventory, "fold", recording)
     return calls
 
 

@@ -26,7 +26,7 @@ from polars.testing import assert_frame_equal
 from support import AWKWARD_STREAMS, make_schema, sample_records
 
 from eventlog import EventLog, Inventory, SnapshotWarning
-from eventlog._time import parse_point
+from eventlog.core.cuts import parse_point
 from eventlog.errors import ReadOnlyError, ValidationError
 from eventlog.sql import connect, definitions, export_duckdb, query, refresh
 

@@ -249,7 +249,7 @@ def test_open_on_a_store_whose_quantity_has_another_type_is_a_schema_mismatch(tm
 
 def test_state_is_right_when_data_files_carry_no_statistics(stocked: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Delta statistics are optional (other writers may omit them): a file without them may hold any seq."""
-    from eventlog._delta import DeltaEvents
+    from eventlog.store.delta import DeltaEvents
 
     real = DeltaEvents.files
 

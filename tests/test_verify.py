@@ -17,7 +17,7 @@ import pytest
 import eventlog.log as eventlog_log
 import eventlog.verify as eventlog_verify
 from eventlog import Inventory
-from eventlog._chain import GENESIS, _encode, commit_hash, events_hash
+from eventlog.core.chain import GENESIS, _encode, commit_hash, events_hash
 from eventlog.errors import IntegrityError
 
 UTC = dt.timezone.utc
@@ -314,7 +314,7 @@ def test_a_file_of_events_outside_every_commit_is_found(inventory: Inventory) ->
     # so only the file statistics can see them (scan() would show a seq-0 event).
     stray = inventory.log.scan(upcast=False).filter(pl.col("seq") == 1).collect().with_columns(seq=pl.lit(0, pl.Int64))
     stray = stray.with_columns(pl.col("occurred_at").dt.date().alias("occurred_on"))
-    inventory.log._events.append(stray.to_arrow(), metadata={"operation": "repair"}, transactions={})
+    inventory.log.storage.append(stray.to_arrow(), metadata={"operation": "repair"}, transactions={})
     report = Inventory.open(inventory.path).log.verify()
     assert report.violation is not None and report.violation.check == "seq"
     assert report.violation.seq == 0 and report.violation.file is not None

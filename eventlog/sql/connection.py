@@ -42,15 +42,17 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from eventlog._evolution import SchemaHistory
-from eventlog._fold import STATE_SCHEMA, STATE_VERSION, fold_sql, state_fingerprint, state_source
-from eventlog._text import is_utf8
-from eventlog.errors import CommitError, OutputFileError, ReadOnlyError, SchemaMismatchError, ValidationError
-from eventlog.inventory import Inventory, _check_schema
+from eventlog.core.evolution import SchemaHistory
+from eventlog.inventory.state import STATE_SCHEMA, STATE_VERSION, fold_sql, state_fingerprint, state_source
+from eventlog.core.text import is_utf8
+from eventlog.errors import CommitError, OutputFileError, ReadOnlyError, ValidationError
+from eventlog.inventory.model import is_inventory
 from eventlog.log import EventLog
-from eventlog.snapshots import SnapshotInfo, SnapshotStore, SnapshotWarning
+from eventlog.errors import SnapshotWarning
+from eventlog.store.snapshots import SnapshotInfo, SnapshotStore
 
-Store = str | os.PathLike[str] | EventLog | Inventory
+#: A store: its path, its EventLog, or a domain object holding one as ``.log`` (an Inventory).
+Store = Any
 
 #: Views every connection defines; a projection of the same name gets no view.
 BUILT_IN_VIEWS = ("events", "inventory", "commits", "snapshots", "projections")
@@ -256,7 +258,7 @@ def query(store: Store, query: str, params: Sequence[Any] | Mapping[str, Any] | 
     """
     log, _ = _open(store)
     _check_params(params)
-    con = connect(log if not isinstance(store, Inventory) else store)
+    con = connect(store if isinstance(getattr(store, "log", None), EventLog) else log)
     try:
         try:
             _run(con, "SET enable_progress_bar = false")  # a library call prints nothing
@@ -399,24 +401,21 @@ _HISTORY_LOCK = threading.Lock()
 
 
 def _open(store: Store) -> tuple[EventLog, bool]:
-    if isinstance(store, Inventory):
-        return store.log, True
+    log = getattr(store, "log", None)
+    if isinstance(log, EventLog):  # an Inventory (or another domain over a log)
+        return log, is_inventory(log)
     if not isinstance(store, (str, os.PathLike, EventLog)):
         raise ValidationError(f"a store is a path, an EventLog or an Inventory, not {type(store).__name__}",
                               field="store")
     log = store if isinstance(store, EventLog) else EventLog.open(store)
-    try:
-        _check_schema(log)
-    except SchemaMismatchError:
-        return log, False
-    return log, True
+    return log, is_inventory(log)
 
 
 def _pin(log: EventLog, is_inventory: bool) -> _Pin:
     """Files, head and commits of one version, with the snapshots and projections beside it."""
-    events = log._events
+    events = log.storage
     root = log.path.resolve()
-    log._reload_schema()  # before the table: an evolution commits its columns before its schema
+    log.reload_schema()  # before the table: an evolution commits its columns before its schema
     key = (str(root), events._table.metadata().id)
     for _ in range(20):
         events.refresh()
@@ -445,7 +444,7 @@ def _pin(log: EventLog, is_inventory: bool) -> _Pin:
         snapshots=_snapshots(root, head, state_fingerprint(log)) if is_inventory else [],
         projections=_projections(root),
         inventory=is_inventory,
-        history=log._history,
+        history=log.schema_history,
     )
 
 

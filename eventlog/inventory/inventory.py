@@ -18,39 +18,31 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 import pyarrow as pa
 
-from eventlog._fold import STATE_VERSION, empty_state, fold, fold_frame, merge, signed_quantity, state_fingerprint
-from eventlog._inventory_projections import BUILTINS
-from eventlog._time import Cut, TimeCut, parse_point
-from eventlog._validate import first_row, normalize
+from eventlog._display import html_table
+from eventlog.inventory.state import STATE_VERSION, empty_state, fold, fold_frame, merge, signed_quantity, state_fingerprint
+from eventlog.inventory.builtins import BUILTINS
+from eventlog.core.cuts import Cut, TimeCut, parse_point
+from eventlog.core.validate import first_row, normalize
 from eventlog.errors import (
     InsufficientStockError,
     ProjectionError,
-    SchemaMismatchError,
     SnapshotError,
+    SnapshotWarning,
+    StaleProjectionWarning,
     StoreExistsError,
     ValidationError,
 )
 from eventlog.log import AppendResult, EventLog
-from eventlog.projections import AnyProjection, Projector, ProjectionStatus
-from eventlog.schema import EventSchema, EventType, Field
-from eventlog.snapshots import SnapshotInfo, SnapshotStore, SnapshotWarning, covers
+from eventlog.core.definitions import AnyProjection, ProjectionStatus
+from eventlog.inventory.checks import inventory_checks
+from eventlog.inventory.model import ADDED, INVENTORY_SCHEMA, REMOVED, check_inventory_schema
+from eventlog.projector import Projector
+from eventlog.store.snapshots import SnapshotInfo, SnapshotStore, covers
+from eventlog.verify import VerifyReport, verify
 
 if TYPE_CHECKING:
     import duckdb
 
-    from eventlog.verify import VerifyReport
-
-_PAYLOAD = (
-    Field("quantity", "int64", default=1, min=1),
-    Field("rarity", "string", required=False),
-    Field("origin", "string", required=False),
-)
-#: The inventory's event schema: the stream is the item's name.
-INVENTORY_SCHEMA = EventSchema(
-    (EventType("item_added", _PAYLOAD), EventType("item_removed", _PAYLOAD)),
-    name="inventory",
-)
-ADDED, REMOVED = "item_added", "item_removed"
 
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
 _MAX_STOCK = 2**63 - 1
@@ -90,7 +82,7 @@ class Inventory:
         keep_snapshots: int = 3,
         projection_reads: Literal["update", "stale"] = "update",
     ) -> None:
-        _check_schema(log)
+        check_inventory_schema(log)
         if projection_reads not in ("update", "stale"):
             raise ValueError(f"projection_reads is 'update' or 'stale', not {projection_reads!r}")
         if keep_snapshots < 1:  # retention always keeps the newest snapshot: it is the one reads start from
@@ -157,7 +149,7 @@ class Inventory:
         append happen under the writer lock, so two processes can never both take the last unit.
         """
         frame = _normalize_items(batch)
-        with self.log._writing() as txn:
+        with self.log.writing() as txn:
             state = self._state_at_seq(txn.head)
             _check_stock(frame, state)
             result = txn.append(frame, schema=INVENTORY_SCHEMA)  # fills fields an evolved schema adds
@@ -218,7 +210,7 @@ class Inventory:
             >>> inv.sql("SELECT item, quantity FROM inventory WHERE item = $name", {"name": "sword"}).rows()
             [('sword', 2)]
         """
-        from eventlog.sql import query as run_query  # sql sits above the inventory layer
+        from eventlog.sql.connection import query as run_query  # sql sits above the inventory layer
 
         return run_query(self, query, params)
 
@@ -226,15 +218,21 @@ class Inventory:
         """The log's checks plus the inventory's: stock never negative, snapshots and projections
         equal to a recomputation from the log. ``report.ok`` is False at the first violation.
         ``progress`` is called with the number of events checked after each group."""
-        from eventlog._inventory_checks import inventory_checks
-        from eventlog.verify import verify
-
-        return verify(self.log, extra_checks=inventory_checks(self), progress=progress)
+        self._check_state_definition()  # snapshots of another definition (an evolved schema) are not used
+        checks = inventory_checks(self.log, self.snapshots, self.projector,
+                                  lambda seq: fold(self.log, self._duckdb(), after=0, cut=seq))
+        return verify(self.log, extra_checks=checks, progress=progress)
 
     def _repr_html_(self) -> str:
-        from eventlog._display import inventory_html
-
-        return inventory_html(self)
+        head = self.log.head()
+        snaps = self.snapshots.list()
+        newest = snaps[-1].seq if snaps else None
+        rows = self.log.describe()
+        rows.append(("snapshots", f"{len(snaps)}; newest at seq {newest:,} (lag {head - newest:,})" if snaps else "none"))
+        for status in self.projections_status():
+            lag = "not built" if status.checkpoint is None else f"lag {status.lag:,}"
+            rows.append((f"projection {status.name}", f"{status.mode}, {lag}"))
+        return html_table("Inventory", rows)
 
     # --- snapshots -----------------------------------------------------------------------
 
@@ -424,34 +422,10 @@ class ProjectionHandle:
         return f"<projection {self.name!r} of {self._inventory.path}>"
 
     def _repr_html_(self) -> str:
-        from eventlog._display import projection_html
-
-        return projection_html(self)
-
-
-class StaleProjectionWarning(UserWarning):
-    """A projection was served from its stored table, behind the log."""
+        return html_table(f"Projection {self.name}", list(self.status().as_dict().items()))
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _check_schema(log: EventLog) -> None:
-    for et in INVENTORY_SCHEMA.event_types:
-        try:
-            have = log.schema.event_type(et.name)
-        except ValidationError:
-            raise SchemaMismatchError(
-                f"{log.path} is a {log.schema.name!r} store without event type {et.name!r}; "
-                "it is not an inventory (open it with EventLog.open)"
-            ) from None
-        for f in et.fields:
-            got = have.field(f.name)
-            if got is None or got.type != f.type:
-                raise SchemaMismatchError(
-                    f"{log.path}: event type {et.name!r} field {f.name!r} is "
-                    f"{'missing' if got is None else got.type}, the inventory needs {f.type}"
-                )
 
 
 def _event(event_type: str, item: Item | str, quantity: int, occurred_at: dt.datetime | None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ commit straddles a boundary. Stored events are never rewritten. Reading an event
 under an older version as the current schema describes it takes *read rules*, applied
 vectorised at read time (Polars in ``EventLog.scan``, SQL in the DuckDB fold and views):
 
-- an :class:`~eventlog.schema.Upcaster` declared with version ``v`` computes its field, for
+- an :class:`~eventlog.core.schema.Upcaster` declared with version ``v`` computes its field, for
   events of its type with ``seq < first_seq(v)``, from the stored columns (a rename:
   ``"old_name"``; a retype: ``"CAST(old AS BIGINT)"``);
 - a field that version ``v`` added to an existing event type with a default — or that ``v``
@@ -29,7 +29,7 @@ from typing import Any
 import polars as pl
 
 from eventlog.errors import SchemaEvolutionError
-from eventlog.schema import PARTITION_COLUMN, EventSchema, EventType, Field, Upcaster
+from eventlog.core.schema import PARTITION_COLUMN, EventSchema, EventType, Field, Upcaster
 
 _DUCK_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN",
                "timestamp": "TIMESTAMPTZ", "date": "DATE"}
@@ -290,7 +290,7 @@ def check_on_events(history: SchemaHistory, stored: pl.LazyFrame | None) -> None
     readers would fail later, show a required field empty, or disagree.
 
     Args:
-        stored: the stored events (``EventLog._scan_raw(head, upcast=False)``); None if there are none.
+        stored: the stored events (``EventLog.scan_range(head, upcast=False)``); None if there are none.
     """
     new = [r for r in history.rules if r.version == history.version and r.expression is not None]
     if not new:

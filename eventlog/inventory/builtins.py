@@ -10,7 +10,7 @@ import datetime as dt
 
 import polars as pl
 
-from eventlog.projections import Agg, FunctionProjection, Projection
+from eventlog.core.definitions import Agg, FunctionProjection, Projection
 
 ADDED = "event_type = 'item_added'"
 REMOVED = "event_type = 'item_removed'"

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING
 import duckdb
 import polars as pl
 
-from eventlog._delta import first_unreadable
+from eventlog.store.delta import first_unreadable
 from eventlog.errors import StorageError
-from eventlog.schema import PARTITION_COLUMN
+from eventlog.core.schema import PARTITION_COLUMN
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from eventlog._evolution import SchemaHistory
+    from eventlog.core.evolution import SchemaHistory
     from eventlog.log import EventLog
 
 #: Bump when the state's definition changes: snapshots of another version are not used.
@@ -79,7 +79,7 @@ def fold_sql(source: str = PARQUET_SOURCE, where: str = "TRUE") -> str:
 
 def state_fingerprint(log: EventLog) -> str:
     """The state's definition: ``v<STATE_VERSION>``, plus a hash of the read rules it goes through."""
-    rules = log._history.fingerprint(STATE_FIELDS)
+    rules = log.schema_history.fingerprint(STATE_FIELDS)
     return f"v{STATE_VERSION}" if rules is None else f"v{STATE_VERSION}-{rules}"
 
 
@@ -108,7 +108,7 @@ def files_for(
     Also says whether every chosen file lies wholly inside the seq range: then the
     query needs no seq predicate, which saves reading the seq column at all.
     """
-    files = log._events.files()
+    files = log.storage.files()
     if files.height == 0 or cut <= after:
         return [], True
     keep = (pl.col("max.seq") > after) & (pl.col("min.seq") <= cut)
@@ -117,7 +117,7 @@ def files_for(
     chosen = files.filter(keep.fill_null(True))
     # A file without statistics may hold any seq: it is not known to be inside the range.
     inside = chosen.select(((pl.col("min.seq") > after) & (pl.col("max.seq") <= cut)).fill_null(False).all()).item()
-    root = str(log._events.path)
+    root = str(log.storage.path)
     return [f"{root}/{p}" for p in chosen.get_column("path").to_list()], bool(inside)
 
 
@@ -147,7 +147,7 @@ def fold(
         params["items"] = items
     cur = con.cursor()
     try:
-        source = UNIFORM_PARQUET_SOURCE if log.schema_version == 1 else state_source(log._history)
+        source = UNIFORM_PARQUET_SOURCE if log.schema_version == 1 else state_source(log.schema_history)
         out = cur.sql(fold_sql(source, where=" AND ".join(where)), params=params).pl()
     except duckdb.Error as exc:
         # DuckDB's errors on a damaged file range from IOException to a BinderException on

@@ -32,9 +32,9 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from eventlog._text import is_utf8
+from eventlog.core.text import is_utf8
 from eventlog.errors import CommitError, EventLogError, StorageError, StorePathError
-from eventlog.schema import PARTITION_COLUMN
+from eventlog.core.schema import PARTITION_COLUMN
 
 _CONFIGURATION = {
     # Checkpoints keep open and append fast after thousands of commits.

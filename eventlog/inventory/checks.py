@@ -7,32 +7,36 @@ of another definition are skipped: no read uses them, the next update rebuilds t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import polars as pl
 
-from eventlog._fold import STATE_SCHEMA, empty_state, fold, signed_quantity
+from eventlog.inventory.state import STATE_SCHEMA, empty_state, signed_quantity
 from eventlog.errors import ProjectionError
-from eventlog.projections import Projection
+from eventlog.core.definitions import Projection
+from eventlog.log import EventLog
+from eventlog.projector import Projector
+from eventlog.store.snapshots import SnapshotStore
 from eventlog.verify import Check, Violation
 
-if TYPE_CHECKING:
-    from eventlog.inventory import Inventory
-    from eventlog.log import EventLog
+#: The state recomputed from the log alone, up to a seq (no snapshot, no cache).
+StateAt = Callable[[int], pl.DataFrame]
 
 
-def inventory_checks(inventory: Inventory) -> list[tuple[str, Check]]:
+def inventory_checks(log: EventLog, snapshots: SnapshotStore, projector: Projector,
+                     state_at: StateAt) -> list[tuple[str, Check]]:
+    """The checks, over the parts of an inventory (snapshots of the current state definition)."""
     return [
-        ("stock never negative", _stock_never_negative),
-        ("snapshots", lambda log, head: _snapshots_match(inventory, head)),
-        ("projections", lambda log, head: _projections_match(inventory, head)),
+        ("stock never negative", lambda _, head: _stock_never_negative(log, head)),
+        ("snapshots", lambda _, head: _snapshots_match(snapshots, state_at, head)),
+        ("projections", lambda _, head: _projections_match(log, projector, head)),
     ]
 
 
 def _stock_never_negative(log: EventLog, head: int) -> Violation | None:
     signed = signed_quantity()
     bad = (
-        log._scan_raw(head)
+        log.scan_range(head)
         .select("seq", "stream_id", "event_type", "quantity")
         .sort("seq")
         .with_columns(stock=signed.cum_sum().over("stream_id"))
@@ -46,38 +50,36 @@ def _stock_never_negative(log: EventLog, head: int) -> Violation | None:
     return Violation("stock", f"item {item!r} goes to {stock} at this event", seq=seq)
 
 
-def _snapshots_match(inventory: Inventory, head: int) -> Violation | None:
+def _snapshots_match(snapshots: SnapshotStore, state_at: StateAt, head: int) -> Violation | None:
     key = list(STATE_SCHEMA)
-    inventory._check_state_definition()  # snapshots of another definition (an evolved schema) are not used
-    for info in inventory.snapshots.list():
+    for info in snapshots.list():
         if info.seq > head:
             return Violation("snapshots", f"snapshot at seq {info.seq} is beyond the head {head}", file=info.file)
-        stored = inventory.snapshots.load(info)
+        stored = snapshots.load(info)
         if stored is None:
             return Violation("snapshots", "snapshot fails its checksum or cannot be read", seq=info.seq, file=info.file)
-        fresh = fold(inventory.log, inventory._duckdb(), after=0, cut=info.seq)
+        fresh = state_at(info.seq)
         if not _same(stored.select(key).cast(empty_state().schema), fresh, ["item"]):  # type: ignore[arg-type]
             return Violation("snapshots", "snapshot differs from a fold of the log up to its seq", seq=info.seq,
                              file=info.file)
     return None
 
 
-def _projections_match(inventory: Inventory, head: int) -> Violation | None:
-    projector = inventory.projector
+def _projections_match(log: EventLog, projector: Projector, head: int) -> Violation | None:
     for name, proj in projector.registry.items():
         try:
             manifest = projector.tables.manifest(name)
         except ProjectionError as exc:
             return Violation("projections", str(exc), file=f"projections/{name}/current.json")
-        if manifest is None or manifest.fingerprint != projector._fingerprint(proj):
+        if manifest is None or manifest.fingerprint != projector.fingerprint(proj):
             continue  # none, or of another definition (or schema upcasters): rebuilt before it is read
         stored = projector.tables.read(name, manifest)
         cut = manifest.checkpoint
         if isinstance(proj, Projection):
             stored = proj.finish(stored)
-            fresh = proj.finish(proj.fold(inventory.log._scan_raw(cut)).collect())
+            fresh = proj.finish(proj.fold(log.scan_range(cut)).collect())
         else:
-            fresh = projector._compute_from(proj, inventory.log.scan(as_of=cut))
+            fresh = projector.compute_from(proj, log.scan(as_of=cut))
         if not _same(stored, fresh, stored.columns):
             return Violation("projections", f"projection {name!r} differs from a rebuild at its checkpoint {cut}",
                              seq=cut, file=f"projections/{name}/{manifest.file}")

@@ -22,11 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from eventlog.errors import SnapshotError
-
-
-class SnapshotWarning(UserWarning):
-    """A snapshot was unusable (corrupt or missing); the state was recomputed from the log."""
+from eventlog.errors import SnapshotError, SnapshotWarning
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from eventlog._text import is_utf8
+from eventlog.core.text import is_utf8
 from eventlog.errors import DuplicateEventError, ValidationError
-from eventlog.schema import LOG_OWNED, PARTITION_COLUMN, EventSchema
+from eventlog.core.schema import LOG_OWNED, PARTITION_COLUMN, EventSchema
 
 Batch = pl.DataFrame | pa.Table | Sequence[Mapping[str, Any]]
 

@@ -1,0 +1,8 @@
+"""The inventory domain: items added and removed, kept as events, state computed from the log."""
+
+from __future__ import annotations
+
+from eventlog.inventory.inventory import Inventory, Item, ProjectionHandle
+from eventlog.inventory.model import INVENTORY_SCHEMA
+
+__all__ = ["INVENTORY_SCHEMA", "Inventory", "Item", "ProjectionHandle"]
