@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from filelock import FileLock, Timeout
 
 from eventlog._display import html_table, ms_to_iso
 from eventlog.core.chain import GENESIS, commit_hash, events_hash
+from eventlog.store.atomic import atomic_file, remove_stale, temp_files, write_json_atomically
 from eventlog.store.delta import DeltaEvents, arrow_schema, check_store_path
 from eventlog.core.evolution import SchemaHistory, check_on_events
 from eventlog.core.ids import uuid7_series
@@ -118,7 +118,7 @@ class EventLog:
                 except BaseException:  # re-raised: leave no half-made store behind, not even on Ctrl-C
                     _remove_made(root, made, events=events_made)
                     raise
-            _write_json_atomically(root / _STORE_FILE, {"format": _FORMAT, "schema": schema.to_json()})
+            write_json_atomically(root / _STORE_FILE, {"format": _FORMAT, "schema": schema.to_json()}, default=str)
         return cls(root, schema, lock_timeout=lock_timeout)
 
     @classmethod
@@ -343,7 +343,7 @@ class EventLog:
             added = {c: t for c, t in history.columns.items() if c not in stored}
             if added:  # a retry after a crash here finds the columns there already
                 self.storage.add_columns(added, metadata={"operation": "evolve", "schema_version": str(history.version)})
-            _write_json_atomically(self.path / _STORE_FILE, {"format": _FORMAT_EVOLVED, **history.to_meta()})
+            write_json_atomically(self.path / _STORE_FILE, {"format": _FORMAT_EVOLVED, **history.to_meta()}, default=str)
             self._use_history(history)
             self._meta_stamp = _stamp(self.path / _STORE_FILE)
         return self
@@ -621,12 +621,11 @@ class _StreamVersions:
     def _save(self, folder: Path) -> None:
         try:
             folder.mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-streams-", suffix=".parquet")
-            os.close(fd)
-            self._table.write_parquet(tmp)
-            os.replace(tmp, folder / f"streams-{self._through:015d}.parquet")
+            with atomic_file(folder / f"streams-{self._through:015d}.parquet") as tmp:
+                self._table.write_parquet(tmp)
             for old in sorted(folder.glob("streams-*.parquet"))[:-2]:  # keep the newest two
                 old.unlink(missing_ok=True)
+            remove_stale(temp_files(folder))  # of writers killed while saving
         except OSError:
             pass  # a cache that cannot be written costs time later, never correctness
 
@@ -669,12 +668,3 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
-
-
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -133,7 +133,7 @@ def rebuild_until_killed(path: str, kill_point: str, started: Any) -> None:
     import time
     import types
 
-    import eventlog.store.tables as projections
+    import eventlog.store.atomic as atomic
 
     def wait_for_the_kill() -> None:
         started.set()
@@ -141,7 +141,14 @@ def rebuild_until_killed(path: str, kill_point: str, started: Any) -> None:
             time.sleep(1)
 
     if kill_point == "table_written":
-        projections._fsync = lambda path: wait_for_the_kill()  # type: ignore[assignment]
+        real_fsync = atomic._fsync
+
+        def fsync_or_stop(path: Any) -> None:  # the table's temp file is complete; its rename comes next
+            if path.name.startswith(f"{atomic.TEMP_PREFIX}t-"):
+                wait_for_the_kill()
+            real_fsync(path)
+
+        atomic._fsync = fsync_or_stop  # type: ignore[assignment]
     elif kill_point == "manifest_half_written":
         def half_dump(obj: Any, fh: Any, **kwargs: Any) -> None:
             text = json.dumps(obj, **kwargs)
@@ -149,7 +156,7 @@ def rebuild_until_killed(path: str, kill_point: str, started: Any) -> None:
             fh.flush()
             wait_for_the_kill()
 
-        projections.json = types.SimpleNamespace(dump=half_dump, dumps=json.dumps, loads=json.loads)  # type: ignore[assignment]
+        atomic.json = types.SimpleNamespace(dump=half_dump, dumps=json.dumps, loads=json.loads)  # type: ignore[assignment]
     inventory = Inventory.open(path)
     if kill_point == "anywhere":
         started.set()

@@ -158,15 +158,18 @@ FAULTS = [
     Fault("append", "history", step="read the previous commit's hash"),
     Fault("append", "write_deltalake", raises=CommitError, step="write the data files or the commit"),
     Fault("append", "write_deltalake", after=True, done=1, raises=None, step="after the commit (post-commit hooks)"),
-    # snapshot = data to a temp file, fsync, rename; manifest to a temp file, fsync, rename (the commit); prune.
+    # snapshot = data to a temp file, fsync, rename, fsync the folder; manifest the same (its rename is the
+    # commit); prune. A folder fsync failing after the manifest's rename: committed, reported as not durable.
     Fault("snapshot", "mkstemp", raises=SnapshotError, step="create the temp data file"),
     Fault("snapshot", "write_parquet", raises=SnapshotError, step="write the data"),
     Fault("snapshot", "fsync", raises=SnapshotError, step="fsync the data"),
     Fault("snapshot", "replace", raises=SnapshotError, step="rename the data into place"),
+    Fault("snapshot", "fsync", call=2, raises=SnapshotError, step="fsync the folder after placing the data"),
     Fault("snapshot", "mkstemp", call=2, raises=SnapshotError, step="create the temp manifest"),
-    Fault("snapshot", "write_text", raises=SnapshotError, step="write the manifest"),
-    Fault("snapshot", "fsync", call=2, raises=SnapshotError, step="fsync the manifest"),
+    Fault("snapshot", "json.dump", raises=SnapshotError, step="write the manifest"),
+    Fault("snapshot", "fsync", call=3, raises=SnapshotError, step="fsync the manifest"),
     Fault("snapshot", "replace", call=2, raises=SnapshotError, step="rename the manifest into place"),
+    Fault("snapshot", "fsync", call=4, done=1, raises=SnapshotError, step="fsync the folder after the commit"),
     Fault("snapshot", "unlink", done=1, raises=None, warns=SnapshotWarning,
           step="prune old snapshots, the new one committed"),
     # projections: per table, the same steps as a snapshot, then the old generation is removed.
@@ -174,10 +177,12 @@ FAULTS = [
     Fault("projections", "write_parquet", step="write the table"),
     Fault("projections", "fsync", step="fsync the table"),
     Fault("projections", "replace", step="rename the table into place"),
+    Fault("projections", "fsync", call=2, step="fsync the folder after placing the table"),
     Fault("projections", "mkstemp", call=2, step="create the temp manifest"),
     Fault("projections", "json.dump", step="write the manifest"),
-    Fault("projections", "fsync", call=2, step="fsync the manifest"),
+    Fault("projections", "fsync", call=3, step="fsync the manifest"),
     Fault("projections", "replace", call=2, step="rename the manifest into place"),
+    Fault("projections", "fsync", call=4, done=1, step="fsync the folder after the first table's commit"),
     Fault("projections", "replace", call=4, done=1, step="the second table's manifest, the first committed"),
     Fault("projections", "unlink", done=1, step="remove the table two generations back, the new one committed"),
     # compact and vacuum are one Rust call each (files, commit, checkpoint hook inside).

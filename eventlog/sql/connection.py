@@ -26,11 +26,11 @@ write any file (see ``connect``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import warnings
 import weakref
@@ -49,6 +49,7 @@ from eventlog.errors import CommitError, OutputFileError, ReadOnlyError, Validat
 from eventlog.inventory.model import is_inventory
 from eventlog.log import EventLog
 from eventlog.errors import SnapshotWarning
+from eventlog.store.atomic import atomic_file
 from eventlog.store.snapshots import SnapshotInfo, SnapshotStore
 
 #: A store: its path, its EventLog, or a domain object holding one as ``.log`` (an Inventory).
@@ -311,27 +312,24 @@ def export_duckdb(store: Store, file: str | os.PathLike[str], /) -> Path:
     if not _replaceable(target):
         raise OutputFileError(f"{target} exists and is not a DuckDB database; export to a new file or delete it first")
     pin = _pin(log, is_inventory)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except (FileExistsError, NotADirectoryError):  # a file where a folder should be
-        raise OutputFileError(f"cannot write {target}: {target.parent} is not a folder") from None
-    except OSError as exc:
-        raise OutputFileError(f"cannot write {target}: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()  # DuckDB creates the database file itself
-    try:
-        con = duckdb.connect(str(tmp))
+    with contextlib.ExitStack() as placing:
         try:
-            _run_script(con, _definitions(pin, _Sources(con, readable=None, tag="x", uniform=log.schema_version == 1)))
-            _run(con, "CHECKPOINT")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = placing.enter_context(atomic_file(target))
+        except (FileExistsError, NotADirectoryError):  # a file where a folder should be
+            raise OutputFileError(f"cannot write {target}: {target.parent} is not a folder") from None
+        except OSError as exc:
+            raise OutputFileError(f"cannot write {target}: {exc.strerror or exc}") from None
+        tmp.unlink()  # DuckDB creates the database file itself
+        try:
+            con = duckdb.connect(str(tmp))
+            try:
+                _run_script(con, _definitions(pin, _Sources(con, readable=None, tag="x", uniform=log.schema_version == 1)))
+                _run(con, "CHECKPOINT")
+            finally:
+                con.close()
         finally:
-            con.close()
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-        Path(f"{tmp}.wal").unlink(missing_ok=True)
+            Path(f"{tmp}.wal").unlink(missing_ok=True)
     return target
 
 

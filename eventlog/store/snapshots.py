@@ -10,12 +10,9 @@ existed count as ``v<state version>``). A snapshot that fails either check is ne
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from eventlog.errors import SnapshotError, SnapshotWarning
+from eventlog.store.atomic import atomic_file, remove_stale, temp_files, write_json_atomically
 
 
 @dataclass(frozen=True)
@@ -108,14 +106,11 @@ class SnapshotStore:
         """Write the state at ``seq`` atomically: readers see the whole snapshot or none."""
         tag = self.fingerprint.removeprefix(f"v{self.state_version}").lstrip("-")  # "" for the plain definition
         stem = f"v{self.state_version}-{tag + '-' if tag else ''}seq{seq:015d}"
-        tmp = manifest = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp = _temp_path(self.root, stem + ".parquet")
-            state.write_parquet(tmp, compression="zstd", statistics=True)
-            _fsync(tmp)
-            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-            os.replace(tmp, self.root / f"{stem}.parquet")
+            with atomic_file(self.root / f"{stem}.parquet") as tmp:
+                state.write_parquet(tmp, compression="zstd", statistics=True)
+                digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
             top = state.get_column("last_changed_at").max() if state.height else None
             info = SnapshotInfo(
                 seq=seq,
@@ -128,15 +123,8 @@ class SnapshotStore:
                 file=f"{stem}.parquet",
                 state_fingerprint=self.fingerprint,
             )
-            manifest = _temp_path(self.root, stem + ".json")
-            manifest.write_text(json.dumps(asdict(info), indent=2))
-            _fsync(manifest)
-            os.replace(manifest, self.root / f"{stem}.json")
+            write_json_atomically(self.root / f"{stem}.json", asdict(info))  # the commit point
         except OSError as exc:
-            for leftover in (tmp, manifest):  # a full disk must not fill up further with every retry
-                if leftover is not None:
-                    with contextlib.suppress(OSError):
-                        leftover.unlink(missing_ok=True)
             raise SnapshotError(f"could not write snapshot {stem} in {self.root}: {exc}") from exc
         return info
 
@@ -172,15 +160,9 @@ class SnapshotStore:
 
     def _remove_leftovers(self) -> None:
         """Files of writers that failed or were killed: temp files, and data whose manifest never came."""
-        stale = dt.datetime.now().timestamp() - 3600  # never a file another writer is still writing
         manifests = {p.stem for p in self.root.glob("*.json")}
-        orphans = (p for p in self.root.glob("v*.parquet") if p.stem not in manifests)
-        for path in [*self.root.glob(".tmp-*"), *orphans]:
-            try:
-                if path.stat().st_mtime < stale:
-                    path.unlink(missing_ok=True)
-            except FileNotFoundError:  # renamed into place or removed by another process since the glob
-                continue
+        orphans = [p for p in self.root.glob("v*.parquet") if p.stem not in manifests]
+        remove_stale([*temp_files(self.root), *orphans])
 
 
 def covers(info: SnapshotInfo, business: dt.datetime | None) -> bool:
@@ -190,14 +172,3 @@ def covers(info: SnapshotInfo, business: dt.datetime | None) -> bool:
     if info.max_occurred_at is None:
         return True
     return dt.datetime.fromisoformat(info.max_occurred_at) <= business
-
-
-def _temp_path(root: Path, name: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".tmp-{name}.")
-    os.close(fd)
-    return Path(tmp)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())

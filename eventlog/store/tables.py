@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +12,7 @@ import polars as pl
 from filelock import FileLock
 
 from eventlog.errors import ProjectionError
-
+from eventlog.store.atomic import atomic_file, remove_stale, temp_files, write_json_atomically
 
 
 @dataclass(frozen=True)
@@ -69,25 +66,9 @@ class ProjectionTables:
         stamp = f"{time.time_ns():020d}"
         final = f"t-{manifest['checkpoint']:015d}-{stamp}.parquet"
         info = _Manifest(file=final, rows=table.height, **manifest)
-        tmp = tmp_manifest = None
-        try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".parquet")
-            os.close(fd)
+        with atomic_file(folder / final) as tmp:
             table.write_parquet(tmp, compression="zstd")
-            _fsync(Path(tmp))
-            os.replace(tmp, folder / final)
-            fd, tmp_manifest = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(info.__dict__, fh, indent=2)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_manifest, folder / "current.json")
-        except OSError:
-            for leftover in (tmp, tmp_manifest):  # a full disk must not fill up further with every retry
-                if leftover is not None:
-                    with contextlib.suppress(OSError):
-                        os.unlink(leftover)
-            raise
+        write_json_atomically(folder / "current.json", info.__dict__)  # the commit point
         self._drop_old(folder, keep={final, previous})
         return info
 
@@ -107,13 +88,4 @@ class ProjectionTables:
         for path in folder.glob("t-*.parquet"):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
-        stale = time.time() - 3600
-        for tmp in folder.glob(".tmp-*"):  # files of builders that crashed
-            if tmp.stat().st_mtime < stale:
-                tmp.unlink(missing_ok=True)
-
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
+        remove_stale(temp_files(folder))  # files of builders that failed or were killed
