@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from eventlog.errors import ValidationError
 
@@ -145,7 +144,15 @@ def generate(
 
 
 def _with_progress(batches: Iterator[pl.DataFrame], total: int, shown: bool) -> Iterator[pl.DataFrame]:
-    with tqdm(total=total, unit="ev", unit_scale=True, disable=not shown) as bar:
+    if not shown:
+        yield from batches
+        return
+    try:
+        from tqdm.auto import tqdm  # the 'cli' extra: only a shown bar needs it
+    except ImportError as exc:
+        raise ImportError("progress=True draws a tqdm bar: pip install 'eventlog[cli]'", name="tqdm") from exc
+
+    with tqdm(total=total, unit="ev", unit_scale=True) as bar:
         for batch in batches:
             bar.update(batch.height)
             yield batch

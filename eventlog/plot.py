@@ -9,16 +9,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import matplotlib
+import polars as pl
+
+try:
+    import matplotlib
+    import matplotlib.dates as mdates
+    from matplotlib.figure import Figure as _Figure
+except ImportError as exc:  # matplotlib is an extra: only the charts need it
+    raise ImportError(
+        "eventlog.plot draws with matplotlib, which is not installed: pip install 'eventlog[plot]'",
+        name="matplotlib",
+    ) from exc
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from eventlog.inventory.inventory import Inventory
-
-import matplotlib.dates as mdates
-import polars as pl
-from matplotlib.figure import Figure as _Figure
 
 from eventlog.inventory.builtins import dense_daily_stock
 
