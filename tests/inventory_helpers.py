@@ -1,14 +1,20 @@
 """Shared helpers for the inventory and projection suites: awkward item names, log strategies, readers.
 
-Hypothesis builds a log as a few batches for ``Inventory.record`` (each append costs about
-15 ms, so an example's log is a handful of batches, not one append per event). Removals
-never take an item below zero in log order; occurred_at is random, so business time is
-often out of log order (backdated events), and sometimes missing (the append time).
+Hypothesis builds a log as a few batches (each append costs about 15 ms, so an example's
+log is a handful of batches, not one append per event). Removals never take an item below
+zero in log order; occurred_at is random, so business time is often out of log order
+(backdated events), and sometimes missing (the append time).
+
+In about half the examples some events are of other types than item_added/item_removed
+(:data:`OTHER_TYPES`): they move no stock, but are events of their item all the same.
+``Inventory.record`` takes item events only, so :func:`write` appends those through
+``inventory.log.append``, after evolving the store's schema to :data:`WITH_OTHER_TYPES`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import multiprocessing
 from pathlib import Path
 from typing import Any
@@ -16,7 +22,7 @@ from typing import Any
 import polars as pl
 from hypothesis import strategies as st
 
-from eventlog import Inventory
+from eventlog import INVENTORY_SCHEMA, EventSchema, EventType, Field, Inventory
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
@@ -34,6 +40,21 @@ AWKWARD_ITEMS = [
 RARITIES = ["common", "rare", "épique; 'x'"]
 ORIGINS = ["castle", "dungeon", "village \"north\"", "森"]
 
+ADDED, REMOVED = "item_added", "item_removed"
+#: Event types that move no stock: one with the inventory's own fields (its quantity,
+#: 1 by default, must not count), and one with none of them (quantity, rarity and origin null).
+COUNTED, INSPECTED = "item_counted", "item inspected; 'ü'"
+OTHER_TYPES = [COUNTED, INSPECTED]
+#: The inventory schema grown by the other event types.
+WITH_OTHER_TYPES = EventSchema(
+    (
+        *INVENTORY_SCHEMA.event_types,
+        EventType(COUNTED, INVENTORY_SCHEMA.event_type(ADDED).fields),
+        EventType(INSPECTED, (Field("inspector", "string", required=False),)),
+    ),
+    name=INVENTORY_SCHEMA.name,
+)
+
 
 def events_of(inventory: Inventory) -> list[dict[str, Any]]:
     """Every committed event, in log order, as dicts (what the reference models read)."""
@@ -46,13 +67,41 @@ def events_of(inventory: Inventory) -> list[dict[str, Any]]:
 item_names = st.sampled_from(AWKWARD_ITEMS) | st.text(min_size=1, max_size=6)
 
 
+def _other_event(draw: st.DrawFn) -> dict[str, Any]:
+    """An event of one of OTHER_TYPES, on any item (held, gone, or never added)."""
+    event_type = draw(st.sampled_from(OTHER_TYPES))
+    if event_type == COUNTED:
+        payload = {
+            "quantity": draw(st.none() | st.integers(1, 5)),  # None: the schema's default, 1
+            "rarity": draw(st.none() | st.sampled_from(RARITIES)),
+            "origin": draw(st.none() | st.sampled_from(ORIGINS)),
+        }
+    else:
+        payload = {"inspector": draw(st.none() | st.sampled_from(AWKWARD_ITEMS))}
+    return {"event_type": event_type, "item": draw(item_names), **payload}
+
+
 @st.composite
-def item_events(draw: st.DrawFn, *, min_size: int = 1, max_size: int = 30, days: int = 20) -> list[dict[str, Any]]:
-    """A valid sequence of item events for ``record``: stock never goes below zero in log order."""
+def item_events(
+    draw: st.DrawFn, *, min_size: int = 1, max_size: int = 30, days: int = 20, others: bool | None = None
+) -> list[dict[str, Any]]:
+    """A valid sequence of item events: stock never goes below zero in log order.
+
+    ``others``: whether some events are of OTHER_TYPES (None: in about half the examples,
+    True: in every one, at least one event), which only :func:`write` can append.
+    """
     n = draw(st.integers(min_size, max_size))
+    if others is None:
+        others = draw(st.booleans(), label="with other event types")
+    forced = draw(st.integers(0, n - 1)) if others else None
     stock: dict[str, int] = {}
     out = []
-    for _ in range(n):
+    for i in range(n):
+        minutes = draw(st.integers(0, days * 24 * 60))
+        occurred_at = draw(st.none() | st.just(T0 + dt.timedelta(minutes=minutes)))
+        if others and (i == forced or draw(st.integers(0, 3)) == 0):
+            out.append({**_other_event(draw), "occurred_at": occurred_at})
+            continue
         held = sorted(k for k, v in stock.items() if v > 0)
         remove = bool(held) and draw(st.booleans())
         if remove:
@@ -63,10 +112,8 @@ def item_events(draw: st.DrawFn, *, min_size: int = 1, max_size: int = 30, days:
             item = draw(item_names)
             quantity = draw(st.integers(1, 5))
             stock[item] = stock.get(item, 0) + quantity
-        minutes = draw(st.integers(0, days * 24 * 60))
-        occurred_at = draw(st.none() | st.just(T0 + dt.timedelta(minutes=minutes)))
         out.append({
-            "event_type": "item_removed" if remove else "item_added",
+            "event_type": REMOVED if remove else ADDED,
             "item": item,
             "quantity": quantity,
             "rarity": draw(st.none() | st.sampled_from(RARITIES)),
@@ -83,6 +130,19 @@ def batches_of(draw: st.DrawFn, events: list[dict[str, Any]], *, max_batches: in
     cuts = sorted(draw(st.sets(st.integers(1, len(events) - 1), min_size=k - 1, max_size=k - 1))) if k > 1 else []
     bounds = [0, *cuts, len(events)]
     return [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def write(inventory: Inventory, batch: list[dict[str, Any]]) -> None:
+    """Append ``batch`` in log order: runs of item events through ``record``, runs of other
+    types through ``inventory.log.append`` (evolving the schema first, the first time)."""
+    for other, run in itertools.groupby(batch, key=lambda e: e["event_type"] in OTHER_TYPES):
+        events = list(run)
+        if not other:
+            inventory.record(events)
+            continue
+        if COUNTED not in inventory.log.schema.event_type_names:
+            inventory.log.evolve(WITH_OTHER_TYPES)
+        inventory.log.append([{"stream_id": e["item"], **{k: v for k, v in e.items() if k != "item"}} for e in events])
 
 
 def as_frame(batch: list[dict[str, Any]]) -> pl.DataFrame:

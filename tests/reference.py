@@ -7,6 +7,10 @@ no polars, no SQL, no clever merging — just walk the events in log order.
 Events are dicts as the log stores them (``seq``, ``stream_id``, ``event_type``,
 ``quantity``, ``rarity``, ``origin``, ``occurred_at``, ``recorded_at``), e.g. the rows of
 ``log.scan().collect()`` in any order: every model sorts by seq itself.
+
+Only ``item_added`` and ``item_removed`` move stock. A store whose schema evolved may hold
+events of other types (an inspection, a count): they move nothing, and their quantity may
+be null, but they are still events of their item — see each model for what they count in.
 """
 
 from __future__ import annotations
@@ -42,7 +46,21 @@ def known_by(events: Iterable[Event], when: dt.datetime) -> int:
 
 
 def signed(event: Event) -> int:
-    return event["quantity"] if event["event_type"] == ADDED else -event["quantity"]
+    """+quantity for an addition, -quantity for a removal, 0 for any other event type."""
+    if event["event_type"] == ADDED:
+        return event["quantity"]
+    if event["event_type"] == REMOVED:
+        return -event["quantity"]
+    return 0
+
+
+def added_and_removed(event: Event) -> tuple[int, int]:
+    """(quantity added, quantity removed) by one event: (0, 0) for any other event type."""
+    if event["event_type"] == ADDED:
+        return event["quantity"], 0
+    if event["event_type"] == REMOVED:
+        return 0, event["quantity"]
+    return 0, 0
 
 
 def day_of(event: Event) -> dt.date:
@@ -65,8 +83,10 @@ def stream_versions(events: Iterable[Event]) -> dict[int, int]:
 def state(all_events: Iterable[Event], *, seq: int | None = None, business: dt.datetime | None = None) -> dict[str, dict]:
     """Per item: quantity, latest non-null rarity/origin by seq, first add, last change, stream version.
 
-    Every item with at least one event in the cut has an entry (zero and, in business
-    time, negative quantities included).
+    Only additions and removals move the quantity, and only additions set first_added_at;
+    an event of any other type still brings its rarity and origin (when not null), its
+    occurred_at as a change and its stream version. Every item with at least one event
+    in the cut has an entry (zero and, in business time, negative quantities included).
     """
     all_events = list(all_events)
     versions = stream_versions(all_events)
@@ -146,21 +166,31 @@ def item_origins(events: Iterable[Event]) -> list[tuple]:
 
 
 def daily_flows(events: Iterable[Event]) -> list[tuple]:
-    """(day, item, rarity, origin, added, removed, events, net_change), per the event's own rarity/origin."""
+    """(day, item, rarity, origin, added, removed, events, net_change), per the event's own rarity/origin.
+
+    Events of other types make a group (and count in ``events``) with nothing added or removed.
+    """
     groups: dict[tuple, list[int]] = {}
     for e in in_log_order(events):
         row = groups.setdefault((day_of(e), e["stream_id"], e["rarity"], e["origin"]), [0, 0, 0])
-        row[0 if e["event_type"] == ADDED else 1] += e["quantity"]
-        row[2] += 1
+        added, removed = added_and_removed(e)
+        row[0] += added
+        row[1] += removed
+        row[2] += 1  # every event counts, whatever its type
     return _sorted_rows(((*key, a, r, n, a - r) for key, (a, r, n) in groups.items()), 4)
 
 
 def daily_stock(events: Iterable[Event]) -> list[tuple]:
-    """(item, day, added, removed, net_change, stock): only the days an item changed, stock at day's end."""
+    """(item, day, added, removed, net_change, stock): only the days an item had events, stock at day's end.
+
+    A day with only events of other types is a row with nothing added or removed.
+    """
     per_day: dict[str, dict[dt.date, list[int]]] = {}
     for e in in_log_order(events):
         row = per_day.setdefault(e["stream_id"], {}).setdefault(day_of(e), [0, 0])
-        row[0 if e["event_type"] == ADDED else 1] += e["quantity"]
+        added, removed = added_and_removed(e)
+        row[0] += added
+        row[1] += removed
     out = []
     for item in sorted(per_day):
         level = 0
@@ -174,9 +204,10 @@ def daily_stock(events: Iterable[Event]) -> list[tuple]:
 def stockouts(events: Iterable[Event]) -> list[tuple]:
     """(item, start_day, end_day, days, ongoing): stock 0 at a day's end after having been positive.
 
-    A stockout starts on a change day ending at zero once some earlier change day ended
-    positive, and ends on the next change day that does not end at zero. (In business time
-    a backdated removal can take a day below zero: zero after only negative days is none.)
+    A stockout starts on a day with events ending at zero once some earlier such day ended
+    positive, and ends on the next day with events that does not end at zero; a day with
+    only events of other types is such a day, at the level of the day before. (In business
+    time a backdated removal can take a day below zero: zero after only negative days is none.)
     """
     by_item: dict[str, list[tuple[dt.date, int]]] = {}
     for item, day, *_, level in daily_stock(events):

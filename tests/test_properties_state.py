@@ -1,7 +1,7 @@
 """Property: the vectorised state agrees with the naive replay at every cut, however it was computed.
 
-For random valid logs (awkward names, backdated and missing occurred_at, several batches)
-and random snapshots, a fresh Inventory (nothing in memory, so it starts from whatever
+For random valid logs (awkward names, backdated and missing occurred_at, several batches,
+events of types that move no stock) and random snapshots, a fresh Inventory (nothing in memory, so it starts from whatever
 snapshot fits) must give the reference model's stock at every seq cut and at business-time
 cuts on and around the event times; a snapshot file must hold the reference state at its
 seq; and a corrupted snapshot must never change an answer.
@@ -18,7 +18,7 @@ import pytest
 import reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inventory_helpers import batches_of, events_of, item_events, store
+from inventory_helpers import batches_of, events_of, item_events, store, write
 
 from eventlog import Inventory, SnapshotWarning
 from eventlog.inventory.state import STATE_VERSION
@@ -28,15 +28,15 @@ PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=[Healt
 ONE_US = dt.timedelta(microseconds=1)
 
 
-def _build(path: Path, data: st.DataObject) -> tuple[list[dict[str, Any]], list[int]]:
+def _build(path: Path, data: st.DataObject, *, others: bool | None = None) -> tuple[list[dict[str, Any]], list[int]]:
     """Record a random log in a few batches, with snapshots at random seqs; return events and snapshot seqs.
 
     The writer's own view (the states it keeps in memory while recording) must already be right.
     """
-    batches = data.draw(item_events(max_size=20).flatmap(batches_of), label="batches")
+    batches = data.draw(item_events(max_size=20, others=others).flatmap(batches_of), label="batches")
     writer = Inventory.open(path, snapshot_every=0, keep_snapshots=50)
     for batch in batches:
-        writer.record(batch)
+        write(writer, batch)
         if data.draw(st.booleans(), label="snapshot at head"):
             writer.snapshot()
     head = writer.log.head()
@@ -69,6 +69,27 @@ def test_every_seq_and_business_time_cut_matches_the_reference_replay(data: st.D
         known = data.draw(st.integers(0, len(events)), label="known_at")
         t = data.draw(st.sampled_from(_business_cuts(events, data)), label="as_of with known_at")
         assert reader.stock(as_of=t, known_at=known).rows() == reference.stock(events, seq=known, business=t)
+
+
+@settings(PROPERTY, max_examples=10)
+@given(data=st.data())
+def test_events_of_other_types_move_no_stock_but_are_changes_of_their_item_at_every_cut(data: st.DataObject) -> None:
+    """Interleaved with item events, in a store whose schema grew: the state and every built-in projection."""
+    with tempfile.TemporaryDirectory() as tmp:
+        events, _ = _build(store(tmp), data, others=True)
+        reader = Inventory.open(store(tmp))
+        seqs = [0, *data.draw(st.lists(st.integers(1, len(events)), min_size=1, max_size=3), label="seq cuts")]
+        times = _business_cuts(events, data)
+        for seq in seqs:
+            assert reader.stock(as_of=seq).rows() == reference.stock(events, seq=seq), f"as_of={seq}"
+        for t in times:
+            assert reader.stock(as_of=t).rows() == reference.stock(events, business=t), f"as_of={t}"
+        for name, replay in reference.PROJECTIONS.items():
+            assert reader.projection(name).read().rows() == replay(events), name
+            for seq in seqs:
+                assert reader.projection(name).read(as_of=seq).rows() == replay(reference.cut(events, seq=seq)), name
+            for t in times[:3]:
+                assert reader.projection(name).read(as_of=t).rows() == replay(reference.cut(events, business=t)), name
 
 
 @PROPERTY
@@ -118,7 +139,7 @@ def test_a_corrupted_snapshot_never_changes_an_answer(data: st.DataObject) -> No
 def test_every_items_history_has_the_reference_running_stock(events: list[dict[str, Any]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inventory = Inventory.open(store(tmp))
-        inventory.record(events)
+        write(inventory, events)
         logged = events_of(inventory)
         for item in {e["item"] for e in events}:
             history = inventory.history(item).select("seq", "change", "stock").rows()
