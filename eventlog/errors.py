@@ -94,6 +94,41 @@ class InputFileError(EventLogError, ValueError):
     """An input file (CSV, Parquet, NDJSON) cannot be read."""
 
 
+class ImportRejectedError(InputFileError):
+    """The store refused an input file's rows, or one batch of them; earlier batches stay committed.
+
+    ``cause`` is the library's own error; ``row`` is the data row of the file it names
+    (0-based, counting every batch) when it names one; ``batch_row`` is the first data row
+    of the refused batch (None when the file went in as one batch); ``committed`` counts the
+    events of the batches before it, and ``last_seq`` is where they end.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        cause: EventLogError,
+        *,
+        batch_row: int | None = None,
+        committed: int = 0,
+        seq_range: tuple[int, int] | None = None,
+    ) -> None:
+        where = f"{file}: " if batch_row is None else f"{file}, batch from data row {batch_row}: "
+        if committed:
+            seqs = f" (seq {seq_range[0]}..{seq_range[1]})" if seq_range else ""
+            kept = f"{committed} event{'' if committed == 1 else 's'} before it stay committed{seqs}"
+        else:
+            kept = "nothing was imported"
+        super().__init__(f"{where}{cause}; {kept}")
+        self.file = file
+        self.cause = cause
+        in_batch = getattr(cause, "row", None)
+        self.row = None if in_batch is None else (batch_row or 0) + in_batch
+        self.field: str | None = getattr(cause, "field", None)
+        self.batch_row = batch_row
+        self.committed = committed
+        self.last_seq = seq_range[1] if seq_range else None
+
+
 class OutputFileError(EventLogError, OSError):
     """A file asked for as output (a query result, a DuckDB export) cannot be written there."""
 
