@@ -13,42 +13,35 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 import polars as pl
-import pyarrow as pa
-import pyarrow.json as pa_json
 
 from eventlog.core.text import is_utf8
-from eventlog.core.validate import check_text_columns
 from eventlog.errors import (
     EventLogError,
     InputFileError,
     OutputFileError,
     ReadOnlyError,
-    SchemaMismatchError,
     StoreExistsError,
     ValidationError,
 )
+from eventlog.importers import FORMATS, Format, import_file, read_schema
 from eventlog.inventory.inventory import Inventory, Item
-from eventlog.inventory.model import INVENTORY_SCHEMA
+from eventlog.inventory.model import INVENTORY_SCHEMA, is_inventory
 from eventlog.log import AppendResult, EventLog
-from eventlog.core.schema import EventSchema
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from eventlog.store.snapshots import SnapshotInfo
-
-_INPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
-_FORMAT_NAMES = {"csv": "CSV", "parquet": "Parquet", "ndjson": "NDJSON"}
 
 
 class _Group(click.Group):
@@ -116,7 +109,13 @@ class _Store:
         return EventLog.open(self.path)
 
     def inventory(self) -> Inventory:
+        """The store as an inventory, created when there is none (a store of another schema is refused)."""
         return Inventory.open(self.path)
+
+    def target(self) -> EventLog | Inventory:
+        """The existing store, as an Inventory when it holds one (the predicate the SQL views use)."""
+        log = self.log()
+        return Inventory(log) if is_inventory(log) else log
 
 
 def _format_option(*choices: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -168,7 +167,7 @@ def main(ctx: click.Context, store: Path) -> None:
 @click.pass_obj
 def init(store: _Store, schema_file: Path | None) -> None:
     """Create a new store."""
-    schema = INVENTORY_SCHEMA if schema_file is None else _read_schema(schema_file)
+    schema = INVENTORY_SCHEMA if schema_file is None else read_schema(schema_file)
     if EventLog.exists(store.path):  # EventLog.create's own hint speaks of the Python API
         raise StoreExistsError(f"{store.path} already holds an event store; pick another --store")
     log = EventLog.create(store.path, schema)
@@ -176,11 +175,11 @@ def init(store: _Store, schema_file: Path | None) -> None:
 
 
 @main.command("import")
-@click.argument("file", type=click.Path(path_type=Path))  # checked by _read_input: one error line
+@click.argument("file", type=click.Path(path_type=Path))  # checked by read_file: one error line
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv", "parquet", "ndjson"]),
+    type=click.Choice(list(FORMATS)),
     help="Input format. Default: from the extension.",
 )
 @click.option(
@@ -189,24 +188,14 @@ def init(store: _Store, schema_file: Path | None) -> None:
     help="Commit every N rows separately. Default: the whole file in one all-or-nothing batch.",
 )
 @click.pass_obj
-def import_(store: _Store, file: Path, fmt: str | None, batch_size: int | None) -> None:
+def import_(store: _Store, file: Path, fmt: Format | None, batch_size: int | None) -> None:
     """Append the events in FILE (CSV, Parquet or NDJSON).
 
     In an inventory store the columns are event_type, item, quantity, rarity, origin,
     occurred_at, event_id; otherwise event_type, stream_id, occurred_at, event_id and
     the schema's fields. Timestamps need an offset (e.g. 2024-03-01T12:00:00+00:00).
     """
-    log = store.log()
-    inventory = Inventory(log) if log.schema.name == INVENTORY_SCHEMA.name else None
-    frame = _read_input(file, fmt, log.schema, inventory=inventory is not None)
-    write = inventory.record if inventory is not None else log.append
-    results: list[AppendResult] = []
-    size = batch_size or max(len(frame), 1)
-    for offset, batch in _batches(frame, size):
-        try:
-            results.append(write(batch))
-        except EventLogError as exc:
-            raise _ImportRejected(file, exc, offset if batch_size else None, results) from exc
+    results = list(import_file(store.target(), file, format=fmt, batch_size=batch_size).batches)
     batches = f" in {_plural(len(results), 'batch')}" if len(results) > 1 else ""
     click.echo(f"imported {_events(results)} from {file.name}{batches}{_seq_range(results)}")
 
@@ -396,10 +385,10 @@ def generate(
 @click.pass_obj
 def verify(store: _Store) -> None:
     """Recompute the hash chain and check every invariant; exit 1 at the first violation."""
-    log = store.log()
-    is_inventory = log.schema.name == INVENTORY_SCHEMA.name
+    target = store.target()
+    log = target.log if isinstance(target, Inventory) else target
     with _progress(total=log.head(), unit="events", desc="verify") as bar:
-        report = Inventory(log).verify(progress=bar.update) if is_inventory else log.verify(progress=bar.update)
+        report = target.verify(progress=bar.update)
     click.echo(str(report))
     report.raise_if_failed()
 
@@ -494,8 +483,12 @@ def sql_(store: _Store, query: str | None, query_file: Path | None, fmt: str, ou
     try:
         if fmt == "table":
             output.write_text(str(result) + "\n", encoding="utf-8")
+        elif fmt == "csv":
+            result.write_csv(output)
+        elif fmt == "json":
+            result.write_json(output)
         else:
-            {"csv": result.write_csv, "json": result.write_json, "parquet": result.write_parquet}[fmt](output)
+            result.write_parquet(output)
     except OSError as exc:
         raise OutputFileError(f"{output}: cannot write the result: {exc.strerror or exc}") from None
     click.echo(f"wrote {_plural(result.height, 'row')} to {output}")
@@ -538,15 +531,6 @@ def _check_output(output: Path, store: Path) -> None:
         raise OutputFileError(f"{output}: {output.parent} is not an existing folder; create it first")
 
 
-class _ImportRejected(EventLogError):
-    """A batch of an import was rejected: the library's reason, with the file and what was kept."""
-
-    def __init__(self, file: Path, cause: EventLogError, offset: int | None, done: list[AppendResult]) -> None:
-        where = f"{file.name}: " if offset is None else f"{file.name}, batch from data row {offset}: "
-        kept = f"{_events(done)} before it stay committed{_seq_range(done)}" if done else "nothing was imported"
-        super().__init__(f"{where}{cause}; {kept}")
-
-
 def _one_line(message: str) -> str:
     return re.sub(r"\s*\n\s*", " ", message.strip())
 
@@ -579,133 +563,13 @@ def _emit(frame: pl.DataFrame, fmt: str) -> None:
             click.echo(str(frame))
 
 
-def _format_from_extension(path: Path) -> str:
-    fmt = _INPUT_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputFileError(
-            f"{path}: cannot tell the format from the extension {path.suffix or '(none)'!r}; "
-            "pass --format csv, parquet or ndjson"
-        )
-    return fmt
-
-
-def _read_schema(path: Path) -> EventSchema:
-    try:
-        return EventSchema.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise InputFileError(f"{path}: cannot read the schema as JSON: {reason}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        # EventSchema.from_json raises built-ins for a malformed schema, not an EventLogError.
-        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise InputFileError(f"{path}: not a valid event schema: {detail}") from None
-
-
-#: An input file's rows: a frame (CSV, Parquet) or records that keep their JSON types (NDJSON).
-_Rows = pl.DataFrame | list[dict[str, Any]]
-
-
-def _read_input(path: Path, fmt: str | None, schema: EventSchema, *, inventory: bool) -> _Rows:
-    """Read an input file; timestamps stay text so validation parses them strictly.
-
-    Reading text as UTC (try_parse_dates) would accept timestamps without an offset; the
-    library rejects those instead of guessing. NDJSON is read as Python records, the batch
-    shape whose values keep their types: polars would store a number or a list in a text
-    column as text, and read a whole column as floats for one float in it. Paths are never
-    globbed.
-    """
-    if not path.is_file():
-        raise InputFileError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}")
-    fmt = fmt or _format_from_extension(path)
-    try:
-        if fmt == "parquet":
-            return pl.read_parquet(path, glob=False)
-        types = _text_schema(schema, inventory=inventory)
-        if fmt == "ndjson":
-            typed = _read_ndjson_typed(path, types)
-            return typed if typed is not None else _read_ndjson(path)
-        try:
-            return pl.read_csv(path, glob=False, schema_overrides=types)
-        except pl.exceptions.ComputeError:  # polars names the column of a value it cannot parse, not the row
-            check_text_columns(pl.read_csv(path, glob=False, infer_schema=False), types)
-            raise
-    except ValidationError as exc:
-        raise _ImportRejected(path, exc, None, []) from None
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        if fmt == "csv" and "utf-8" in str(exc):
-            _decode(path, path.read_bytes())  # raises, naming the line
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise InputFileError(f"{path}: cannot read as {_FORMAT_NAMES[fmt]}: {first.strip()}") from None
-
-
-def _read_ndjson_typed(path: Path, types: dict[str, pl.DataType]) -> pl.DataFrame | None:
-    """The fast path: pyarrow reads the file strictly against the expected types.
-
-    Any value of another JSON type (a number for a name, text for a quantity) makes it fail
-    where polars would convert silently; then the records path reads the file and
-    validation names the row. The keys are taken from a first, untyped read, so a key no
-    line has stays a missing column, as on the records path.
-    """
-    try:
-        keys = pa_json.read_json(path).column_names
-        wanted = {name: pl.String() if dtype == pl.Date else dtype for name, dtype in types.items() if name in keys}
-        expected = pl.DataFrame(schema=wanted).to_arrow().schema
-        options = pa_json.ParseOptions(explicit_schema=expected, unexpected_field_behavior="infer")
-        table = pa_json.read_json(path, parse_options=options)
-        table.validate(full=True)  # pyarrow does not check that strings are UTF-8
-        frame = pl.from_arrow(table)
-    except (pa.ArrowException, OSError):
-        return None
-    return frame if isinstance(frame, pl.DataFrame) and frame.height else None
-
-
-def _read_ndjson(path: Path) -> list[dict[str, Any]]:
-    """One JSON object a line (blank lines skipped) as records; row i of the batch is the i-th object."""
-    records = []
-    for number, line in enumerate(_decode(path, path.read_bytes()).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(f"{path}: line {number} is not JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise InputFileError(f"{path}: line {number} is not a JSON object: {line.strip()[:40]!r}")
-        records.append(record)
-    return records
-
-
-def _decode(path: Path, data: bytes) -> str:
-    """The file as UTF-8 text (a byte-order mark allowed), or an error naming the line of the first bad byte."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise InputFileError(f"{path}: line {line} is not valid utf-8 (byte {data[exc.start]:#04x}); "
-                             "save the file as UTF-8") from None
-
-
-def _text_schema(schema: EventSchema, *, inventory: bool) -> dict[str, pl.DataType]:
-    """Column types for a CSV: the schema's, except timestamps, which stay strings."""
-    envelope = ["event_id", "item" if inventory else "stream_id", "event_type", "occurred_at"]
-    types: dict[str, pl.DataType] = {name: pl.String() for name in envelope}
-    for name, dtype in schema.payload.items():
-        types[name] = pl.String() if isinstance(dtype, pl.Datetime) else dtype
-    return types
-
-
 def _store_info(log: EventLog) -> dict[str, Any]:
     head = log.head()
     files = log.files()
     events = log.scan(as_of=head, ordered=False)
     by_type = events.group_by("event_type").len().sort("event_type").collect()
     streams = events.select(pl.col("stream_id").n_unique()).collect().item()
-    snapshots = None
-    if log.schema.name == INVENTORY_SCHEMA.name:
-        try:
-            snapshots = len(Inventory(log).snapshots.list())
-        except SchemaMismatchError:  # named "inventory" but not one: the facts above still hold
-            pass
+    snapshots = len(Inventory(log).snapshots.list()) if is_inventory(log) else None
     return {
         "store": str(log.path),
         "schema": log.schema.name,
@@ -727,15 +591,27 @@ def _snapshot_frame(infos: list[SnapshotInfo]) -> pl.DataFrame:
 
 
 def _progress_shown() -> bool:
-    return sys.stderr.isatty()
+    """Bars go to stderr when it is a terminal and tqdm (the ``cli`` extra) is installed."""
+    return sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
+
+
+class _NoBar:
+    """Stands in for a tqdm bar when none is shown: same calls, no output."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: float = 1) -> None:
+        return None
 
 
 def _progress(*, total: int, unit: str, desc: str) -> Any:
+    """A progress bar on stderr, or a stand-in when none is shown (the command works without tqdm)."""
+    if not _progress_shown():
+        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=not _progress_shown(), unit_scale=True)
-
-
-def _batches(frame: _Rows, size: int) -> Iterator[tuple[int, _Rows]]:
-    for offset in range(0, max(len(frame), 1), size):
-        yield offset, frame[offset : offset + size]
+    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, unit_scale=True)
