@@ -141,6 +141,16 @@ class ProjectionError(EventLogError, ValueError):
     """A projection is unknown, badly defined, or failed to build."""
 
 
+class UnsupportedExpressionError(ProjectionError):
+    """A projection's expression cannot be rendered for an engine's SQL dialect."""
+
+    def __init__(self, message: str, *, projection: str, expression: str, dialect: str) -> None:
+        super().__init__(message)
+        self.projection = projection
+        self.expression = expression
+        self.dialect = dialect
+
+
 class ReadOnlyError(EventLogError, PermissionError):
     """A SQL statement tried to change the store through a read-only surface."""
 

@@ -162,7 +162,9 @@ def test_views_and_macros_agree_with_the_python_api(batches: list, seqs: list[in
 def test_inventory_starts_from_the_newest_snapshot(inv: Inventory) -> None:
     """A snapshot stands in for the log before it: one that says 100 swords gives 100 + the tail."""
     record(inv, [("sword", False, 1, None, None, TIMES[0])])
-    fake = inv.stock().with_columns(quantity=pl.lit(100, dtype=pl.Int64))
+    real = inv.snapshots.load(inv.snapshot())
+    assert real is not None
+    fake = real.with_columns(quantity=pl.lit(100, dtype=pl.Int64))
     inv.snapshots.write(fake, seq=1, delta_version=inv.log.version)
     record(inv, [("sword", False, 2, None, None, TIMES[1])])
     con = connect(inv)

@@ -39,7 +39,7 @@ def inventory(tmp_path: Path) -> Inventory:
 
 def data_files(inv: Inventory) -> list[Path]:
     root = inv.log.path / "events"
-    return [root / p for p in inv.log.files().sort("min.seq")["path"].to_list()]
+    return [root / p for p in inv.log.files().sort("min_seq")["path"].to_list()]
 
 
 def test_a_clean_store_verifies(inventory: Inventory) -> None:
@@ -192,10 +192,19 @@ def test_a_negative_stock_written_around_the_api_is_found(inventory: Inventory) 
 
 def test_a_snapshot_that_disagrees_with_the_log_is_found(inventory: Inventory) -> None:
     info = inventory.snapshot()
-    inventory.snapshots.write(
-        inventory.stock().with_columns(pl.col("quantity") + 1), seq=info.seq, delta_version=info.delta_version)
+    stored = inventory.snapshots.load(info)
+    assert stored is not None
+    inventory.snapshots.write(stored.with_columns(pl.col("quantity") + 1), seq=info.seq, delta_version=info.delta_version)
     report = inventory.verify()
     assert report.violation is not None and report.violation.check == "snapshots"
+
+
+def test_a_snapshot_without_the_states_columns_is_found(inventory: Inventory) -> None:
+    info = inventory.snapshot()
+    inventory.snapshots.write(inventory.stock(), seq=info.seq, delta_version=info.delta_version)  # no order keys
+    report = inventory.verify()
+    assert report.violation is not None and report.violation.check == "snapshots"
+    assert "columns" in report.violation.message
 
 
 def test_a_projection_that_disagrees_with_the_log_is_found(inventory: Inventory) -> None:

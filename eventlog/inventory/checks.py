@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from eventlog.inventory.state import STATE_SCHEMA, empty_state, signed_quantity
+from eventlog.inventory.state import STORED_SCHEMA, with_running_stock
 from eventlog.errors import ProjectionError
 from eventlog.core.definitions import Projection
 from eventlog.log import EventLog
@@ -34,12 +34,8 @@ def inventory_checks(log: EventLog, snapshots: SnapshotStore, projector: Project
 
 
 def _stock_never_negative(log: EventLog, head: int) -> Violation | None:
-    signed = signed_quantity()
     bad = (
-        log.scan_range(head)
-        .select("seq", "stream_id", "event_type", "quantity")
-        .sort("seq")
-        .with_columns(stock=signed.cum_sum().over("stream_id"))
+        with_running_stock(log.scan_range(head).select("seq", "stream_id", "event_type", "quantity").sort("seq"))
         .filter(pl.col("stock") < 0)
         .head(1)
         .collect()
@@ -51,15 +47,18 @@ def _stock_never_negative(log: EventLog, head: int) -> Violation | None:
 
 
 def _snapshots_match(snapshots: SnapshotStore, state_at: StateAt, head: int) -> Violation | None:
-    key = list(STATE_SCHEMA)
+    key = list(STORED_SCHEMA)
     for info in snapshots.list():
         if info.seq > head:
             return Violation("snapshots", f"snapshot at seq {info.seq} is beyond the head {head}", file=info.file)
         stored = snapshots.load(info)
         if stored is None:
             return Violation("snapshots", "snapshot fails its checksum or cannot be read", seq=info.seq, file=info.file)
+        if set(stored.columns) != set(key):
+            return Violation("snapshots", f"snapshot has the columns {sorted(stored.columns)}, not the state's {sorted(key)}",
+                             seq=info.seq, file=info.file)
         fresh = state_at(info.seq)
-        if not _same(stored.select(key).cast(empty_state().schema), fresh, ["item"]):  # type: ignore[arg-type]
+        if not _same(stored.select(key).cast(STORED_SCHEMA), fresh.select(key), ["item"]):  # type: ignore[arg-type]
             return Violation("snapshots", "snapshot differs from a fold of the log up to its seq", seq=info.seq,
                              file=info.file)
     return None
@@ -76,8 +75,8 @@ def _projections_match(log: EventLog, projector: Projector, head: int) -> Violat
         stored = projector.tables.read(name, manifest)
         cut = manifest.checkpoint
         if isinstance(proj, Projection):
-            stored = proj.finish(stored)
-            fresh = proj.finish(proj.fold(log.scan_range(cut)).collect())
+            stored = projector.finish(name, stored)
+            fresh = projector.finish(name, projector.fold_at(name, cut))
         else:
             fresh = projector.compute_from(proj, log.scan(as_of=cut))
         if not _same(stored, fresh, stored.columns):

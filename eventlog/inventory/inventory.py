@@ -19,7 +19,16 @@ import polars as pl
 import pyarrow as pa
 
 from eventlog._display import html_table
-from eventlog.inventory.state import STATE_VERSION, empty_state, fold, fold_frame, merge, signed_quantity, state_fingerprint
+from eventlog.engines.base import Engine, EventSlice
+from eventlog.engines.choose import engine_named
+from eventlog.inventory.state import (
+    STATE,
+    STATE_VERSION,
+    STORED_SCHEMA,
+    empty_state,
+    state_fingerprint,
+    with_running_stock,
+)
 from eventlog.inventory.builtins import BUILTINS
 from eventlog.core.cuts import Cut, TimeCut, parse_point
 from eventlog.core.validate import first_row, normalize
@@ -40,8 +49,6 @@ from eventlog.projector import Projector
 from eventlog.store.snapshots import SnapshotInfo, SnapshotStore, covers
 from eventlog.verify import VerifyReport, verify
 
-if TYPE_CHECKING:
-    import duckdb
 
 
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
@@ -81,6 +88,7 @@ class Inventory:
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         keep_snapshots: int = 3,
         projection_reads: Literal["update", "stale"] = "update",
+        engine: str | Engine | None = None,
     ) -> None:
         check_inventory_schema(log)
         if projection_reads not in ("update", "stale"):
@@ -93,11 +101,13 @@ class Inventory:
         self.projection_reads = projection_reads
         self.snapshots = SnapshotStore(log.path / "snapshots", state_version=STATE_VERSION,
                                        fingerprint=state_fingerprint(log))
-        self.projector = Projector(log)
+        # One definition, every engine: by default the state folds on DuckDB and projections
+        # on Polars (each the faster here, measured in benchmarks/); ``engine`` picks one for both.
+        self.engine = engine_named(engine or "duckdb")
+        self.projector = Projector(log, engine=engine or "polars")
         for projection in BUILTINS:
             self.projector.register(projection)
         self._cache: OrderedDict[tuple[int, dt.datetime | None], pl.DataFrame] = OrderedDict()
-        self._con: duckdb.DuckDBPyConnection | None = None
         self._newest_snapshot: int | None = None  # seq of the newest snapshot on disk, once looked up
 
     @classmethod
@@ -109,6 +119,7 @@ class Inventory:
         keep_snapshots: int = 3,
         projection_reads: Literal["update", "stale"] = "update",
         lock_timeout: float = 60.0,
+        engine: str | Engine | None = None,
     ) -> Inventory:
         """Open the inventory at ``path``, creating it when there is none.
 
@@ -117,6 +128,9 @@ class Inventory:
             keep_snapshots: how many recent snapshots retention keeps (plus an older ladder).
             projection_reads: ``"update"`` (default) brings a projection up to date before
                 reading it; ``"stale"`` serves the stored table and warns with its lag.
+            engine: ``"duckdb"`` or ``"polars"`` for the state and projections alike (every
+                engine gives the same tables); by default the state folds on DuckDB and
+                projections on Polars, the faster of the two for each.
         """
         if not EventLog.exists(path):
             try:
@@ -124,7 +138,8 @@ class Inventory:
             except StoreExistsError:  # another process created it first
                 pass
         log = EventLog.open(path, lock_timeout=lock_timeout)
-        return cls(log, snapshot_every=snapshot_every, keep_snapshots=keep_snapshots, projection_reads=projection_reads)
+        return cls(log, snapshot_every=snapshot_every, keep_snapshots=keep_snapshots, projection_reads=projection_reads,
+                   engine=engine)
 
     @property
     def path(self) -> Path:
@@ -154,7 +169,7 @@ class Inventory:
             _check_stock(frame, state)
             result = txn.append(frame, schema=INVENTORY_SCHEMA)  # fills fields an evolved schema adds
             if txn.appended is not None:  # the next read (or check) starts from here, no re-read
-                after = merge(state, fold_frame(self._duckdb(), txn.appended))
+                after = self.engine.merge(STATE, state, self.engine.fold(STATE, txn.appended))
                 self._remember((result.last_seq, None), after)
         if txn.appended is not None:
             self._maybe_snapshot(after, result.last_seq)  # outside the lock: writers need not wait
@@ -171,8 +186,7 @@ class Inventory:
             known_at: what the log had recorded by then (a seq or a datetime), for
                 bitemporal questions: what did we believe at ``known_at`` about ``as_of``?
         """
-        state = self._state(_resolve(self.log, as_of, known_at))
-        return state.filter(pl.col("quantity") > 0)
+        return self.engine.finish(STATE, self._state(_resolve(self.log, as_of, known_at)))
 
     def get_items(self, as_of: Cut = None) -> list[tuple[str, int]]:
         """(name, count) of every item in stock, sorted by name."""
@@ -188,11 +202,9 @@ class Inventory:
     def history(self, name: Item | str) -> pl.DataFrame:
         """The item's events in log order, with the signed change and the running stock."""
         key = name.name if isinstance(name, Item) else name
-        signed = signed_quantity()
         return (
-            self.log.scan(streams=[key])
-            .with_columns(change=signed)
-            .with_columns(stock=pl.col("change").cum_sum())
+            with_running_stock(self.log.scan(streams=[key]))
+            .with_columns(pl.col("change", "stock").cast(pl.Int64))
             .select("seq", "stream_version", "event_type", "quantity", "change", "stock", "rarity", "origin",
                     "occurred_at", "recorded_at", "event_id")
             .collect()
@@ -220,7 +232,7 @@ class Inventory:
         ``progress`` is called with the number of events checked after each group."""
         self._check_state_definition()  # snapshots of another definition (an evolved schema) are not used
         checks = inventory_checks(self.log, self.snapshots, self.projector,
-                                  lambda seq: fold(self.log, self._duckdb(), after=0, cut=seq))
+                                  lambda seq: self._fold(after=0, cut=seq))
         return verify(self.log, extra_checks=checks, progress=progress)
 
     def _repr_html_(self) -> str:
@@ -285,7 +297,7 @@ class Inventory:
             self._cache.move_to_end(key)
             return self._cache[key]
         base_seq, base, rebuild = self._best_base(seq, cut.business)
-        state = merge(base, fold(self.log, self._duckdb(), after=base_seq, cut=seq, business=cut.business))
+        state = self.engine.merge(STATE, base, self._fold(after=base_seq, cut=seq, business=cut.business))
         self._remember(key, state)
         if cut.business is None:
             self._maybe_snapshot(state, seq, force=rebuild or seq - base_seq > self.snapshot_every)
@@ -337,8 +349,11 @@ class Inventory:
             if not self.snapshots.exists(info):  # pruned by another process since it was listed
                 continue
             loaded = self.snapshots.load(info)
+            if loaded is not None and set(loaded.columns) == set(STORED_SCHEMA):
+                return info.seq, loaded.select(list(STORED_SCHEMA)).cast(STORED_SCHEMA), rebuild  # type: ignore[arg-type]
             if loaded is not None:
-                return info.seq, loaded.cast(empty_state().schema), rebuild  # type: ignore[arg-type]
+                warnings.warn(f"snapshot {info.path} does not hold the state's columns; the state is computed from "
+                              "the log", SnapshotWarning, stacklevel=4)
             self.snapshots.remove(info)
             rebuild = True
         return best_seq, best, rebuild
@@ -358,13 +373,10 @@ class Inventory:
         while len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
 
-    def _duckdb(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            import duckdb
-
-            self._con = duckdb.connect()
-            self._con.execute("SET TimeZone = 'UTC'")
-        return self._con
+    def _fold(self, *, after: int, cut: int, business: dt.datetime | None = None) -> pl.DataFrame:
+        """The stored form of the events with after < seq <= cut (occurred_at <= business)."""
+        events = EventSlice(self.log.storage, self.log.schema_history, cut=cut, after=after, business=business)
+        return self.engine.fold(STATE, events)
 
     def __repr__(self) -> str:
         return f"Inventory({str(self.path)!r})"
@@ -478,18 +490,17 @@ def _check_stock(frame: pl.DataFrame, state: pl.DataFrame) -> None:
     if not removes.any() and most + (added or 0) <= _MAX_STOCK:  # type: ignore[operator]
         return
     start = state.select(pl.col("item").alias("stream_id"), pl.col("quantity").alias("__start"))
-    signed = signed_quantity().cast(pl.Int128)  # a running sum in int64 could wrap around
-    running = (
+    running = with_running_stock(
         frame.select("stream_id", "event_type", "quantity")
         .with_row_index("__row")
         .join(start, on="stream_id", how="left", maintain_order="left")
-        .sort("__row")
-        .with_columns(__after=pl.col("__start").fill_null(0) + signed.cum_sum().over("stream_id"))
+        .sort("__row"),
+        start="__start",
     )
-    row = first_row(running, (pl.col("__after") < 0) | (pl.col("__after") > _MAX_STOCK))
+    row = first_row(running, (pl.col("stock") < 0) | (pl.col("stock") > _MAX_STOCK))
     if row is None:
         return
-    name, quantity, after = running.select("stream_id", "quantity", "__after").row(row)
+    name, quantity, after = running.select("stream_id", "quantity", "stock").row(row)
     if after < 0:
         raise InsufficientStockError(name, quantity, after + quantity, row=row)
     raise ValidationError(f"the stock of {name!r} would be {after}, more than an int64 holds ({_MAX_STOCK})",

@@ -6,7 +6,8 @@
   add ``ORDER BY seq``); after a schema evolution, old events read as ``EventLog.scan`` shows
   them (added fields null or their default, upcasters applied, in SQL);
 - ``inventory``: current stock, the rows of ``Inventory.stock()`` ordered by item (inventory
-  stores only), computed as newest usable snapshot ⊕ fold of the tail, as ``_fold.py`` does;
+  stores only), computed as newest usable snapshot ⊕ fold of the tail from the state's one
+  definition (``inventory.state.STATE``), rendered for DuckDB;
 - ``commits``: one row per Delta commit with eventlog's commit metadata (null seqs for
   create, compact and vacuum);
 - ``snapshots``: one row per snapshot manifest, with whether the SQL layer may start from it;
@@ -41,9 +42,13 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 
+from eventlog.core import cuts
 from eventlog.core.evolution import SchemaHistory
-from eventlog.inventory.state import STATE_SCHEMA, STATE_VERSION, fold_sql, state_fingerprint, state_source
+from eventlog.core import sqlrender
+from eventlog.core.definitions import columns_read
+from eventlog.inventory.state import STATE, STATE_SCHEMA, STATE_VERSION, STORED_SCHEMA, state_fingerprint
 from eventlog.core.text import is_utf8
 from eventlog.errors import CommitError, OutputFileError, ReadOnlyError, ValidationError
 from eventlog.inventory.model import is_inventory
@@ -62,16 +67,6 @@ _TUNABLE = ("threads", "memory_limit", "enable_progress_bar", "enable_progress_b
             "progress_bar_time", "preserve_insertion_order")
 _MAX_SEQ = "9223372036854775807"
 _NO_TIME = "TIMESTAMPTZ 'infinity'"
-# How each state column of a base (b) and a tail (t) combine: _fold.merge, in SQL.
-_MERGE = {
-    "item": "coalesce(b.item, t.item)",
-    "quantity": "CAST(coalesce(b.quantity, 0) + coalesce(t.quantity, 0) AS BIGINT)",
-    "rarity": "coalesce(t.rarity, b.rarity)",
-    "origin": "coalesce(t.origin, b.origin)",
-    "first_added_at": "least(b.first_added_at, t.first_added_at)",
-    "last_changed_at": "greatest(b.last_changed_at, t.last_changed_at)",
-    "stream_version": "greatest(b.stream_version, t.stream_version)",
-}
 _COMMIT_COLUMNS = {
     "version": pl.Int64(),
     "first_seq": pl.Int64(),
@@ -108,10 +103,12 @@ _INTS = ", ".join(
                        "UBIGINT", "UHUGEINT")
 )
 _TIMES = "'TIMESTAMP', 'TIMESTAMP_S', 'TIMESTAMP_MS', 'TIMESTAMP_NS'"
-_TEXT = "trim(CAST(x AS VARCHAR))"
-# What Python's parse_point reads as a timestamp: DuckDB alone would also take 'infinity',
-# 'epoch' and offsets of 24 hours or more.
-_ISO = r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+)?([Zz]|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?"
+# Text follows the one grammar of eventlog.core.cuts: its blanks and its patterns, as SQL.
+_TEXT = "trim(CAST(x AS VARCHAR), E'" + "".join(f"\\x{ord(c):02x}" for c in cuts.BLANKS) + "')"
+_SEQ_RE, _DATE_RE, _NAIVE_RE, _TIMESTAMP_RE = (
+    "'" + p.replace("'", "''") + "'"
+    for p in (cuts.SEQ_PATTERN, cuts.DATE_PATTERN, cuts.NAIVE_TIMESTAMP_PATTERN, cuts.TIMESTAMP_PATTERN)
+)
 _END_OF_DAY = "timezone('UTC', CAST({date} AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)"
 _AS_OF_SEQ = f"""\
 CREATE OR REPLACE MACRO as_of_seq(x) AS CASE
@@ -120,7 +117,7 @@ CREATE OR REPLACE MACRO as_of_seq(x) AS CASE
         WHEN TRY_CAST(x AS HUGEINT) < 0 THEN error('as_of=' || CAST(x AS VARCHAR) || ': a seq cut cannot be negative')
         ELSE TRY_CAST(x AS BIGINT)  -- NULL beyond BIGINT: no cut
     END
-    WHEN typeof(x) = 'VARCHAR' AND regexp_full_match({_TEXT}, '[0-9]+') THEN TRY_CAST({_TEXT} AS BIGINT)
+    WHEN typeof(x) = 'VARCHAR' AND regexp_full_match({_TEXT}, {_SEQ_RE}) THEN TRY_CAST({_TEXT} AS BIGINT)
     WHEN typeof(x) IN ('VARCHAR', 'DATE', 'TIMESTAMP WITH TIME ZONE', {_TIMES}) THEN CAST(NULL AS BIGINT)
     ELSE error('as_of is a seq (an integer), a TIMESTAMPTZ, a TIMESTAMP (read as UTC), a DATE or an ISO string, not '
                || typeof(x))
@@ -133,13 +130,14 @@ CREATE OR REPLACE MACRO as_of_time(x) AS CASE
     WHEN typeof(x) = 'TIMESTAMP WITH TIME ZONE' THEN TRY_CAST(x AS TIMESTAMPTZ)
     WHEN typeof(x) IN ({_TIMES}) THEN timezone('UTC', TRY_CAST(x AS TIMESTAMP))
     WHEN typeof(x) = 'DATE' THEN {_END_OF_DAY.format(date="TRY_CAST(x AS DATE)")}
-    WHEN regexp_full_match({_TEXT}, '[0-9]+') THEN CAST(NULL AS TIMESTAMPTZ)
-    WHEN length({_TEXT}) = 10 AND TRY_CAST({_TEXT} AS DATE) IS NOT NULL
+    WHEN regexp_full_match({_TEXT}, {_SEQ_RE}) THEN CAST(NULL AS TIMESTAMPTZ)
+    WHEN regexp_full_match({_TEXT}, {_DATE_RE}) AND TRY_CAST({_TEXT} AS DATE) IS NOT NULL
         THEN {_END_OF_DAY.format(date=f"TRY_CAST({_TEXT} AS DATE)")}
-    WHEN TRY_CAST({_TEXT} AS TIMESTAMP) IS NULL OR NOT regexp_full_match({_TEXT}, '{_ISO}')
-        THEN error('as_of=''' || CAST(x AS VARCHAR) || ''' is not a seq, an ISO date or an ISO timestamp')
-    WHEN regexp_matches({_TEXT}, '([Zz]|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$') THEN TRY_CAST({_TEXT} AS TIMESTAMPTZ)
-    ELSE error('as_of=''' || CAST(x AS VARCHAR) || ''' has no time zone; add one, e.g. ' || {_TEXT} || '+00:00')
+    WHEN regexp_full_match({_TEXT}, {_TIMESTAMP_RE}) AND TRY_CAST({_TEXT} AS TIMESTAMPTZ) IS NOT NULL
+        THEN TRY_CAST({_TEXT} AS TIMESTAMPTZ)
+    WHEN regexp_full_match({_TEXT}, {_NAIVE_RE}) AND TRY_CAST({_TEXT} AS TIMESTAMP) IS NOT NULL
+        THEN error('as_of=''' || CAST(x AS VARCHAR) || ''' has no time zone; add one, e.g. ' || {_TEXT} || '+00:00')
+    ELSE error('as_of=''' || CAST(x AS VARCHAR) || ''' {cuts.NOT_A_CUT}')
 END;
 """
 
@@ -414,7 +412,7 @@ def _pin(log: EventLog, is_inventory: bool) -> _Pin:
     events = log.storage
     root = log.path.resolve()
     log.reload_schema()  # before the table: an evolution commits its columns before its schema
-    key = (str(root), events._table.metadata().id)
+    key = (str(root), events.table_id())
     for _ in range(20):
         events.refresh()
         version = events.version
@@ -422,7 +420,7 @@ def _pin(log: EventLog, is_inventory: bool) -> _Pin:
         head = events.head_and_last_recorded()[0]
         commits = _commits(events, key, version)
         events.refresh()
-        # deltalake labels history entries counting back from the version it has loaded, but
+        # The storage labels history entries counting back from the version it has loaded, but
         # reads the newest commits: one landing in between would shift every label.
         if events.version == version:
             break
@@ -431,7 +429,7 @@ def _pin(log: EventLog, is_inventory: bool) -> _Pin:
     with _HISTORY_LOCK:
         if len(commits) > len(_HISTORY.get(key, [])):
             _HISTORY[key] = commits
-    files = _file_table(stats, root / "events")
+    files = _file_table(stats, events.path)
     return _Pin(
         root=root,
         version=version,
@@ -454,8 +452,8 @@ def _file_table(stats: pl.DataFrame, table_root: Path) -> pl.DataFrame:
     return (
         stats.select(
             (pl.lit(prefix) + pl.col("path")).alias("path"),
-            pl.col("min.seq").alias("min_seq"),
-            pl.col("max.seq").alias("max_seq"),
+            "min_seq",
+            "max_seq",
         )
         .cast(schema)  # type: ignore[arg-type]
         .sort("min_seq", "path", nulls_last=True)
@@ -507,15 +505,19 @@ def _snapshots(root: Path, head: int, fingerprint: str) -> list[tuple[SnapshotIn
 
 
 def _intact(path: Path, info: SnapshotInfo) -> bool:
+    """Whether the snapshot file matches its checksum and holds the state's stored columns."""
     try:
         with open(path, "rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError as exc:
         problem = f"cannot be read ({exc})"
     else:
-        if digest == info.sha256:
+        if digest != info.sha256:
+            problem = "does not match its checksum"
+        elif set(pq.read_schema(path).names) != set(STORED_SCHEMA):
+            problem = "does not hold the state's columns"
+        else:
             return True
-        problem = "does not match its checksum"
     warnings.warn(f"snapshot {path} {problem}; the SQL views fold the log instead", SnapshotWarning, stacklevel=4)
     return False
 
@@ -639,7 +641,7 @@ def _inventory_definitions(pin: _Pin, sources: _Sources) -> list[str]:
         base=str(after),
         bases=bases[:1],
         where=[] if inside else [f"seq > {after}", f"seq <= {pin.head}"],
-        events=state_source(pin.history, sources.parquet(tail["path"].to_list(), pin.columns)),
+        events=_state_source(pin.history, sources.parquet(tail["path"].to_list(), pin.columns)),
         sources=sources,
     )
     # The macro picks its base from the cut: a CASE over the snapshots' literal seqs, so a
@@ -669,25 +671,30 @@ def _stock_sql(
     """Inventory.stock() as SQL: the base snapshot's rows ⊕ the fold of ``events`` under ``where``.
 
     ``base`` is the SQL expression of the base's seq (0: no snapshot); each snapshot in
-    ``bases`` contributes its rows when ``base`` equals its seq. The fold is _fold's own SQL,
-    the merge mirrors _fold.merge.
+    ``bases`` contributes its rows when ``base`` equals its seq. Fold, merge and finish are
+    the state definition (``inventory.state.STATE``) rendered for DuckDB, as the engines run it.
     """
-    if set(_MERGE) != set(STATE_SCHEMA):
-        raise RuntimeError(f"eventlog.sql merges {sorted(_MERGE)} but the state has {sorted(STATE_SCHEMA)}")
-    state_columns = ", ".join(f"CAST({_ident(c)} AS {_duck_type(t)}) AS {_ident(c)}" for c, t in STATE_SCHEMA.items())
+    stored = ", ".join(f"CAST({_ident(c)} AS {_duck_type(t)}) AS {_ident(c)}" for c, t in STORED_SCHEMA.items())
     base_rows = [
-        f"SELECT {state_columns}\n    FROM {sources.parquet([path], {})}"
-        + ("" if base == str(snap_seq) else f"\n    WHERE {base} = {snap_seq}")
+        f"SELECT {stored} FROM {sources.parquet([path], {})}"
+        + ("" if base == str(snap_seq) else f" WHERE {base} = {snap_seq}")
         for snap_seq, _, path in bases
-    ] or [f"SELECT {_typed_nulls(STATE_SCHEMA)} LIMIT 0"]
-    fold = fold_sql(events, "\n  AND ".join(where) or "TRUE").strip()
-    merged = ",\n    ".join(f"{expr} AS {_ident(c)}" for c, expr in _MERGE.items())
-    return (
-        "WITH base AS (\n    " + "\n    UNION ALL\n    ".join(base_rows) + "\n), tail AS (\n"
-        + _indent(fold) + "\n)\n"
-        f"SELECT\n    {merged}\nFROM base AS b FULL OUTER JOIN tail AS t ON b.item = t.item\n"
-        "WHERE coalesce(b.quantity, 0) + coalesce(t.quantity, 0) > 0\nORDER BY item"
-    )
+    ] or [f"SELECT {_typed_nulls(STORED_SCHEMA)} LIMIT 0"]
+    tail = sqlrender.substitute(sqlrender.fold(STATE, "__events", where=where), {"__events": events})
+    merged = sqlrender.merge(STATE, ["__base", "__tail"])
+    casts = {c: _duck_type(t) for c, t in STATE_SCHEMA.items()}
+    finished = sqlrender.finish(STATE, "(__merged) AS merged", casts=casts)
+    return sqlrender.substitute(sqlrender.substitute(finished, {"__merged": merged}), {
+        "__base": "(\n    " + "\n    UNION ALL\n    ".join(base_rows) + "\n) AS base",
+        "__tail": f"(\n{_indent(tail)}\n) AS tail",
+    })
+
+
+def _state_source(history: SchemaHistory, source: str) -> str:
+    """``source`` with the read rules that touch what the state reads applied (as it is when none do)."""
+    columns, types = columns_read(STATE)
+    rules = history.rules_for(columns, types) if history.rules else []
+    return history.sql_source(source, rules) if rules else source
 
 
 def _snapshot_rows(pin: _Pin) -> str:

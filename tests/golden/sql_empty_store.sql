@@ -44,65 +44,201 @@ CREATE OR REPLACE VIEW snapshots AS
 SELECT CAST(NULL AS BIGINT) AS "seq", CAST(NULL AS BIGINT) AS "delta_version", CAST(NULL AS BIGINT) AS "rows", CAST(NULL AS BIGINT) AS "state_version", CAST(NULL AS TIMESTAMPTZ) AS "created_at", CAST(NULL AS TIMESTAMPTZ) AS "max_occurred_at", CAST(NULL AS VARCHAR) AS "file", CAST(NULL AS VARCHAR) AS "sha256", CAST(NULL AS BOOLEAN) AS "usable" LIMIT 0;
 
 CREATE OR REPLACE VIEW inventory AS
-WITH base AS (
-    SELECT CAST(NULL AS VARCHAR) AS "item", CAST(NULL AS BIGINT) AS "quantity", CAST(NULL AS VARCHAR) AS "rarity", CAST(NULL AS VARCHAR) AS "origin", CAST(NULL AS TIMESTAMPTZ) AS "first_added_at", CAST(NULL AS TIMESTAMPTZ) AS "last_changed_at", CAST(NULL AS BIGINT) AS "stream_version" LIMIT 0
-), tail AS (
-    SELECT
-        stream_id AS item,
-        SUM(CASE event_type WHEN 'item_added' THEN quantity WHEN 'item_removed' THEN -quantity ELSE 0 END)::BIGINT
-            AS quantity,
-        -- Within one stream, stream_version orders events as seq does, and is read anyway.
-        arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
-        arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
-        MIN(occurred_at) FILTER (WHERE event_type = 'item_added') AS first_added_at,
-        MAX(occurred_at) AS last_changed_at,
-        MAX(stream_version) AS stream_version
-    FROM (SELECT CAST(NULL AS BIGINT) AS "seq", CAST(NULL AS VARCHAR) AS "event_id", CAST(NULL AS VARCHAR) AS "stream_id", CAST(NULL AS BIGINT) AS "stream_version", CAST(NULL AS VARCHAR) AS "event_type", CAST(NULL AS TIMESTAMPTZ) AS "occurred_at", CAST(NULL AS TIMESTAMPTZ) AS "recorded_at", CAST(NULL AS BIGINT) AS "quantity", CAST(NULL AS VARCHAR) AS "rarity", CAST(NULL AS VARCHAR) AS "origin" LIMIT 0)
-    WHERE TRUE
-    GROUP BY stream_id
-)
 SELECT
-    coalesce(b.item, t.item) AS "item",
-    CAST(coalesce(b.quantity, 0) + coalesce(t.quantity, 0) AS BIGINT) AS "quantity",
-    coalesce(t.rarity, b.rarity) AS "rarity",
-    coalesce(t.origin, b.origin) AS "origin",
-    least(b.first_added_at, t.first_added_at) AS "first_added_at",
-    greatest(b.last_changed_at, t.last_changed_at) AS "last_changed_at",
-    greatest(b.stream_version, t.stream_version) AS "stream_version"
-FROM base AS b FULL OUTER JOIN tail AS t ON b.item = t.item
-WHERE coalesce(b.quantity, 0) + coalesce(t.quantity, 0) > 0
-ORDER BY item;
+  "item",
+  "quantity",
+  "rarity",
+  "origin",
+  "first_added_at",
+  "last_changed_at",
+  "stream_version"
+FROM (
+  SELECT
+    CAST("item" AS TEXT) AS "item",
+    CAST("quantity" AS BIGINT) AS "quantity",
+    CAST("rarity" AS TEXT) AS "rarity",
+    CAST("origin" AS TEXT) AS "origin",
+    CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at",
+    CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at",
+    CAST("stream_version" AS BIGINT) AS "stream_version"
+  FROM (
+    SELECT
+  "item" AS "item",
+  SUM("quantity") AS "quantity",
+  ARG_MAX_NULL("rarity", "__rarity_seq") AS "rarity",
+  MAX("__rarity_seq") AS "__rarity_seq",
+  ARG_MAX_NULL("origin", "__origin_seq") AS "origin",
+  MAX("__origin_seq") AS "__origin_seq",
+  MIN("first_added_at") AS "first_added_at",
+  MAX("last_changed_at") AS "last_changed_at",
+  MAX("stream_version") AS "stream_version"
+FROM (
+  SELECT
+    "item",
+    "quantity",
+    "rarity",
+    "__rarity_seq",
+    "origin",
+    "__origin_seq",
+    "first_added_at",
+    "last_changed_at",
+    "stream_version"
+  FROM (
+    SELECT CAST(NULL AS VARCHAR) AS "item", CAST(NULL AS BIGINT) AS "quantity", CAST(NULL AS VARCHAR) AS "rarity", CAST(NULL AS BIGINT) AS "__rarity_seq", CAST(NULL AS VARCHAR) AS "origin", CAST(NULL AS BIGINT) AS "__origin_seq", CAST(NULL AS TIMESTAMPTZ) AS "first_added_at", CAST(NULL AS TIMESTAMPTZ) AS "last_changed_at", CAST(NULL AS BIGINT) AS "stream_version" LIMIT 0
+) AS base
+  UNION ALL
+  SELECT
+    "item",
+    "quantity",
+    "rarity",
+    "__rarity_seq",
+    "origin",
+    "__origin_seq",
+    "first_added_at",
+    "last_changed_at",
+    "stream_version"
+  FROM (
+    SELECT
+      stream_id AS "item",
+      COALESCE(
+        SUM(
+          CASE event_type
+            WHEN 'item_added'
+            THEN quantity
+            WHEN 'item_removed'
+            THEN -quantity
+            ELSE 0
+          END
+        ),
+        0
+      ) AS "quantity",
+      ARG_MAX_NULL(rarity, stream_version) FILTER(WHERE
+        NOT rarity IS NULL) AS "rarity",
+      MAX(stream_version) FILTER(WHERE
+        NOT rarity IS NULL) AS "__rarity_seq",
+      ARG_MAX_NULL(origin, stream_version) FILTER(WHERE
+        NOT origin IS NULL) AS "origin",
+      MAX(stream_version) FILTER(WHERE
+        NOT origin IS NULL) AS "__origin_seq",
+      MIN(occurred_at) FILTER(WHERE
+        event_type = 'item_added') AS "first_added_at",
+      MAX(occurred_at) AS "last_changed_at",
+      MAX(stream_version) AS "stream_version"
+    FROM (SELECT CAST(NULL AS BIGINT) AS "seq", CAST(NULL AS VARCHAR) AS "event_id", CAST(NULL AS VARCHAR) AS "stream_id", CAST(NULL AS BIGINT) AS "stream_version", CAST(NULL AS VARCHAR) AS "event_type", CAST(NULL AS TIMESTAMPTZ) AS "occurred_at", CAST(NULL AS TIMESTAMPTZ) AS "recorded_at", CAST(NULL AS BIGINT) AS "quantity", CAST(NULL AS VARCHAR) AS "rarity", CAST(NULL AS VARCHAR) AS "origin" LIMIT 0)
+    GROUP BY
+      stream_id
+) AS tail
+) AS "stored"
+GROUP BY
+  "item"
+  ) AS merged
+) AS finished
+WHERE
+  quantity > 0
+ORDER BY
+  "item";
 
 CREATE OR REPLACE MACRO inventory_as_of(x) AS TABLE
-WITH base AS (
-    SELECT CAST(NULL AS VARCHAR) AS "item", CAST(NULL AS BIGINT) AS "quantity", CAST(NULL AS VARCHAR) AS "rarity", CAST(NULL AS VARCHAR) AS "origin", CAST(NULL AS TIMESTAMPTZ) AS "first_added_at", CAST(NULL AS TIMESTAMPTZ) AS "last_changed_at", CAST(NULL AS BIGINT) AS "stream_version" LIMIT 0
-), tail AS (
-    SELECT
-        stream_id AS item,
-        SUM(CASE event_type WHEN 'item_added' THEN quantity WHEN 'item_removed' THEN -quantity ELSE 0 END)::BIGINT
-            AS quantity,
-        -- Within one stream, stream_version orders events as seq does, and is read anyway.
-        arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
-        arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
-        MIN(occurred_at) FILTER (WHERE event_type = 'item_added') AS first_added_at,
-        MAX(occurred_at) AS last_changed_at,
-        MAX(stream_version) AS stream_version
-    FROM events
-    WHERE seq <= coalesce(as_of_seq(x), 9223372036854775807)
-      AND occurred_at <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity')
-    GROUP BY stream_id
-)
 SELECT
-    coalesce(b.item, t.item) AS "item",
-    CAST(coalesce(b.quantity, 0) + coalesce(t.quantity, 0) AS BIGINT) AS "quantity",
-    coalesce(t.rarity, b.rarity) AS "rarity",
-    coalesce(t.origin, b.origin) AS "origin",
-    least(b.first_added_at, t.first_added_at) AS "first_added_at",
-    greatest(b.last_changed_at, t.last_changed_at) AS "last_changed_at",
-    greatest(b.stream_version, t.stream_version) AS "stream_version"
-FROM base AS b FULL OUTER JOIN tail AS t ON b.item = t.item
-WHERE coalesce(b.quantity, 0) + coalesce(t.quantity, 0) > 0
-ORDER BY item;
+  "item",
+  "quantity",
+  "rarity",
+  "origin",
+  "first_added_at",
+  "last_changed_at",
+  "stream_version"
+FROM (
+  SELECT
+    CAST("item" AS TEXT) AS "item",
+    CAST("quantity" AS BIGINT) AS "quantity",
+    CAST("rarity" AS TEXT) AS "rarity",
+    CAST("origin" AS TEXT) AS "origin",
+    CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at",
+    CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at",
+    CAST("stream_version" AS BIGINT) AS "stream_version"
+  FROM (
+    SELECT
+  "item" AS "item",
+  SUM("quantity") AS "quantity",
+  ARG_MAX_NULL("rarity", "__rarity_seq") AS "rarity",
+  MAX("__rarity_seq") AS "__rarity_seq",
+  ARG_MAX_NULL("origin", "__origin_seq") AS "origin",
+  MAX("__origin_seq") AS "__origin_seq",
+  MIN("first_added_at") AS "first_added_at",
+  MAX("last_changed_at") AS "last_changed_at",
+  MAX("stream_version") AS "stream_version"
+FROM (
+  SELECT
+    "item",
+    "quantity",
+    "rarity",
+    "__rarity_seq",
+    "origin",
+    "__origin_seq",
+    "first_added_at",
+    "last_changed_at",
+    "stream_version"
+  FROM (
+    SELECT CAST(NULL AS VARCHAR) AS "item", CAST(NULL AS BIGINT) AS "quantity", CAST(NULL AS VARCHAR) AS "rarity", CAST(NULL AS BIGINT) AS "__rarity_seq", CAST(NULL AS VARCHAR) AS "origin", CAST(NULL AS BIGINT) AS "__origin_seq", CAST(NULL AS TIMESTAMPTZ) AS "first_added_at", CAST(NULL AS TIMESTAMPTZ) AS "last_changed_at", CAST(NULL AS BIGINT) AS "stream_version" LIMIT 0
+) AS base
+  UNION ALL
+  SELECT
+    "item",
+    "quantity",
+    "rarity",
+    "__rarity_seq",
+    "origin",
+    "__origin_seq",
+    "first_added_at",
+    "last_changed_at",
+    "stream_version"
+  FROM (
+    SELECT
+      stream_id AS "item",
+      COALESCE(
+        SUM(
+          CASE event_type
+            WHEN 'item_added'
+            THEN quantity
+            WHEN 'item_removed'
+            THEN -quantity
+            ELSE 0
+          END
+        ),
+        0
+      ) AS "quantity",
+      ARG_MAX_NULL(rarity, stream_version) FILTER(WHERE
+        NOT rarity IS NULL) AS "rarity",
+      MAX(stream_version) FILTER(WHERE
+        NOT rarity IS NULL) AS "__rarity_seq",
+      ARG_MAX_NULL(origin, stream_version) FILTER(WHERE
+        NOT origin IS NULL) AS "origin",
+      MAX(stream_version) FILTER(WHERE
+        NOT origin IS NULL) AS "__origin_seq",
+      MIN(occurred_at) FILTER(WHERE
+        event_type = 'item_added') AS "first_added_at",
+      MAX(occurred_at) AS "last_changed_at",
+      MAX(stream_version) AS "stream_version"
+    FROM events
+    WHERE
+      (
+        seq <= COALESCE(AS_OF_SEQ(x), 9223372036854775807)
+      )
+      AND (
+        occurred_at <= COALESCE(AS_OF_TIME(x), CAST('infinity' AS TIMESTAMPTZ))
+      )
+    GROUP BY
+      stream_id
+) AS tail
+) AS "stored"
+GROUP BY
+  "item"
+  ) AS merged
+) AS finished
+WHERE
+  quantity > 0
+ORDER BY
+  "item";
 
 CREATE OR REPLACE VIEW projections AS
 SELECT CAST(NULL AS VARCHAR) AS "name", CAST(NULL AS BIGINT) AS "checkpoint", CAST(NULL AS VARCHAR) AS "file", CAST(NULL AS VARCHAR) AS "manifest" LIMIT 0;

@@ -51,73 +51,213 @@ FROM (VALUES
 CREATE OR REPLACE VIEW snapshots AS
 SELECT CAST("seq" AS BIGINT) AS "seq", CAST("delta_version" AS BIGINT) AS "delta_version", CAST("rows" AS BIGINT) AS "rows", CAST("state_version" AS BIGINT) AS "state_version", CAST("created_at" AS TIMESTAMPTZ) AS "created_at", CAST("max_occurred_at" AS TIMESTAMPTZ) AS "max_occurred_at", CAST("file" AS VARCHAR) AS "file", CAST("sha256" AS VARCHAR) AS "sha256", CAST("usable" AS BOOLEAN) AS "usable"
 FROM (VALUES
-    (3, 2, 2, 2, '<TIME>', '<TIME>', 'v2-seq000000000000003.parquet', '<SHA256>', TRUE)
+    (3, 2, 2, 3, '<TIME>', '<TIME>', 'v3-seq000000000000003.parquet', '<SHA256>', TRUE)
 ) AS v("seq", "delta_version", "rows", "state_version", "created_at", "max_occurred_at", "file", "sha256", "usable");
 
 CREATE OR REPLACE VIEW inventory AS
-WITH base AS (
-    SELECT CAST("item" AS VARCHAR) AS "item", CAST("quantity" AS BIGINT) AS "quantity", CAST("rarity" AS VARCHAR) AS "rarity", CAST("origin" AS VARCHAR) AS "origin", CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at", CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at", CAST("stream_version" AS BIGINT) AS "stream_version"
-    FROM read_parquet(['<STORE>/snapshots/v2-seq000000000000003.parquet'], hive_partitioning = false)
-), tail AS (
-    SELECT
-        stream_id AS item,
-        SUM(CASE event_type WHEN 'item_added' THEN quantity WHEN 'item_removed' THEN -quantity ELSE 0 END)::BIGINT
-            AS quantity,
-        -- Within one stream, stream_version orders events as seq does, and is read anyway.
-        arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
-        arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
-        MIN(occurred_at) FILTER (WHERE event_type = 'item_added') AS first_added_at,
-        MAX(occurred_at) AS last_changed_at,
-        MAX(stream_version) AS stream_version
-    FROM read_parquet(['<STORE>/events/occurred_on=2024-03-03/part-00000-<UUID>-c000.zstd.parquet'], hive_partitioning = false)
-    WHERE TRUE
-    GROUP BY stream_id
-)
 SELECT
-    coalesce(b.item, t.item) AS "item",
-    CAST(coalesce(b.quantity, 0) + coalesce(t.quantity, 0) AS BIGINT) AS "quantity",
-    coalesce(t.rarity, b.rarity) AS "rarity",
-    coalesce(t.origin, b.origin) AS "origin",
-    least(b.first_added_at, t.first_added_at) AS "first_added_at",
-    greatest(b.last_changed_at, t.last_changed_at) AS "last_changed_at",
-    greatest(b.stream_version, t.stream_version) AS "stream_version"
-FROM base AS b FULL OUTER JOIN tail AS t ON b.item = t.item
-WHERE coalesce(b.quantity, 0) + coalesce(t.quantity, 0) > 0
-ORDER BY item;
+  "item",
+  "quantity",
+  "rarity",
+  "origin",
+  "first_added_at",
+  "last_changed_at",
+  "stream_version"
+FROM (
+  SELECT
+    CAST("item" AS TEXT) AS "item",
+    CAST("quantity" AS BIGINT) AS "quantity",
+    CAST("rarity" AS TEXT) AS "rarity",
+    CAST("origin" AS TEXT) AS "origin",
+    CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at",
+    CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at",
+    CAST("stream_version" AS BIGINT) AS "stream_version"
+  FROM (
+    SELECT
+  "item" AS "item",
+  SUM("quantity") AS "quantity",
+  ARG_MAX_NULL("rarity", "__rarity_seq") AS "rarity",
+  MAX("__rarity_seq") AS "__rarity_seq",
+  ARG_MAX_NULL("origin", "__origin_seq") AS "origin",
+  MAX("__origin_seq") AS "__origin_seq",
+  MIN("first_added_at") AS "first_added_at",
+  MAX("last_changed_at") AS "last_changed_at",
+  MAX("stream_version") AS "stream_version"
+FROM (
+  SELECT
+    "item",
+    "quantity",
+    "rarity",
+    "__rarity_seq",
+    "origin",
+    "__origin_seq",
+    "first_added_at",
+    "last_changed_at",
+    "stream_version"
+  FROM (
+    SELECT CAST("item" AS VARCHAR) AS "item", CAST("quantity" AS BIGINT) AS "quantity", CAST("rarity" AS VARCHAR) AS "rarity", CAST("__rarity_seq" AS BIGINT) AS "__rarity_seq", CAST("origin" AS VARCHAR) AS "origin", CAST("__origin_seq" AS BIGINT) AS "__origin_seq", CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at", CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at", CAST("stream_version" AS BIGINT) AS "stream_version" FROM read_parquet(['<STORE>/snapshots/v3-seq000000000000003.parquet'], hive_partitioning = false)
+) AS base
+  UNION ALL
+  SELECT
+    "item",
+    "quantity",
+    "rarity",
+    "__rarity_seq",
+    "origin",
+    "__origin_seq",
+    "first_added_at",
+    "last_changed_at",
+    "stream_version"
+  FROM (
+    SELECT
+      stream_id AS "item",
+      COALESCE(
+        SUM(
+          CASE event_type
+            WHEN 'item_added'
+            THEN quantity
+            WHEN 'item_removed'
+            THEN -quantity
+            ELSE 0
+          END
+        ),
+        0
+      ) AS "quantity",
+      ARG_MAX_NULL(rarity, stream_version) FILTER(WHERE
+        NOT rarity IS NULL) AS "rarity",
+      MAX(stream_version) FILTER(WHERE
+        NOT rarity IS NULL) AS "__rarity_seq",
+      ARG_MAX_NULL(origin, stream_version) FILTER(WHERE
+        NOT origin IS NULL) AS "origin",
+      MAX(stream_version) FILTER(WHERE
+        NOT origin IS NULL) AS "__origin_seq",
+      MIN(occurred_at) FILTER(WHERE
+        event_type = 'item_added') AS "first_added_at",
+      MAX(occurred_at) AS "last_changed_at",
+      MAX(stream_version) AS "stream_version"
+    FROM read_parquet(['<STORE>/events/occurred_on=2024-03-03/part-00000-<UUID>-c000.zstd.parquet'], hive_partitioning = false)
+    GROUP BY
+      stream_id
+) AS tail
+) AS "stored"
+GROUP BY
+  "item"
+  ) AS merged
+) AS finished
+WHERE
+  quantity > 0
+ORDER BY
+  "item";
 
 CREATE OR REPLACE MACRO inventory_as_of(x) AS TABLE
-WITH base AS (
-    SELECT CAST("item" AS VARCHAR) AS "item", CAST("quantity" AS BIGINT) AS "quantity", CAST("rarity" AS VARCHAR) AS "rarity", CAST("origin" AS VARCHAR) AS "origin", CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at", CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at", CAST("stream_version" AS BIGINT) AS "stream_version"
-    FROM read_parquet(['<STORE>/snapshots/v2-seq000000000000003.parquet'], hive_partitioning = false)
-    WHERE CASE WHEN 3 <= coalesce(as_of_seq(x), 9223372036854775807) AND CAST('<TIME>' AS TIMESTAMPTZ) <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity') THEN 3 ELSE 0 END = 3
-), tail AS (
-    SELECT
-        stream_id AS item,
-        SUM(CASE event_type WHEN 'item_added' THEN quantity WHEN 'item_removed' THEN -quantity ELSE 0 END)::BIGINT
-            AS quantity,
-        -- Within one stream, stream_version orders events as seq does, and is read anyway.
-        arg_max(rarity, stream_version) FILTER (WHERE rarity IS NOT NULL) AS rarity,
-        arg_max(origin, stream_version) FILTER (WHERE origin IS NOT NULL) AS origin,
-        MIN(occurred_at) FILTER (WHERE event_type = 'item_added') AS first_added_at,
-        MAX(occurred_at) AS last_changed_at,
-        MAX(stream_version) AS stream_version
-    FROM events
-    WHERE seq > CASE WHEN 3 <= coalesce(as_of_seq(x), 9223372036854775807) AND CAST('<TIME>' AS TIMESTAMPTZ) <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity') THEN 3 ELSE 0 END
-      AND seq <= coalesce(as_of_seq(x), 9223372036854775807)
-      AND occurred_at <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity')
-    GROUP BY stream_id
-)
 SELECT
-    coalesce(b.item, t.item) AS "item",
-    CAST(coalesce(b.quantity, 0) + coalesce(t.quantity, 0) AS BIGINT) AS "quantity",
-    coalesce(t.rarity, b.rarity) AS "rarity",
-    coalesce(t.origin, b.origin) AS "origin",
-    least(b.first_added_at, t.first_added_at) AS "first_added_at",
-    greatest(b.last_changed_at, t.last_changed_at) AS "last_changed_at",
-    greatest(b.stream_version, t.stream_version) AS "stream_version"
-FROM base AS b FULL OUTER JOIN tail AS t ON b.item = t.item
-WHERE coalesce(b.quantity, 0) + coalesce(t.quantity, 0) > 0
-ORDER BY item;
+  "item",
+  "quantity",
+  "rarity",
+  "origin",
+  "first_added_at",
+  "last_changed_at",
+  "stream_version"
+FROM (
+  SELECT
+    CAST("item" AS TEXT) AS "item",
+    CAST("quantity" AS BIGINT) AS "quantity",
+    CAST("rarity" AS TEXT) AS "rarity",
+    CAST("origin" AS TEXT) AS "origin",
+    CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at",
+    CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at",
+    CAST("stream_version" AS BIGINT) AS "stream_version"
+  FROM (
+    SELECT
+  "item" AS "item",
+  SUM("quantity") AS "quantity",
+  ARG_MAX_NULL("rarity", "__rarity_seq") AS "rarity",
+  MAX("__rarity_seq") AS "__rarity_seq",
+  ARG_MAX_NULL("origin", "__origin_seq") AS "origin",
+  MAX("__origin_seq") AS "__origin_seq",
+  MIN("first_added_at") AS "first_added_at",
+  MAX("last_changed_at") AS "last_changed_at",
+  MAX("stream_version") AS "stream_version"
+FROM (
+  SELECT
+    "item",
+    "quantity",
+    "rarity",
+    "__rarity_seq",
+    "origin",
+    "__origin_seq",
+    "first_added_at",
+    "last_changed_at",
+    "stream_version"
+  FROM (
+    SELECT CAST("item" AS VARCHAR) AS "item", CAST("quantity" AS BIGINT) AS "quantity", CAST("rarity" AS VARCHAR) AS "rarity", CAST("__rarity_seq" AS BIGINT) AS "__rarity_seq", CAST("origin" AS VARCHAR) AS "origin", CAST("__origin_seq" AS BIGINT) AS "__origin_seq", CAST("first_added_at" AS TIMESTAMPTZ) AS "first_added_at", CAST("last_changed_at" AS TIMESTAMPTZ) AS "last_changed_at", CAST("stream_version" AS BIGINT) AS "stream_version" FROM read_parquet(['<STORE>/snapshots/v3-seq000000000000003.parquet'], hive_partitioning = false) WHERE CASE WHEN 3 <= coalesce(as_of_seq(x), 9223372036854775807) AND CAST('<TIME>' AS TIMESTAMPTZ) <= coalesce(as_of_time(x), TIMESTAMPTZ 'infinity') THEN 3 ELSE 0 END = 3
+) AS base
+  UNION ALL
+  SELECT
+    "item",
+    "quantity",
+    "rarity",
+    "__rarity_seq",
+    "origin",
+    "__origin_seq",
+    "first_added_at",
+    "last_changed_at",
+    "stream_version"
+  FROM (
+    SELECT
+      stream_id AS "item",
+      COALESCE(
+        SUM(
+          CASE event_type
+            WHEN 'item_added'
+            THEN quantity
+            WHEN 'item_removed'
+            THEN -quantity
+            ELSE 0
+          END
+        ),
+        0
+      ) AS "quantity",
+      ARG_MAX_NULL(rarity, stream_version) FILTER(WHERE
+        NOT rarity IS NULL) AS "rarity",
+      MAX(stream_version) FILTER(WHERE
+        NOT rarity IS NULL) AS "__rarity_seq",
+      ARG_MAX_NULL(origin, stream_version) FILTER(WHERE
+        NOT origin IS NULL) AS "origin",
+      MAX(stream_version) FILTER(WHERE
+        NOT origin IS NULL) AS "__origin_seq",
+      MIN(occurred_at) FILTER(WHERE
+        event_type = 'item_added') AS "first_added_at",
+      MAX(occurred_at) AS "last_changed_at",
+      MAX(stream_version) AS "stream_version"
+    FROM events
+    WHERE
+      (
+        seq > CASE
+          WHEN 3 <= COALESCE(AS_OF_SEQ(x), 9223372036854775807)
+          AND CAST('<TIME>' AS TIMESTAMPTZ) <= COALESCE(AS_OF_TIME(x), CAST('infinity' AS TIMESTAMPTZ))
+          THEN 3
+          ELSE 0
+        END
+      )
+      AND (
+        seq <= COALESCE(AS_OF_SEQ(x), 9223372036854775807)
+      )
+      AND (
+        occurred_at <= COALESCE(AS_OF_TIME(x), CAST('infinity' AS TIMESTAMPTZ))
+      )
+    GROUP BY
+      stream_id
+) AS tail
+) AS "stored"
+GROUP BY
+  "item"
+  ) AS merged
+) AS finished
+WHERE
+  quantity > 0
+ORDER BY
+  "item";
 
 CREATE OR REPLACE VIEW projections AS
 SELECT CAST("name" AS VARCHAR) AS "name", CAST("checkpoint" AS BIGINT) AS "checkpoint", CAST("file" AS VARCHAR) AS "file", CAST("manifest" AS VARCHAR) AS "manifest"

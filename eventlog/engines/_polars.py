@@ -1,0 +1,139 @@
+"""The Polars engine: a definition's SQL expressions compiled to Polars expressions.
+
+User expressions go through ``pl.sql_expr``; each aggregate kind has a partial form (over
+events) and a merge form (over stored forms). This engine's schemas are the reference the
+other engines cast their results to.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from eventlog.core import sqlrender
+from eventlog.engines.base import Events, EventSlice, lazy_events
+from eventlog.errors import ProjectionError
+
+if TYPE_CHECKING:
+    from eventlog.core.definitions import Agg, Projection
+
+
+class PolarsEngine:
+    """Folds with Polars' streaming group-by; merges re-aggregate only the groups a tail touches."""
+
+    name = "polars"
+    dialect = "duckdb"  # pl.sql_expr reads the same SQL as DuckDB; sql() renders for DuckDB
+
+    def fold(self, definition: Projection, events: Events) -> pl.DataFrame:
+        return fold_lazy(definition, _lazy(events)).collect()
+
+    def merge(self, definition: Projection, stored: pl.DataFrame, tail: pl.DataFrame) -> pl.DataFrame:
+        """Only the groups the tail touches are re-aggregated; the rest of a (possibly large)
+        stored table is carried over as it is."""
+        if tail.height == 0:
+            return stored
+        if stored.height == 0:
+            return tail
+        keys = list(definition.keys)
+        touched_keys = tail.select(keys).unique()
+        touched = stored.join(touched_keys, on=keys, how="semi", nulls_equal=True)
+        untouched = stored.join(touched_keys, on=keys, how="anti", nulls_equal=True)
+        merged: list[pl.Expr] = []
+        for out, agg in definition.aggregates.items():
+            merged.extend(_merge_exprs(definition, out, agg))
+        both = pl.concat([touched, tail.select(stored.columns)], how="vertical_relaxed")
+        regrouped = both.group_by(keys).agg(merged).with_columns(_tidy_sets(definition))
+        return pl.concat([untouched, regrouped.select(stored.columns)], how="vertical_relaxed")
+
+    def finish(self, definition: Projection, stored: pl.DataFrame) -> pl.DataFrame:
+        return finish_lazy(definition, stored.lazy()).collect()
+
+    def sql(self, definition: Projection, source: str) -> str:
+        return sqlrender.to_sql(definition, source, dialect=self.dialect)
+
+
+def fold_lazy(definition: Projection, events: pl.LazyFrame) -> pl.LazyFrame:
+    """The stored form of ``events`` as a LazyFrame (for plans that go on, e.g. a streaming build)."""
+    if definition.event_types is not None:
+        events = events.filter(pl.col("event_type").is_in(list(definition.event_types)))
+    if definition.where:
+        events = events.filter(pl.sql_expr(definition.where))
+    keys = [pl.sql_expr(e).alias(k) for k, e in definition.keys.items()]
+    aggs: list[pl.Expr] = []
+    for out, agg in definition.aggregates.items():
+        aggs.extend(_partial_exprs(definition, out, agg))
+    return events.group_by(keys).agg(aggs).with_columns(_tidy_sets(definition))
+
+
+def finish_lazy(definition: Projection, stored: pl.LazyFrame) -> pl.LazyFrame:
+    out = stored.sort(list(definition.keys), nulls_last=True)
+    if definition.derived:
+        out = out.with_columns(pl.sql_expr(e).alias(k) for k, e in definition.derived.items())
+    if definition.having:
+        out = out.filter(pl.sql_expr(definition.having))
+    return out.select([*definition.keys, *definition.aggregates, *definition.derived])
+
+
+def stored_schema(definition: Projection, events: pl.Schema) -> pl.Schema:
+    """The stored form's columns and types for events of ``events``' schema (no data read)."""
+    return fold_lazy(definition, pl.LazyFrame(schema=events)).collect_schema()
+
+
+def finished_schema(definition: Projection, events: pl.Schema) -> pl.Schema:
+    return finish_lazy(definition, fold_lazy(definition, pl.LazyFrame(schema=events))).collect_schema()
+
+
+def _lazy(events: Events) -> pl.LazyFrame:
+    if isinstance(events, EventSlice):
+        return lazy_events(events) if not events.empty else lazy_events(events).head(0)
+    return events.lazy() if isinstance(events, pl.DataFrame) else events
+
+
+def _tidy_sets(definition: Projection) -> list[pl.Expr]:
+    """Distinct sets are gathered unsorted per group, then cleaned once per row.
+
+    Sorting inside the group-by cost 2.5x as much (0.84 s against 0.33 s at 10M events).
+    """
+    return [pl.col(out).list.drop_nulls().list.sort() for out, agg in definition.aggregates.items()
+            if agg.kind == "distinct"]
+
+
+def _partial_exprs(definition: Projection, out: str, agg: Agg) -> list[pl.Expr]:
+    # Conditions are applied with when/then (null elsewhere) rather than filter: in a
+    # group-by, Polars runs the former as a streaming aggregation, about 2x faster.
+    cond = pl.sql_expr(agg.where) if agg.where else None
+
+    def only(expr: pl.Expr) -> pl.Expr:
+        return pl.when(cond).then(expr) if cond is not None else expr
+
+    if agg.kind == "count":
+        return [(cond.sum() if cond is not None else pl.len()).cast(pl.Int64).alias(out)]
+    value = pl.sql_expr(agg.expr or "NULL")
+    if agg.kind in ("sum", "min", "max"):
+        return [getattr(only(value), agg.kind)().alias(out)]
+    if agg.kind in ("first", "last"):
+        keep = cond if cond is not None else pl.lit(True)
+        order = pl.col(agg.by).filter(keep)
+        pick = order.arg_min() if agg.kind == "first" else order.arg_max()
+        best = order.min() if agg.kind == "first" else order.max()
+        return [value.filter(keep).get(pick).alias(out), best.alias(definition.hidden(out))]
+    if agg.kind == "distinct":
+        return [only(value).unique().alias(out)]
+    raise ProjectionError(f"projection {definition.name!r}: unknown aggregate kind {agg.kind!r}")
+
+
+def _merge_exprs(definition: Projection, out: str, agg: Agg) -> list[pl.Expr]:
+    col = pl.col(out)
+    if agg.kind in ("count", "sum"):
+        return [col.sum().alias(out)]
+    if agg.kind in ("min", "max"):
+        return [getattr(col, agg.kind)().alias(out)]
+    if agg.kind in ("first", "last"):
+        order = pl.col(definition.hidden(out))
+        pick = order.arg_min() if agg.kind == "first" else order.arg_max()
+        best = order.min() if agg.kind == "first" else order.max()
+        return [col.get(pick).alias(out), best.alias(definition.hidden(out))]
+    if agg.kind == "distinct":
+        return [col.list.explode(keep_nulls=False, empty_as_null=False).unique().alias(out)]
+    raise ProjectionError(f"projection {definition.name!r}: unknown aggregate kind {agg.kind!r}")
