@@ -18,7 +18,8 @@ from filelock import FileLock, Timeout
 from eventlog._display import html_table, ms_to_iso
 from eventlog.core.chain import GENESIS, commit_hash, events_hash
 from eventlog.store.atomic import atomic_file, remove_stale, temp_files, write_json_atomically
-from eventlog.store.delta import DeltaEvents, arrow_schema, check_store_path
+from eventlog.store.base import EventStore
+from eventlog.store.delta import DeltaEvents, arrow_schema, check_store_path, table_exists
 from eventlog.core.evolution import SchemaHistory, check_on_events
 from eventlog.core.ids import uuid7_series
 from eventlog.core.text import is_utf8
@@ -77,14 +78,14 @@ class EventLog:
     def __init__(
         self, path: Path, schema: EventSchema, *, lock_timeout: float, history: SchemaHistory | None = None
     ) -> None:
-        # Resolved: deltalake drops ".." by text, the OS follows symlinks first; and a later
+        # Resolved: the storage drops ".." by text, the OS follows symlinks first; and a later
         # chdir must not move the store under a relative path.
         path = Path(path).resolve()
         self.path = path
         self.lock_timeout = lock_timeout
         self._use_history(history or SchemaHistory.from_meta({"schema": schema.to_json()}))
         self._meta_stamp: tuple[int, int, int] | None = None
-        self.storage = DeltaEvents(path / "events")
+        self.storage: EventStore = DeltaEvents(path / "events")
         # thread_local: each thread takes its own flock, so threads sharing this object exclude
         # each other too (a shared one let a second thread in while the first was appending).
         self._lock = FileLock(str(path / ".writer.lock"), timeout=lock_timeout, thread_local=True)
@@ -99,7 +100,7 @@ class EventLog:
 
         Raises:
             StoreExistsError: ``path`` already holds a store.
-            StorePathError: deltalake cannot keep a table under this path (e.g. it holds "[" or
+            StorePathError: the storage cannot keep a table under this path (e.g. it holds "[" or
                 "#"); nothing was written.
         """
         root = Path(path).resolve()
@@ -111,7 +112,7 @@ class EventLog:
         with FileLock(str(root / ".writer.lock"), timeout=lock_timeout):
             if (root / _STORE_FILE).exists():  # another process created it while we waited
                 raise StoreExistsError(f"{root} already holds an event store; use EventLog.open")
-            if not (root / "events" / "_delta_log").exists():
+            if not table_exists(root / "events"):
                 events_made = not (root / "events").exists()
                 try:
                     DeltaEvents.create(root / "events", arrow_schema(schema.columns()))
@@ -127,7 +128,7 @@ class EventLog:
 
         Raises:
             StoreNotFoundError: no store at ``path``.
-            StorePathError: deltalake cannot read a table under this path (e.g. it holds "[").
+            StorePathError: the storage cannot read a table under this path (e.g. it holds "[").
             StorageError: the store's files are damaged (the message names the file).
         """
         root = Path(path).resolve()
@@ -263,7 +264,8 @@ class EventLog:
             limit *= 4
 
     def files(self) -> pl.DataFrame:
-        """Live data files with their Delta statistics."""
+        """Live data files with their statistics: path (relative to ``<store>/events``), size_bytes,
+        rows, min_seq, max_seq, max_recorded_at and day (the partition date)."""
         self.storage.refresh()
         return self.storage.files()
 

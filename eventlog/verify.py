@@ -2,8 +2,8 @@
 
 What is checked (the first failure is reported, with commit, seq and file):
 
-1. every commit file in ``_delta_log`` holds its commit information (deltalake reads an
-   emptied one as an empty commit); every data file the current Delta version lists exists
+1. every commit file of the table holds its commit information (the storage reads an
+   emptied one as an empty commit); every data file the current version lists exists
    with the size it was written with;
 2. in one read of the events, a group of commits at a time in seq order:
    the hash chain — each append commit's recorded previous hash is the hash of the append
@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 from eventlog.core.chain import GENESIS, EncodedEvents, commit_hash
-from eventlog.store.delta import first_unreadable
-from eventlog.errors import IntegrityError
 from eventlog.core.schema import PARTITION_COLUMN
+from eventlog.errors import IntegrityError
+from eventlog.store.delta import first_unreadable
 
 if TYPE_CHECKING:
     from eventlog.core.evolution import SchemaHistory
-    from eventlog.store.delta import DeltaEvents
+    from eventlog.store.base import EventStore
 
 
 class VerifiedLog(Protocol):
@@ -50,7 +50,7 @@ class VerifiedLog(Protocol):
     the methods it needs instead of importing the class."""
 
     path: Path
-    storage: DeltaEvents
+    storage: EventStore
     schema_history: SchemaHistory
 
     @property
@@ -122,7 +122,7 @@ def verify(log: VerifiedLog, *, extra_checks: Iterable[tuple[str, Check]] = (),
     commits = append_commits(log)
     report = VerifyReport(head=head, version=log.version, commits=len(commits))
     steps: list[tuple[tuple[str, ...], Check]] = [
-        (("delta log",), _check_delta_log),
+        (("delta log",), _check_commit_files),
         (("files",), _check_files),
         (_ONE_PASS, lambda lg, h: _check_events(lg, h, commits, progress)),
         (("file statistics",), _check_file_stats),
@@ -181,24 +181,13 @@ def _check_files(log: VerifiedLog, head: int) -> Violation | None:
     return None
 
 
-def _check_delta_log(log: VerifiedLog, head: int) -> Violation | None:
-    """Every commit file left in ``_delta_log`` holds its commit information.
-
-    deltalake reads an emptied commit file as a commit with no actions: the events it added
-    vanish from the table and from the chain without a gap if it was the last one. Our
-    every commit writes a commitInfo action, so its absence is the trace.
-    """
-    folder = log.storage.path / "_delta_log"
-    for path in sorted(folder.glob("*.json")):
-        if not path.stem.isdigit():
-            continue
-        with path.open("rb") as fh:
-            text = fh.read()
-        if b'"commitInfo"' not in text:
-            what = "is empty" if not text else "holds no commit information"
-            return Violation("delta log", f"commit file {what}: it was emptied or rewritten", version=int(path.stem),
-                             file=f"_delta_log/{path.name}")
-    return None
+def _check_commit_files(log: VerifiedLog, head: int) -> Violation | None:
+    """Every commit file holds its commit: an emptied one would hide its events without a gap."""
+    problem = log.storage.check_commit_files()
+    if problem is None:
+        return None
+    return Violation("delta log", f"commit file {problem.problem}: it was emptied or rewritten",
+                     version=problem.version, file=problem.file)
 
 
 def _check_events(log: VerifiedLog, head: int, commits: pl.DataFrame,
@@ -283,9 +272,9 @@ def _paths_holding(root: Path, files: pl.DataFrame, first: int, last: int) -> li
     batch), the rows arrive sorted and the caller's sort is skipped.
     """
     overlapping = files.filter(
-        (pl.col("min.seq").is_null() | (pl.col("min.seq") <= last)) & (pl.col("max.seq").is_null() | (pl.col("max.seq") >= first))
+        (pl.col("min_seq").is_null() | (pl.col("min_seq") <= last)) & (pl.col("max_seq").is_null() | (pl.col("max_seq") >= first))
     )
-    return [str(root / p) for p in overlapping.sort("min.seq", nulls_last=True).get_column("path")]
+    return [str(root / p) for p in overlapping.sort("min_seq", nulls_last=True).get_column("path")]
 
 
 def _read_range(paths: list[str], stored: dict[str, pl.DataType], first: int, last: int) -> pl.DataFrame:
@@ -476,7 +465,7 @@ def _check_file_stats(log: VerifiedLog, head: int) -> Violation | None:
     root = str(log.storage.path)
     listed = files.select(
         (pl.lit(root + "/") + pl.col("path")).alias("file"), "path",
-        pl.col("min.seq").alias("lo"), pl.col("max.seq").alias("hi"), pl.col(f"partition.{PARTITION_COLUMN}").alias("day"),
+        pl.col("min_seq").alias("lo"), pl.col("max_seq").alias("hi"), "day",
     )
     outside = listed.filter((pl.col("hi") > head) | (pl.col("lo") < 1)).sort("lo")
     if outside.height:
@@ -529,9 +518,9 @@ def _file_of(log: VerifiedLog, seq: int | None) -> str | None:
     files = log.storage.files()
     if files.height == 0:
         return None
-    hit = files.filter((pl.col("min.seq") <= seq) & (pl.col("max.seq") >= seq))
+    hit = files.filter((pl.col("min_seq") <= seq) & (pl.col("max_seq") >= seq))
     if hit.height == 0:
-        hit = files.filter(pl.col("min.seq") > seq).sort("min.seq")
+        hit = files.filter(pl.col("min_seq") > seq).sort("min_seq")
     return hit.get_column("path")[0] if hit.height else None
 
 

@@ -62,7 +62,7 @@ def test_compact_reduces_the_file_count(fragmented_log: EventLog) -> None:
     files_after = fragmented_log.files().height
     assert files_after < files_before
     # one file per occurred_on partition is the floor
-    assert files_after == fragmented_log.files()["partition.occurred_on"].n_unique()
+    assert files_after == fragmented_log.files()["day"].n_unique()
 
 
 def test_appends_after_compact_continue_seq_and_stream_versions(fragmented_log: EventLog) -> None:

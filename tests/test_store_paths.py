@@ -229,7 +229,7 @@ def test_a_commit_missing_under_an_open_log_is_a_storage_error_on_its_next_read(
 
 def _first_data_file(store: Path) -> Path:
     log = EventLog.open(store)
-    return log.path / "events" / log.files().sort("min.seq").item(0, "path")
+    return log.path / "events" / log.files().sort("min_seq").item(0, "path")
 
 
 @pytest.mark.parametrize("damage", ["deleted", "garbage", "garbled footer"])

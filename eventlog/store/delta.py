@@ -32,9 +32,10 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from eventlog.core.schema import PARTITION_COLUMN
 from eventlog.core.text import is_utf8
 from eventlog.errors import CommitError, EventLogError, StorageError, StorePathError
-from eventlog.core.schema import PARTITION_COLUMN
+from eventlog.store.base import FILE_COLUMNS, META_PREFIX, CommitFileProblem, FileCover
 
 _CONFIGURATION = {
     # Checkpoints keep open and append fast after thousands of commits.
@@ -51,7 +52,6 @@ _WRITER = WriterProperties(
     column_properties={"event_id": ColumnProperties(dictionary_enabled=False)},
 )
 _HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
-META_PREFIX = "eventlog."
 # A file deltalake is still writing (or a killed writer left): "<name>#<n>".
 _STAGED = re.compile(r"#\d+$")
 
@@ -75,6 +75,22 @@ _UNUSABLE = {
 }
 # "%" followed by two hex digits is decoded as a URL escape: "a%41" would be read at "aA".
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+#: Where files() takes each neutral column from in deltalake's flattened add actions.
+_STATS = {
+    "path": "path",
+    "size_bytes": "size_bytes",
+    "rows": "num_records",
+    "min_seq": "min.seq",
+    "max_seq": "max.seq",
+    "max_recorded_at": "max.recorded_at",
+    "day": f"partition.{PARTITION_COLUMN}",
+}
+_LOG = "_delta_log"
+
+
+def table_exists(path: Path) -> bool:
+    """Whether ``path`` holds a Delta table (its commit log), for create to finish a half-made store."""
+    return (path / _LOG).exists()
 
 
 def arrow_schema(columns: dict[str, pl.DataType]) -> pa.Schema:
@@ -128,17 +144,65 @@ class DeltaEvents:
         return self._table.version()
 
     def files(self) -> pl.DataFrame:
-        """One row per live data file with its Delta statistics (path, size, rows, min/max...).
+        """One row per live data file: ``FILE_COLUMNS`` taken from the Delta statistics.
 
         Cached per version: a version's file set never changes, and reads, appends and
-        head() all start from it.
+        head() all start from it. Statistics are optional in Delta: a file written without
+        them has null bounds, and so does every file of a table none has statistics for.
         """
         version = self.version
         if self._files is None or self._files[0] != version:
             with self._reading("listing the data files of"):
-                actions = self._table.get_add_actions(flatten=True)
-            self._files = (version, pl.DataFrame(pa.table(actions)))
+                actions = pl.DataFrame(pa.table(self._table.get_add_actions(flatten=True)))
+            self._files = (version, self._neutral(actions))
         return self._files[1]
+
+    def _neutral(self, actions: pl.DataFrame) -> pl.DataFrame:
+        schema = self.columns()
+        types = {"path": pl.String(), "size_bytes": pl.Int64(), "rows": pl.Int64(), "min_seq": pl.Int64(),
+                 "max_seq": pl.Int64(), "max_recorded_at": schema["recorded_at"], "day": schema[PARTITION_COLUMN]}
+        return actions.select(
+            (pl.col(_STATS[name]) if _STATS[name] in actions.columns else pl.lit(None)).cast(types[name]).alias(name)
+            for name in FILE_COLUMNS
+        )
+
+    def files_covering(self, *, after: int, cut: int, day_max: dt.date | None = None) -> FileCover:
+        """The live files that can hold events with after < seq <= cut (and day <= day_max).
+
+        A file without statistics may hold any seq: it is chosen, and not known to be inside.
+        """
+        files = self.files()
+        if files.height == 0 or cut <= after:
+            return FileCover([], True)
+        keep = (pl.col("max_seq") > after) & (pl.col("min_seq") <= cut)
+        if day_max is not None:
+            keep &= pl.col("day") <= day_max
+        chosen = files.filter(keep.fill_null(True))
+        inside = chosen.select(((pl.col("min_seq") > after) & (pl.col("max_seq") <= cut)).fill_null(False).all()).item()
+        root = str(self.path)
+        return FileCover([f"{root}/{p}" for p in chosen.get_column("path").to_list()], bool(inside))
+
+    def table_id(self) -> str:
+        """The id Delta gave the table at creation (a table re-created at the same path gets another)."""
+        with self._reading("reading the metadata of"):
+            return str(self._table.metadata().id)
+
+    def check_commit_files(self) -> CommitFileProblem | None:
+        """Every commit file left in the Delta log holds its commit information.
+
+        deltalake reads an emptied commit file as a commit with no actions: the events it added
+        vanish from the table and from the chain without a gap if it was the last one. Our
+        every commit writes a commitInfo action, so its absence is the trace.
+        """
+        for path in sorted((self.path / _LOG).glob("*.json")):
+            if not path.stem.isdigit():
+                continue
+            with path.open("rb") as fh:
+                text = fh.read()
+            if b'"commitInfo"' not in text:
+                what = "is empty" if not text else "holds no commit information"
+                return CommitFileProblem(int(path.stem), what, f"{_LOG}/{path.name}")
+        return None
 
     def columns(self) -> dict[str, pl.DataType]:
         """The table's columns in stored order, partition column included (cached per version)."""
@@ -173,10 +237,10 @@ class DeltaEvents:
         files = self.files()
         if files.height == 0:
             return 0, None
-        if files["max.seq"].null_count() or files["max.recorded_at"].null_count():
+        if files["max_seq"].null_count() or files["max_recorded_at"].null_count():
             row = self.scan().select(pl.col("seq").max(), pl.col("recorded_at").max()).collect()
             return int(row["seq"][0] or 0), row["recorded_at"][0]
-        return int(files["max.seq"].max()), files["max.recorded_at"].max()  # type: ignore[arg-type,return-value]
+        return int(files["max_seq"].max()), files["max_recorded_at"].max()  # type: ignore[arg-type,return-value]
 
     def transaction_version(self, app_id: str) -> int | None:
         with self._reading("reading the idempotency keys of"):
@@ -225,8 +289,7 @@ class DeltaEvents:
         refuses keys it was not told of; the partition value comes from the Delta log instead.
         """
         stored = {c: t for c, t in schema.items() if c != PARTITION_COLUMN}
-        column = f"partition.{PARTITION_COLUMN}"
-        by_day = self.files().group_by(column).agg("path").sort(column)
+        by_day = self.files().group_by("day").agg("path").sort("day")
         root = str(self.path)
         return pl.concat(
             pl.scan_parquet([f"{root}/{p}" for p in paths], hive_partitioning=False, glob=False, schema=stored,
@@ -343,7 +406,7 @@ class DeltaEvents:
             p.relative_to(self.path).as_posix()
             for p in self.path.rglob("*#*")
             if _STAGED.search(p.name)
-            and p.relative_to(self.path).parts[0] != "_delta_log"
+            and p.relative_to(self.path).parts[0] != _LOG
             and p.is_file()
             and p.stat().st_mtime <= older_than
         )
@@ -411,7 +474,7 @@ def _damaged_file(table: Path) -> tuple[Path, str] | None:
     Only run after deltalake failed, whose messages rarely name the file. It looks where
     deltalake does: the newest checkpoint, then every commit after it, in order.
     """
-    log = table / "_delta_log"
+    log = table / _LOG
     if not log.is_dir():
         return log, "is missing"
     commits = {int(p.name[:20]): p for p in log.glob("*.json") if re.fullmatch(r"\d{20}\.json", p.name)}

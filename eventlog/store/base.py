@@ -1,0 +1,118 @@
+"""What the log and the layers above need of an events store, and nothing more.
+
+``DeltaEvents`` (the Delta Lake table) is the real one; ``MemoryEvents`` keeps the same
+promises in memory and is the reference the contract tests (``tests/test_store_contract.py``)
+hold both to. Everything is stated in neutral terms: a version per commit, data files with
+their seq range and day, commit metadata, idempotency transactions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
+#: Prefix of the keys a store puts the caller's commit metadata under in ``history()``.
+META_PREFIX = "eventlog."
+
+#: The columns of ``files()``, one row per live data file. ``path`` is relative to the store's
+#: ``path``; the seq and recorded_at bounds are null for a file written without statistics
+#: (such a file may hold any seq); ``day`` is the partition date every event of the file shares.
+FILE_COLUMNS = ("path", "size_bytes", "rows", "min_seq", "max_seq", "max_recorded_at", "day")
+
+
+class FileCover(NamedTuple):
+    """The data files that can hold a seq range, as absolute paths.
+
+    ``inside`` is True when every one of them lies wholly inside the range, so a reader
+    of these files needs no seq predicate (and need not read the seq column at all).
+    """
+
+    paths: list[str]
+    inside: bool
+
+
+@dataclass(frozen=True)
+class CommitFileProblem:
+    """A commit file that no longer holds its commit (emptied or rewritten)."""
+
+    version: int
+    problem: str  # e.g. "is empty", "holds no commit information"
+    file: str  # relative to the store's path
+
+
+class EventStore(Protocol):
+    """The storage seam: one table of events, versioned per commit.
+
+    Appends commit whole batches; every commit gets the next version and a history entry
+    (newest first) with ``version``, ``timestamp`` (ms since the epoch), ``operation`` and
+    the caller's metadata under ``META_PREFIX``. Reads see the version this object was
+    last moved to (``refresh``, or its own commits).
+    """
+
+    path: Path
+
+    @classmethod
+    def create(cls, path: Path, schema: pa.Schema) -> EventStore: ...
+
+    def refresh(self) -> None:
+        """Catch up with commits made elsewhere."""
+
+    @property
+    def version(self) -> int: ...
+
+    def table_id(self) -> str:
+        """An id the table keeps for life: a cache key that a new table at the same path does not share."""
+        ...
+
+    def columns(self) -> dict[str, pl.DataType]:
+        """Every stored column in stored order, the partition column included."""
+        ...
+
+    def files(self) -> pl.DataFrame:
+        """One row per live data file, with ``FILE_COLUMNS``."""
+        ...
+
+    def files_covering(self, *, after: int, cut: int, day_max: dt.date | None = None) -> FileCover:
+        """The files that can hold events with after < seq <= cut (and day <= day_max)."""
+        ...
+
+    def head_and_last_recorded(self) -> tuple[int, dt.datetime | None]:
+        """The last seq (0 when empty) and the last recorded_at."""
+        ...
+
+    def scan(self) -> pl.LazyFrame:
+        """Every event of this version, with every stored column (older files read new ones as null)."""
+        ...
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    def transaction_version(self, app_id: str) -> int | None:
+        """The version last committed for ``app_id`` with ``append(transactions=...)``, if any."""
+        ...
+
+    def check_commit_files(self) -> CommitFileProblem | None:
+        """The first commit record that lost its content, if any (a store without files has none)."""
+        ...
+
+    def append(self, data: pa.Table, *, metadata: dict[str, str], transactions: dict[str, int]) -> int:
+        """Commit ``data`` (all stored columns) as one version and return it; callers hold the writer lock."""
+        ...
+
+    def add_columns(self, columns: dict[str, pl.DataType], *, metadata: dict[str, str]) -> int:
+        """Add nullable columns in one commit; columns already there are left alone."""
+        ...
+
+    def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
+        """Merge small files; every scan result stays the same. Returns counts
+        ``numFilesAdded`` and ``numFilesRemoved`` (among others for Delta)."""
+        ...
+
+    def vacuum(self, *, retention_hours: float, dry_run: bool) -> list[str]:
+        """Delete files no version younger than the retention needs; returns their paths."""
+        ...
