@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import polars as pl
 
+from eventlog.core.cuts import parse_point
 from eventlog.core.text import is_utf8
 from eventlog.errors import (
     EventLogError,
@@ -76,17 +77,16 @@ def _store_option_first(args: list[str]) -> list[str]:
 
 
 class _CutType(click.ParamType):
-    """A cut of the log: digits become an int seq, anything else goes to the library as text."""
+    """A cut of the log, read by the library's own parser (the grammar the SQL macros share).
+
+    A text that is no cut raises the library's ValidationError, naming the option's field
+    (``as_of``, ``known_at``): one ``error:`` line and exit code 1, as from the library.
+    """
 
     name = "SEQ|DATE|TIMESTAMP"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-            try:
-                return int(value.strip())
-            except ValueError:  # more digits than Python converts (4300)
-                self.fail(f"a seq of {len(value.strip())} digits is too large", param, ctx)
-        return value
+        return parse_point(value, name=param.name if param is not None and param.name else "as_of")
 
 
 _CUT = _CutType()

@@ -9,13 +9,43 @@ Two kinds of time, kept apart on purpose:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from eventlog.errors import ValidationError
 
 Cut = int | dt.datetime | dt.date | str | None
 
-_ONE_US = dt.timedelta(microseconds=1)
+# --- the text grammar of a cut --------------------------------------------------------------
+# One grammar for every surface: parse_point here, the CLI's --as-of/--known-at (which call
+# parse_point) and the SQL macros as_of_seq/as_of_time (whose regexes are these strings). The
+# patterns are written in the subset that Python's re and DuckDB's RE2 read alike: ASCII
+# classes, no look-around, no shorthand classes (``\d`` and ``\s`` take Unicode in Python).
+# The values they let through are then checked by each side's own parser (Python's
+# fromisoformat, DuckDB's casts); the patterns exclude what those two disagree on: hour 24,
+# year 0000, more than microseconds, a lower-case ``z``, offsets of 24 hours or more, and
+# words such as 'infinity' or 'epoch', which DuckDB alone would take.
+
+#: Characters stripped from both ends of a cut's text before it is matched.
+BLANKS = " \t\n\r"
+#: A seq: ASCII digits only (``'١٢'`` is no seq). Beyond int64 it is past every head.
+SEQ_PATTERN = r"[0-9]+"
+_YEAR = r"([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"  # 0001..9999
+#: An ISO date: the end of that UTC day.
+DATE_PATTERN = _YEAR + r"-[0-9]{2}-[0-9]{2}"
+_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+#: A UTC offset: Z, or +/- hours under 24 with optional minutes (with or without a colon).
+OFFSET_PATTERN = r"(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)"
+#: An ISO timestamp without an offset: refused with its own message (it would be ambiguous).
+NAIVE_TIMESTAMP_PATTERN = DATE_PATTERN + r"[T ]" + _TIME
+#: An ISO timestamp with an offset.
+TIMESTAMP_PATTERN = NAIVE_TIMESTAMP_PATTERN + OFFSET_PATTERN
+
+_SEQ_RE, _DATE_RE, _NAIVE_RE, _TIMESTAMP_RE = (
+    re.compile(p) for p in (SEQ_PATTERN, DATE_PATTERN, NAIVE_TIMESTAMP_PATTERN, TIMESTAMP_PATTERN)
+)
+#: What a text that fits none of the patterns is told (the SQL macros say the same).
+NOT_A_CUT = "is not a seq, an ISO date or an ISO timestamp"
 
 
 @dataclass(frozen=True)
@@ -31,7 +61,24 @@ _PAST_ANY_SEQ = 2**63 - 1
 
 
 def parse_point(value: Cut, *, name: str) -> int | dt.datetime | None:
-    """An int seq, an aware UTC datetime (dates become the end of their UTC day), or None."""
+    """An int seq, an aware UTC datetime (dates become the end of their UTC day), or None.
+
+    Text follows the grammar above: ``"12"`` (blanks around it ignored) is a seq, ``"2024-02-01"``
+    the end of that UTC day, ``"2024-02-01T10:00:00+01:00"`` an instant. A seq beyond int64 is
+    past every head.
+
+    Example:
+        >>> parse_point(" 12 ", name="as_of")
+        12
+        >>> parse_point("2024-02-01T10:00+01:00", name="as_of")
+        datetime.datetime(2024, 2, 1, 9, 0, tzinfo=datetime.timezone.utc)
+        >>> parse_point("2024-02-01", name="as_of").isoformat()
+        '2024-02-01T23:59:59.999999+00:00'
+        >>> parse_point("epoch", name="as_of")
+        Traceback (most recent call last):
+        ...
+        eventlog.errors.ValidationError: field 'as_of': as_of='epoch' is not a seq, an ISO date or an ISO timestamp
+    """
     if value is None:
         return None
     if isinstance(value, bool):
@@ -39,7 +86,7 @@ def parse_point(value: Cut, *, name: str) -> int | dt.datetime | None:
     if isinstance(value, int):
         if value < 0:
             raise ValidationError(f"{name}={value}: a seq cut cannot be negative", field=name)
-        return value
+        return min(value, _PAST_ANY_SEQ)
     if isinstance(value, str):
         return _parse_text(value, name=name)
     if isinstance(value, dt.datetime):
@@ -47,30 +94,40 @@ def parse_point(value: Cut, *, name: str) -> int | dt.datetime | None:
             raise ValidationError(
                 f"{name}={value.isoformat()} has no time zone; pass e.g. datetime(..., tzinfo=timezone.utc)", field=name
             )
-        return value.astimezone(dt.timezone.utc)
+        return _to_utc(value)
     if isinstance(value, dt.date):
         return end_of_day(value)
     raise ValidationError(f"{name} is a seq, a datetime, a date or an ISO string, not {type(value).__name__}", field=name)
 
 
 def end_of_day(day: dt.date) -> dt.datetime:
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
-    return start + dt.timedelta(days=1) - _ONE_US
+    """The last microsecond of ``day`` in UTC."""
+    return dt.datetime.combine(day, dt.time.max, tzinfo=dt.timezone.utc)
 
 
 def _parse_text(text: str, *, name: str) -> int | dt.datetime:
-    stripped = text.strip()
-    if stripped.isascii() and stripped.isdigit():
+    stripped = text.strip(BLANKS)
+    if _SEQ_RE.fullmatch(stripped):
         # More digits than any int64 seq: past every head (int() would refuse past 4300 digits).
-        return int(stripped) if len(stripped) <= 19 else _PAST_ANY_SEQ
+        return min(int(stripped), _PAST_ANY_SEQ) if len(stripped) <= 19 else _PAST_ANY_SEQ
     try:
-        if len(stripped) == 10:
+        if _DATE_RE.fullmatch(stripped):
             return end_of_day(dt.date.fromisoformat(stripped))
-        value = dt.datetime.fromisoformat(stripped)
-    except ValueError:
-        raise ValidationError(f"{name}={text!r} is not a seq, an ISO date or an ISO timestamp", field=name) from None
-    if value.tzinfo is None:
+        if _TIMESTAMP_RE.fullmatch(stripped):
+            return _to_utc(dt.datetime.fromisoformat(stripped))
+        naive = bool(_NAIVE_RE.fullmatch(stripped)) and dt.datetime.fromisoformat(stripped) is not None
+    except ValueError:  # fits a pattern, but no such day or time (2024-02-30)
+        naive = False
+    if naive:
         raise ValidationError(
             f"{name}={text!r} has no time zone; add one, e.g. {stripped}+00:00 or {stripped}Z", field=name
         )
-    return value.astimezone(dt.timezone.utc)
+    raise ValidationError(f"{name}={text!r} {NOT_A_CUT}", field=name)
+
+
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    try:
+        return value.astimezone(dt.timezone.utc)
+    except OverflowError:  # within a day of year 1 or 9999: the nearest instant Python can hold
+        edge = dt.datetime.max if value.year == dt.MAXYEAR else dt.datetime.min
+        return edge.replace(tzinfo=dt.timezone.utc)

@@ -8,7 +8,7 @@ CREATE OR REPLACE MACRO as_of_seq(x) AS CASE
         WHEN TRY_CAST(x AS HUGEINT) < 0 THEN error('as_of=' || CAST(x AS VARCHAR) || ': a seq cut cannot be negative')
         ELSE TRY_CAST(x AS BIGINT)  -- NULL beyond BIGINT: no cut
     END
-    WHEN typeof(x) = 'VARCHAR' AND regexp_full_match(trim(CAST(x AS VARCHAR)), '[0-9]+') THEN TRY_CAST(trim(CAST(x AS VARCHAR)) AS BIGINT)
+    WHEN typeof(x) = 'VARCHAR' AND regexp_full_match(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d'), '[0-9]+') THEN TRY_CAST(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d') AS BIGINT)
     WHEN typeof(x) IN ('VARCHAR', 'DATE', 'TIMESTAMP WITH TIME ZONE', 'TIMESTAMP', 'TIMESTAMP_S', 'TIMESTAMP_MS', 'TIMESTAMP_NS') THEN CAST(NULL AS BIGINT)
     ELSE error('as_of is a seq (an integer), a TIMESTAMPTZ, a TIMESTAMP (read as UTC), a DATE or an ISO string, not '
                || typeof(x))
@@ -20,13 +20,14 @@ CREATE OR REPLACE MACRO as_of_time(x) AS CASE
     WHEN typeof(x) = 'TIMESTAMP WITH TIME ZONE' THEN TRY_CAST(x AS TIMESTAMPTZ)
     WHEN typeof(x) IN ('TIMESTAMP', 'TIMESTAMP_S', 'TIMESTAMP_MS', 'TIMESTAMP_NS') THEN timezone('UTC', TRY_CAST(x AS TIMESTAMP))
     WHEN typeof(x) = 'DATE' THEN timezone('UTC', CAST(TRY_CAST(x AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)
-    WHEN regexp_full_match(trim(CAST(x AS VARCHAR)), '[0-9]+') THEN CAST(NULL AS TIMESTAMPTZ)
-    WHEN length(trim(CAST(x AS VARCHAR))) = 10 AND TRY_CAST(trim(CAST(x AS VARCHAR)) AS DATE) IS NOT NULL
-        THEN timezone('UTC', CAST(TRY_CAST(trim(CAST(x AS VARCHAR)) AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)
-    WHEN TRY_CAST(trim(CAST(x AS VARCHAR)) AS TIMESTAMP) IS NULL OR NOT regexp_full_match(trim(CAST(x AS VARCHAR)), '[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+)?([Zz]|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?')
-        THEN error('as_of=''' || CAST(x AS VARCHAR) || ''' is not a seq, an ISO date or an ISO timestamp')
-    WHEN regexp_matches(trim(CAST(x AS VARCHAR)), '([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$') THEN TRY_CAST(trim(CAST(x AS VARCHAR)) AS TIMESTAMPTZ)
-    ELSE error('as_of=''' || CAST(x AS VARCHAR) || ''' has no time zone; add one, e.g. ' || trim(CAST(x AS VARCHAR)) || '+00:00')
+    WHEN regexp_full_match(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d'), '[0-9]+') THEN CAST(NULL AS TIMESTAMPTZ)
+    WHEN regexp_full_match(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d'), '([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2}') AND TRY_CAST(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d') AS DATE) IS NOT NULL
+        THEN timezone('UTC', CAST(TRY_CAST(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d') AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)
+    WHEN regexp_full_match(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d'), '([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)') AND TRY_CAST(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d') AS TIMESTAMPTZ) IS NOT NULL
+        THEN TRY_CAST(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d') AS TIMESTAMPTZ)
+    WHEN regexp_full_match(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d'), '([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?') AND TRY_CAST(trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d') AS TIMESTAMP) IS NOT NULL
+        THEN error('as_of=''' || CAST(x AS VARCHAR) || ''' has no time zone; add one, e.g. ' || trim(CAST(x AS VARCHAR), E'\x20\x09\x0a\x0d') || '+00:00')
+    ELSE error('as_of=''' || CAST(x AS VARCHAR) || ''' is not a seq, an ISO date or an ISO timestamp')
 END;
 
 CREATE OR REPLACE MACRO events_as_of(x) AS TABLE
