@@ -16,6 +16,11 @@ class StaleProjectionWarning(UserWarning):
     """A projection was served from its stored table, behind the log."""
 
 
+class ProjectionWarning(UserWarning):
+    """A projection's stored table gets no SQL view: its manifest is unreadable, names a file
+    outside its folder, or its name is taken by another view."""
+
+
 class EventLogError(Exception):
     """Root of every error raised on purpose by eventlog."""
 
@@ -72,6 +77,18 @@ class StoreNotFoundError(EventLogError, FileNotFoundError):
 
 class StoreExistsError(EventLogError, FileExistsError):
     """``create`` was asked for a path that already holds a store."""
+
+
+class SchemaError(EventLogError, ValueError):
+    """An event schema is defined wrongly (a ``Field``, ``EventType``, ``EventSchema`` or ``Upcaster``).
+
+    ``event_type`` and ``field`` name what is at fault, when the definition knows them.
+    """
+
+    def __init__(self, message: str, *, event_type: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.event_type = event_type
+        self.field = field
 
 
 class SchemaMismatchError(EventLogError, ValueError):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from eventlog.errors import ValidationError
+from eventlog.errors import SchemaError, ValidationError
 
 FieldType = Literal["int64", "float64", "string", "bool", "timestamp", "date"]
 
@@ -62,11 +62,12 @@ class Field:
 
     def __post_init__(self) -> None:
         if self.type not in _POLARS_TYPES:
-            raise ValueError(f"field {self.name!r}: unknown type {self.type!r}; use one of {sorted(_POLARS_TYPES)}")
+            raise SchemaError(f"field {self.name!r}: unknown type {self.type!r}; use one of {sorted(_POLARS_TYPES)}",
+                              field=self.name)
         if self.name in ENVELOPE or self.name == PARTITION_COLUMN:
-            raise ValueError(f"field {self.name!r} clashes with an envelope column; rename it")
+            raise SchemaError(f"field {self.name!r} clashes with an envelope column; rename it", field=self.name)
         if not self.name.isidentifier():
-            raise ValueError(f"field {self.name!r}: names must be identifiers (letters, digits, _)")
+            raise SchemaError(f"field {self.name!r}: names must be identifiers (letters, digits, _)", field=self.name)
 
     @property
     def dtype(self) -> pl.DataType:
@@ -92,7 +93,9 @@ class EventType:
         object.__setattr__(self, "fields", tuple(self.fields))
         names = [f.name for f in self.fields]
         if len(set(names)) != len(names):
-            raise ValueError(f"event type {self.name!r} declares a field twice: {names}")
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise SchemaError(f"event type {self.name!r} declares the field {twice[0]!r} twice; fields: {names}",
+                              event_type=self.name, field=twice[0])
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -115,14 +118,16 @@ class EventSchema:
     def __post_init__(self) -> None:
         object.__setattr__(self, "event_types", tuple(self.event_types))
         if not self.event_types:
-            raise ValueError("a schema needs at least one event type")
+            raise SchemaError(f"schema {self.name!r} has no event type; it needs at least one")
         payload: dict[str, pl.DataType] = {}
         for et in self.event_types:
             for f in et.fields:
                 if f.name in payload and payload[f.name] != f.dtype:
-                    raise ValueError(
-                        f"field {f.name!r} has type {payload[f.name]} in one event type and "
-                        f"{f.dtype} in {et.name!r}; a field name must mean one type"
+                    first = next(e.name for e in self.event_types if e.field(f.name) is not None)
+                    raise SchemaError(
+                        f"field {f.name!r} has type {payload[f.name]} in event type {first!r} and "
+                        f"{f.dtype} in {et.name!r}; a field name must mean one type",
+                        event_type=et.name, field=f.name,
                     )
                 payload[f.name] = f.dtype
         object.__setattr__(self, "payload", payload)
@@ -189,14 +194,16 @@ class Upcaster:
 
     def __post_init__(self) -> None:
         if not isinstance(self.expression, str) or not self.expression.strip():
-            raise ValueError(f"upcaster of {self.event_type!r}.{self.field!r}: the expression is SQL text")
+            raise SchemaError(f"upcaster of {self.event_type!r}.{self.field!r}: the expression is SQL text",
+                              event_type=self.event_type, field=self.field)
         if self.field in ENVELOPE or self.field == PARTITION_COLUMN:
-            raise ValueError(f"upcaster of {self.field!r}: envelope columns are set by the log and cannot be upcast")
+            raise SchemaError(f"upcaster of {self.event_type!r}.{self.field!r}: {self.field!r} is an envelope column, "
+                              "set by the log; it cannot be upcast", event_type=self.event_type, field=self.field)
         try:
             pl.sql_expr(self.expression)
         except (pl.exceptions.PolarsError, ValueError) as exc:
-            raise ValueError(f"upcaster of {self.event_type!r}.{self.field!r}: {self.expression!r} is not a SQL "
-                             f"expression Polars can run ({exc})") from None
+            raise SchemaError(f"upcaster of {self.event_type!r}.{self.field!r}: {self.expression!r} is not a SQL "
+                              f"expression Polars can run ({exc})", event_type=self.event_type, field=self.field) from None
 
     def reads(self) -> list[str]:
         """The stored columns the expression reads."""

@@ -53,7 +53,7 @@ from eventlog.core.text import is_utf8
 from eventlog.errors import CommitError, OutputFileError, ReadOnlyError, ValidationError
 from eventlog.inventory.model import is_inventory
 from eventlog.log import EventLog
-from eventlog.errors import SnapshotWarning
+from eventlog.errors import ProjectionWarning, SnapshotWarning
 from eventlog.store.atomic import atomic_file
 from eventlog.store.snapshots import SnapshotInfo, SnapshotStore
 
@@ -535,14 +535,16 @@ def _projections(root: Path) -> list[dict[str, Any]]:
             target = (folder / data["file"]).resolve()
             checkpoint = None if data.get("checkpoint") is None else int(data["checkpoint"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            warnings.warn(f"projection manifest {manifest} is unreadable ({exc!r}); no view {name!r}", stacklevel=4)
+            warnings.warn(f"projection manifest {manifest} is unreadable ({exc!r}); no view {name!r}", ProjectionWarning,
+                          stacklevel=4)
             continue
         if not target.is_relative_to(folder.resolve()) or not target.is_file():
             warnings.warn(f"projection manifest {manifest} names {target}, not a file in its folder; no view {name!r}",
-                          stacklevel=4)
+                          ProjectionWarning, stacklevel=4)
             continue
         if name.lower() in taken:  # DuckDB matches names case-insensitively
-            warnings.warn(f"projection {name!r} would hide another view of that name; no view for it", stacklevel=4)
+            warnings.warn(f"projection {name!r} would hide another view of that name; no view for it", ProjectionWarning,
+                          stacklevel=4)
             continue
         taken.add(name.lower())
         out.append({"name": name, "checkpoint": checkpoint, "file": str(target), "manifest": text})
