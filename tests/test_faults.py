@@ -47,7 +47,7 @@ from inventory_helpers import AWKWARD_ITEMS, T0, events_of, store
 
 import eventlog.store.delta
 from eventlog import Inventory, SnapshotWarning
-from eventlog.inventory.state import STATE_VERSION, empty_state
+from eventlog.inventory.state import STATE, STATE_VERSION, empty_state
 from eventlog.errors import CommitError, ProjectionError, SnapshotError
 from eventlog.store.snapshots import SnapshotStore
 
@@ -119,7 +119,6 @@ SEAMS: dict[str, tuple[Any, str]] = {
     "write_parquet": (pl.DataFrame, "write_parquet"),
     "fsync": (os, "fsync"),
     "replace": (os, "replace"),
-    "write_text": (pathlib.Path, "write_text"),
     "json.dump": (json, "dump"),
     "unlink": (pathlib.Path, "unlink"),
     "refresh": (DeltaTable, "update_incremental"),
@@ -247,7 +246,9 @@ def observe(path: Path) -> dict[str, Any]:
     return {
         "events": events_of(inventory),
         "stock": inventory.stock().rows(),
-        "snapshots": [(s.seq, inventory.snapshots.load(s).rows()) for s in snapshots],  # type: ignore[union-attr]
+        # a snapshot holds the stored form: finished, it is the stock at its seq
+        "snapshots": [(s.seq, inventory.engine.finish(STATE, inventory.snapshots.load(s)).rows())  # type: ignore[arg-type]
+                      for s in snapshots],
         "projections": projections,
     }
 
