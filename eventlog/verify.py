@@ -504,13 +504,6 @@ def _check_file_stats(log: VerifiedLog, head: int) -> Violation | None:
 # --- locating --------------------------------------------------------------------------------
 
 
-def _first_missing(events: pl.DataFrame, first: int, last: int) -> int | None:
-    have = events.get_column("seq").sort()
-    expected = pl.int_range(first, last + 1, eager=True).alias("seq")
-    gaps = expected.filter(~expected.is_in(have.implode()))
-    return int(gaps[0]) if gaps.len() else None
-
-
 def _file_of(log: VerifiedLog, seq: int | None) -> str | None:
     """The data file whose Delta statistics cover ``seq`` (or, for a gap, the one after it)."""
     if seq is None:
