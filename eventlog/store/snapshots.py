@@ -10,6 +10,7 @@ existed count as ``v<state version>``). A snapshot that fails either check is ne
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import json
@@ -133,7 +134,7 @@ class SnapshotStore:
         (self.root / f"{stem}.json").unlink(missing_ok=True)  # manifest first: never a manifest without data
         (self.root / info.file).unlink(missing_ok=True)
 
-    def prune(self, *, keep_latest: int = 3) -> list[SnapshotInfo]:
+    def prune(self, *, keep_latest: int = 3) -> builtins.list[SnapshotInfo]:  # list: the method above
         """Keep the newest ``keep_latest`` and a ladder of older ones, spaced ever wider apart.
 
         The ladder keeps time travel into the past cheap without keeping every snapshot:
