@@ -1,4 +1,4 @@
-"""Shared fixtures: the schema, an empty and an existing store, a sample batch."""
+"""Shared fixtures: the schema, an empty and an existing store, a sample batch, every local engine."""
 
 from __future__ import annotations
 
@@ -11,6 +11,17 @@ import pytest
 from support import ADDED, AWKWARD_STREAMS, as_polars, make_schema, read_all, sample_records
 
 from eventlog import EventLog, EventSchema
+from eventlog.engines import LOCAL_ENGINES
+
+
+@pytest.fixture(scope="session", params=LOCAL_ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each local engine's name in turn: a state or projection test that takes it runs on every
+    engine (``Inventory.open(path, engine=engine)``), and each run must agree with the reference.
+
+    Session-scoped so that hypothesis tests may take it (it is a name, nothing to reset).
+    """
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")

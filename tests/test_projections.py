@@ -3,7 +3,8 @@
 The specification is the naive replay in ``reference.py``: whatever path built a table
 (a full build, an incremental merge of the stored table with a fold of the tail, an
 ``as_of`` read, the compiled SQL in DuckDB) must give the reference's rows, also when the
-log holds events of types that move no stock.
+log holds events of types that move no stock, on every local engine (the ``engine``
+fixture; hypothesis tests run about half their examples on each).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from eventlog.core.definitions import Agg, FunctionProjection, Projection
 
 UTC = dt.timezone.utc
 T = dt.datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
-PROPERTY = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = [p.name for p in BUILTINS]
 DECLARATIVE = [MOST_COLLECTED_ITEMS, ITEM_ORIGINS, DAILY_FLOWS, DAILY_STOCK]
 
@@ -103,8 +104,8 @@ def split_logs(draw: st.DrawFn) -> tuple[list[list[dict]], list[list[dict]]]:
 
 
 @pytest.fixture
-def inventory(tmp_path: Path) -> Inventory:
-    inv = Inventory.open(store(tmp_path))
+def inventory(tmp_path: Path, engine: str) -> Inventory:
+    inv = Inventory.open(store(tmp_path), engine=engine)
     inv.record([
         {"event_type": "item_added", "item": "sword", "quantity": 3, "origin": "castle", "rarity": "rare", "occurred_at": T},
         {"event_type": "item_added", "item": "potion", "quantity": 2, "origin": "village", "occurred_at": T},
@@ -123,10 +124,10 @@ def _append_one(inv: Inventory) -> None:
 
 @PROPERTY
 @given(log=split_logs())
-def test_incremental_update_equals_full_rebuild_equals_the_reference(log: tuple[list, list]) -> None:
+def test_incremental_update_equals_full_rebuild_equals_the_reference(engine: str, log: tuple[list, list]) -> None:
     before, after = log
     with tempfile.TemporaryDirectory() as tmp:
-        inv = Inventory.open(store(tmp))
+        inv = Inventory.open(store(tmp), engine=engine)
         for batch in before:
             write(inv, batch)
         inv.update_projections()
@@ -142,12 +143,14 @@ def test_incremental_update_equals_full_rebuild_equals_the_reference(log: tuple[
             assert inv.projection(name).read().equals(incremental[name]), name
 
 
-@settings(PROPERTY, max_examples=15)
+@settings(PROPERTY, max_examples=8)
 @given(log=split_logs(), data=st.data())
-def test_reads_as_of_a_seq_or_a_business_time_equal_the_reference_there(log: tuple[list, list], data: st.DataObject) -> None:
+def test_reads_as_of_a_seq_or_a_business_time_equal_the_reference_there(
+    engine: str, log: tuple[list, list], data: st.DataObject
+) -> None:
     before, after = log
     with tempfile.TemporaryDirectory() as tmp:
-        inv = Inventory.open(store(tmp))
+        inv = Inventory.open(store(tmp), engine=engine)
         for batch in before:
             write(inv, batch)
         inv.update_projections()  # the stored tables sit at this checkpoint: cuts fall on both sides
@@ -163,12 +166,14 @@ def test_reads_as_of_a_seq_or_a_business_time_equal_the_reference_there(log: tup
                 reference.cut(events, business=when)), name
 
 
-@settings(PROPERTY, max_examples=15)
+@settings(PROPERTY, max_examples=8)
 @given(log=split_logs())
-def test_a_user_defined_projection_matches_its_reference_after_an_incremental_update(log: tuple[list, list]) -> None:
+def test_a_user_defined_projection_matches_its_reference_after_an_incremental_update(
+    engine: str, log: tuple[list, list]
+) -> None:
     before, after = log
     with tempfile.TemporaryDirectory() as tmp:
-        inv = Inventory.open(store(tmp))
+        inv = Inventory.open(store(tmp), engine=engine)
         handle = inv.register(PER_ORIGIN)
         for batch in before:
             write(inv, batch)
@@ -178,11 +183,13 @@ def test_a_user_defined_projection_matches_its_reference_after_an_incremental_up
         assert handle.read().rows() == per_origin_reference(events_of(inv))
 
 
-@settings(PROPERTY, max_examples=12)
+@settings(PROPERTY, max_examples=6)
 @given(events=item_events(max_size=20))
-def test_every_declarative_projection_compiles_to_sql_that_duckdb_answers_like_polars(events: list[dict]) -> None:
+def test_every_declarative_projection_compiles_to_sql_that_duckdb_answers_like_the_engine(
+    engine: str, events: list[dict]
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        inv = Inventory.open(store(tmp))
+        inv = Inventory.open(store(tmp), engine=engine)
         inv.register(PER_ORIGIN)
         write(inv, events)
         frame = inv.log.scan().collect()
@@ -196,9 +203,9 @@ def test_the_user_defined_projection_sql_matches_its_reference_on_a_known_log(in
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_projection_of_an_empty_inventory_is_empty_with_its_usual_columns(
-    tmp_path: Path, inventory: Inventory, name: str
+    tmp_path: Path, engine: str, inventory: Inventory, name: str
 ) -> None:
-    empty = Inventory.open(store(tmp_path / "empty")).projection(name).read()
+    empty = Inventory.open(store(tmp_path / "empty"), engine=engine).projection(name).read()
     assert empty.height == 0
     assert empty.columns == inventory.projection(name).read().columns
 
@@ -346,28 +353,28 @@ def test_a_function_projection_on_an_unregistered_source_is_refused(inventory: I
 # --- stale reads -----------------------------------------------------------------------------
 
 
-def test_stale_reads_serve_the_stored_table_and_warn_with_the_lag(inventory: Inventory) -> None:
+def test_stale_reads_serve_the_stored_table_and_warn_with_the_lag(inventory: Inventory, engine: str) -> None:
     inventory.update_projections()
     stored = inventory.projection("most_collected_items").read()
     _append_one(inventory)
     _append_one(inventory)
-    stale = Inventory.open(inventory.path, projection_reads="stale")
+    stale = Inventory.open(inventory.path, projection_reads="stale", engine=engine)
     with pytest.warns(StaleProjectionWarning, match="2 events behind"):
         table = stale.projection("most_collected_items").read()
     assert table.equals(stored)
     assert stale.projection("most_collected_items").status().checkpoint == 3  # nothing was updated
 
 
-def test_stale_reads_of_a_current_table_do_not_warn(inventory: Inventory) -> None:
+def test_stale_reads_of_a_current_table_do_not_warn(inventory: Inventory, engine: str) -> None:
     inventory.update_projections()
-    stale = Inventory.open(inventory.path, projection_reads="stale")
+    stale = Inventory.open(inventory.path, projection_reads="stale", engine=engine)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert stale.projection("daily_stock").read().rows() == reference.daily_stock(events_of(inventory))
 
 
-def test_stale_reads_build_a_table_that_does_not_exist_yet(inventory: Inventory) -> None:
-    stale = Inventory.open(inventory.path, projection_reads="stale")
+def test_stale_reads_build_a_table_that_does_not_exist_yet(inventory: Inventory, engine: str) -> None:
+    stale = Inventory.open(inventory.path, projection_reads="stale", engine=engine)
     assert stale.projection("item_origins").read().rows() == reference.item_origins(events_of(inventory))
 
 
@@ -413,10 +420,10 @@ def test_updaters_take_the_table_locks_in_one_global_order(inventory: Inventory,
 
 
 def test_an_update_that_waited_for_another_does_not_move_the_tables_back(
-    inventory: Inventory, monkeypatch: pytest.MonkeyPatch
+    inventory: Inventory, engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inventory.update_projections()
-    other = Inventory.open(inventory.path)
+    other = Inventory.open(inventory.path, engine=engine)
     real = type(inventory.projector.tables).lock
     raced: list[bool] = []
 

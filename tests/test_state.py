@@ -1,4 +1,7 @@
-"""Current state: stock, counts, an item's history, and record() as the one all-or-nothing write."""
+"""Current state: stock, counts, an item's history, and record() as the one all-or-nothing write.
+
+Every test that reads the state (record's stock check reads it too) runs on every local engine.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ SWORD, AXE = AWKWARD_ITEMS[0], AWKWARD_ITEMS[2]
 
 
 @pytest.fixture
-def inventory(tmp_path: Path) -> Inventory:
-    return Inventory.open(store(tmp_path))
+def inventory(tmp_path: Path, engine: str) -> Inventory:
+    return Inventory.open(store(tmp_path), engine=engine)
 
 
 @pytest.fixture
@@ -150,24 +153,24 @@ def test_an_add_later_in_the_batch_does_not_cover_an_earlier_removal(inventory: 
     assert inventory.log.head() == 0
 
 
-def test_the_stock_check_starts_from_state_written_by_another_inventory_object(tmp_path: Path) -> None:
-    first = Inventory.open(store(tmp_path))
+def test_the_stock_check_starts_from_state_written_by_another_inventory_object(tmp_path: Path, engine: str) -> None:
+    first = Inventory.open(store(tmp_path), engine=engine)
     first.get_count(SWORD)  # caches the empty state
-    Inventory.open(store(tmp_path)).add_item(SWORD)
+    Inventory.open(store(tmp_path), engine=engine).add_item(SWORD)
     first.remove_item(SWORD)
     with pytest.raises(InsufficientStockError):
         first.remove_item(SWORD)
 
 
 @pytest.mark.parametrize("shape", ["records", "polars", "arrow"])
-def test_record_takes_records_a_data_frame_or_an_arrow_table_alike(tmp_path: Path, shape: str) -> None:
+def test_record_takes_records_a_data_frame_or_an_arrow_table_alike(tmp_path: Path, engine: str, shape: str) -> None:
     batch = [
         {"event_type": "item_added", "item": AXE, "quantity": 4, "rarity": "rare", "origin": "森", "occurred_at": T},
         {"event_type": "item_removed", "item": AXE, "quantity": 1, "rarity": None, "origin": None,
          "occurred_at": T + dt.timedelta(minutes=1)},
     ]
     given = {"records": batch, "polars": as_frame(batch), "arrow": as_frame(batch).to_arrow()}[shape]
-    inventory = Inventory.open(store(tmp_path))
+    inventory = Inventory.open(store(tmp_path), engine=engine)
     result = inventory.record(given)
     assert (result.first_seq, result.last_seq) == (1, 2)
     assert inventory.stock().rows() == [(AXE, 3, "rare", "森", T, T + dt.timedelta(minutes=1), 2)]
@@ -247,7 +250,9 @@ def test_open_on_a_store_whose_quantity_has_another_type_is_a_schema_mismatch(tm
         Inventory.open(tmp_path / "floaty")
 
 
-def test_state_is_right_when_data_files_carry_no_statistics(stocked: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_state_is_right_when_data_files_carry_no_statistics(
+    stocked: Inventory, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Delta statistics are optional (other writers may omit them): a file without them may hold any seq."""
     from eventlog.store.delta import DeltaEvents
 
@@ -260,34 +265,34 @@ def test_state_is_right_when_data_files_carry_no_statistics(stocked: Inventory, 
 
     events = events_of(stocked)
     monkeypatch.setattr(DeltaEvents, "files", without_stats)
-    fresh = Inventory.open(stocked.path)
+    fresh = Inventory.open(stocked.path, engine=engine)
     for seq in range(6):
         assert fresh.stock(as_of=seq).rows() == reference.stock(events, seq=seq)
 
 
-def test_events_of_a_type_added_later_do_not_count_as_removals(tmp_path: Path) -> None:
+def test_events_of_a_type_added_later_do_not_count_as_removals(tmp_path: Path, engine: str) -> None:
     """Only item_added and item_removed move stock; a new event type (after evolve) does not."""
     from eventlog import EventSchema, EventType, Field
     from eventlog.inventory import INVENTORY_SCHEMA
 
-    inv = Inventory.open(tmp_path / "store")
+    inv = Inventory.open(tmp_path / "store", engine=engine)
     inv.add_item("sword", 3)
     audited = EventType("item_audited", (Field("quantity", "int64", required=False),))
     inv.log.evolve(EventSchema((*INVENTORY_SCHEMA.event_types, audited), name="inventory"))
     inv.log.append([{"event_type": "item_audited", "stream_id": "sword", "quantity": 2}])
-    fresh = Inventory.open(tmp_path / "store")
+    fresh = Inventory.open(tmp_path / "store", engine=engine)
     assert fresh.get_count("sword") == 3
     assert fresh.history("sword")["stock"].to_list() == [3, 3]
     assert fresh.verify().ok
 
 
-def test_stock_is_the_same_after_compaction(tmp_path: Path) -> None:
+def test_stock_is_the_same_after_compaction(tmp_path: Path, engine: str) -> None:
     """Compacted files are read by the same fold as the files appends wrote (same columns, same order)."""
-    inv = Inventory.open(tmp_path / "store")
+    inv = Inventory.open(tmp_path / "store", engine=engine)
     for i in range(6):
         inv.record([{"event_type": "item_added", "item": f"item {i % 3}", "quantity": i + 1, "origin": f"o{i}",
                      "occurred_at": dt.datetime(2024, 1, 1 + i % 2, tzinfo=dt.timezone.utc)}])
-    before = Inventory.open(tmp_path / "store").stock()
+    before = Inventory.open(tmp_path / "store", engine=engine).stock()
     inv.log.compact()
     assert inv.log.files().height < 6
-    assert Inventory.open(tmp_path / "store").stock().equals(before)
+    assert Inventory.open(tmp_path / "store", engine=engine).stock().equals(before)

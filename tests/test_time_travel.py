@@ -1,5 +1,5 @@
 """Time travel: as_of cuts the log by position (seq) or by business time (occurred_at);
-known_at cuts it by what had been recorded, for bitemporal questions."""
+known_at cuts it by what had been recorded, for bitemporal questions. On every local engine."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def _remove(item: str, quantity: int, at: dt.datetime) -> dict:
 
 
 @pytest.fixture
-def inventory(tmp_path: Path) -> Inventory:
+def inventory(tmp_path: Path, engine: str) -> Inventory:
     """seq 1: +5 sword (15 Jan); seq 2: -2 sword (20 Feb); seq 3: +1 sword (1 Feb, recorded after seq 2)."""
-    inv = Inventory.open(store(tmp_path))
+    inv = Inventory.open(store(tmp_path), engine=engine)
     inv.record([_add("sword", 5, JAN_15)])
     inv.record([_remove("sword", 2, FEB_20)])
     inv.record([_add("sword", 1, FEB_1)])
@@ -149,13 +149,13 @@ def test_as_of_and_known_at_seqs_take_the_earlier(inventory: Inventory) -> None:
     assert inventory.stock(as_of=3, known_at=1).get_column("quantity").to_list() == [5]
 
 
-def test_late_imported_february_events_change_what_we_know_about_february(tmp_path: Path) -> None:
+def test_late_imported_february_events_change_what_we_know_about_february(tmp_path: Path, engine: str) -> None:
     """Bitemporal: what we believed at the end of February about 1 Feb, and what we know now.
 
     January and the first days of February were recorded on time; events of mid-February
     were imported later (in March), backdated to when they happened.
     """
-    inv = Inventory.open(store(tmp_path))
+    inv = Inventory.open(store(tmp_path), engine=engine)
     inv.record([_add("potion", 10, dt.datetime(2024, 1, 10, tzinfo=UTC))])
     inv.record([_remove("potion", 3, dt.datetime(2024, 2, 1, 9, 0, tzinfo=UTC))])
     time.sleep(0.002)
