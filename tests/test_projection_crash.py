@@ -31,6 +31,7 @@ from inventory_helpers import (
 from eventlog import Inventory
 from eventlog.inventory.builtins import BUILTINS
 from eventlog.core.definitions import Projection
+from eventlog.engines._polars import PolarsEngine
 
 pytestmark = pytest.mark.slow
 NAMES = list(reference.PROJECTIONS)
@@ -54,7 +55,7 @@ def _assert_current_tables_are_whole_and_right(path: Path) -> None:
         stored = pl.read_parquet(folder / manifest["file"])
         assert stored.height == manifest["rows"], name
         definition = next(p for p in BUILTINS if p.name == name)
-        table = definition.finish(stored) if isinstance(definition, Projection) else stored
+        table = PolarsEngine().finish(definition, stored) if isinstance(definition, Projection) else stored
         expected = reference.PROJECTIONS[name](reference.cut(events, seq=manifest["checkpoint"]))
         assert table.rows() == expected, f"{name} at checkpoint {manifest['checkpoint']}"
 

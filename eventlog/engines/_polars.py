@@ -80,10 +80,6 @@ def stored_schema(definition: Projection, events: pl.Schema) -> pl.Schema:
     return fold_lazy(definition, pl.LazyFrame(schema=events)).collect_schema()
 
 
-def finished_schema(definition: Projection, events: pl.Schema) -> pl.Schema:
-    return finish_lazy(definition, fold_lazy(definition, pl.LazyFrame(schema=events))).collect_schema()
-
-
 def _lazy(events: Events) -> pl.LazyFrame:
     if isinstance(events, EventSlice):
         return lazy_events(events) if not events.empty else lazy_events(events).head(0)

@@ -92,9 +92,10 @@ class Inventory:
     ) -> None:
         check_inventory_schema(log)
         if projection_reads not in ("update", "stale"):
-            raise ValueError(f"projection_reads is 'update' or 'stale', not {projection_reads!r}")
+            raise ValidationError(f"projection_reads is 'update' or 'stale', not {projection_reads!r}",
+                                  field="projection_reads")
         if keep_snapshots < 1:  # retention always keeps the newest snapshot: it is the one reads start from
-            raise ValueError(f"keep_snapshots is at least 1, not {keep_snapshots}")
+            raise ValidationError(f"keep_snapshots is at least 1, not {keep_snapshots}", field="keep_snapshots")
         self.log = log
         self.snapshot_every = snapshot_every
         self.keep_snapshots = keep_snapshots
