@@ -10,7 +10,7 @@ from eventlog.core.definitions import Agg, FunctionProjection, Projection, Proje
 from eventlog.core.schema import EventSchema, EventType, Field, Upcaster
 from eventlog.errors import SnapshotWarning
 from eventlog.inventory.inventory import Inventory, Item
-from eventlog.inventory.model import INVENTORY_SCHEMA
+from eventlog.model.schema import INVENTORY_SCHEMA
 from eventlog.log import AppendResult, EventLog
 from eventlog.store.snapshots import SnapshotInfo
 

@@ -36,7 +36,7 @@ from eventlog.errors import (
 )
 from eventlog.importers import FORMATS, Format, import_file, read_schema
 from eventlog.inventory.inventory import Inventory, Item
-from eventlog.inventory.model import INVENTORY_SCHEMA, is_inventory
+from eventlog.model.schema import INVENTORY_SCHEMA, is_inventory
 from eventlog.log import AppendResult, EventLog
 
 if TYPE_CHECKING:

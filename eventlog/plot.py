@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from eventlog.inventory.inventory import Inventory
 
-from eventlog.inventory.builtins import dense_daily_stock
+from eventlog.model.builtins import dense_daily_stock
 
 __all__ = ["daily_flows", "event_rate", "stock_heatmap", "stock_history", "top_items"]
 

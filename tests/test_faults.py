@@ -47,7 +47,7 @@ from inventory_helpers import AWKWARD_ITEMS, T0, events_of, store
 
 import eventlog.store.delta
 from eventlog import Inventory, SnapshotWarning
-from eventlog.inventory.state import STATE, STATE_VERSION, empty_state
+from eventlog.model.state import STATE, STATE_VERSION, empty_state
 from eventlog.errors import CommitError, ProjectionError, SnapshotError
 from eventlog.store.snapshots import SnapshotStore
 

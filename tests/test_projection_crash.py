@@ -29,7 +29,7 @@ from inventory_helpers import (
 )
 
 from eventlog import Inventory
-from eventlog.inventory.builtins import BUILTINS
+from eventlog.model.builtins import BUILTINS
 from eventlog.core.definitions import Projection
 from eventlog.engines._polars import PolarsEngine
 

@@ -20,7 +20,7 @@ import pytest
 import reference
 from inventory_helpers import events_of
 
-from eventlog.inventory.state import STATE_VERSION
+from eventlog.model.state import STATE_VERSION
 from eventlog import INVENTORY_SCHEMA, EventLog, EventSchema, EventType, Field, Inventory, Item, Upcaster
 from eventlog.errors import SchemaEvolutionError
 from eventlog.sql import connect

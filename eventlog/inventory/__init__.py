@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from eventlog.inventory.inventory import Inventory, Item, ProjectionHandle
-from eventlog.inventory.model import INVENTORY_SCHEMA
+from eventlog.model.schema import INVENTORY_SCHEMA
 
 __all__ = ["INVENTORY_SCHEMA", "Inventory", "Item", "ProjectionHandle"]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from eventlog.inventory.state import STORED_SCHEMA, with_running_stock
+from eventlog.model.state import STORED_SCHEMA, with_running_stock
 from eventlog.errors import ProjectionError
 from eventlog.core.definitions import Projection
 from eventlog.log import EventLog

@@ -21,7 +21,7 @@ import pyarrow as pa
 from eventlog._display import html_table
 from eventlog.engines.base import Engine, EventSlice
 from eventlog.engines.choose import engine_named
-from eventlog.inventory.state import (
+from eventlog.model.state import (
     STATE,
     STATE_VERSION,
     STORED_SCHEMA,
@@ -29,7 +29,7 @@ from eventlog.inventory.state import (
     state_fingerprint,
     with_running_stock,
 )
-from eventlog.inventory.builtins import BUILTINS
+from eventlog.model.builtins import BUILTINS
 from eventlog.core.cuts import Cut, TimeCut, parse_point
 from eventlog.core.validate import first_row, normalize
 from eventlog.errors import (
@@ -44,7 +44,7 @@ from eventlog.errors import (
 from eventlog.log import AppendResult, EventLog
 from eventlog.core.definitions import AnyProjection, ProjectionStatus
 from eventlog.inventory.checks import inventory_checks
-from eventlog.inventory.model import ADDED, INVENTORY_SCHEMA, REMOVED, check_inventory_schema
+from eventlog.model.schema import ADDED, INVENTORY_SCHEMA, REMOVED, check_inventory_schema
 from eventlog.projector import Projector
 from eventlog.store.snapshots import SnapshotInfo, SnapshotStore, covers
 from eventlog.verify import VerifyReport, verify

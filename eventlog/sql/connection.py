@@ -7,7 +7,7 @@
   them (added fields null or their default, upcasters applied, in SQL);
 - ``inventory``: current stock, the rows of ``Inventory.stock()`` ordered by item (inventory
   stores only), computed as newest usable snapshot ⊕ fold of the tail from the state's one
-  definition (``inventory.state.STATE``), rendered for DuckDB;
+  definition (``model.state.STATE``), rendered for DuckDB;
 - ``commits``: one row per Delta commit with eventlog's commit metadata (null seqs for
   create, compact and vacuum);
 - ``snapshots``: one row per snapshot manifest, with whether the SQL layer may start from it;
@@ -48,10 +48,10 @@ from eventlog.core import cuts
 from eventlog.core.evolution import SchemaHistory
 from eventlog.core import sqlrender
 from eventlog.core.definitions import columns_read
-from eventlog.inventory.state import STATE, STATE_SCHEMA, STATE_VERSION, STORED_SCHEMA, state_fingerprint
+from eventlog.model.state import STATE, STATE_SCHEMA, STATE_VERSION, STORED_SCHEMA, state_fingerprint
 from eventlog.core.text import is_utf8
 from eventlog.errors import CommitError, OutputFileError, ReadOnlyError, ValidationError
-from eventlog.inventory.model import is_inventory
+from eventlog.model.schema import is_inventory
 from eventlog.log import EventLog
 from eventlog.errors import ProjectionWarning, SnapshotWarning
 from eventlog.store.atomic import atomic_file
@@ -674,7 +674,7 @@ def _stock_sql(
 
     ``base`` is the SQL expression of the base's seq (0: no snapshot); each snapshot in
     ``bases`` contributes its rows when ``base`` equals its seq. Fold, merge and finish are
-    the state definition (``inventory.state.STATE``) rendered for DuckDB, as the engines run it.
+    the state definition (``model.state.STATE``) rendered for DuckDB, as the engines run it.
     """
     stored = ", ".join(f"CAST({_ident(c)} AS {_duck_type(t)}) AS {_ident(c)}" for c, t in STORED_SCHEMA.items())
     base_rows = [

@@ -25,7 +25,7 @@ import polars as pl
 
 from eventlog.core.definitions import Agg, Projection
 from eventlog.engines._polars import stored_schema
-from eventlog.inventory.model import ADDED, INVENTORY_SCHEMA, REMOVED
+from eventlog.model.schema import ADDED, INVENTORY_SCHEMA, REMOVED
 from eventlog.log import EventLog
 
 #: Bump when the state's definition changes: snapshots of another version are not used.
