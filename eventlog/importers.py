@@ -34,6 +34,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from eventlog.core.frames import as_frame
 from eventlog.core.schema import EventSchema
 from eventlog.core.validate import check_text_columns
 from eventlog.errors import EventLogError, ImportRejectedError, InputFileError, ValidationError
@@ -239,10 +240,10 @@ def _read_ndjson_typed(path: Path, types: dict[str, pl.DataType]) -> pl.DataFram
         options = pa_json.ParseOptions(explicit_schema=expected, unexpected_field_behavior="infer")
         table = pa_json.read_json(path, parse_options=options)
         table.validate(full=True)  # pyarrow does not check that strings are UTF-8
-        frame = pl.from_arrow(table)
+        frame = as_frame(table)  # the conversion every write shares (core/frames.py)
     except (pa.ArrowException, OSError):
         return None
-    return frame if isinstance(frame, pl.DataFrame) and frame.height else None
+    return frame if frame is not None and frame.height else None
 
 
 def _read_ndjson(path: Path) -> list[dict[str, Any]]:

@@ -281,8 +281,9 @@ class EventLog:
         """Append a batch all or nothing.
 
         Args:
-            batch: a polars DataFrame, an Arrow table or a list of dicts with ``event_type``,
-                ``stream_id``, optional ``event_id`` and ``occurred_at``, and payload fields.
+            batch: a table of any library (polars, pyarrow, pandas, a DuckDB relation: whatever
+                exports ``__arrow_c_stream__``), a polars LazyFrame, or a list of dicts; with
+                ``event_type``, ``stream_id``, optional ``event_id`` and ``occurred_at``, and payload fields.
             expected_versions: stream_id -> exact version, ``"no_stream"``, ``"exists"`` or
                 ``"any"``; checked atomically with the commit.
             idempotency_key: a retry with a key already committed returns the first result.

@@ -11,13 +11,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 
+from eventlog.core.frames import Batch, as_frame
 from eventlog.core.text import is_utf8
 from eventlog.errors import DuplicateEventError, ValidationError
 from eventlog.core.schema import LOG_OWNED, PARTITION_COLUMN, EventSchema
 
-Batch = pl.DataFrame | pa.Table | Sequence[Mapping[str, Any]]
 
 #: Envelope columns a user may give. event_type and stream_id are required.
 USER_ENVELOPE: dict[str, pl.DataType] = {
@@ -94,17 +93,8 @@ def _value_at(df: pl.DataFrame, column: str, row: int) -> str:
 
 
 def _to_frame(batch: Batch, schema: EventSchema) -> pl.DataFrame:
-    if isinstance(batch, pl.DataFrame):
-        return batch
-    if isinstance(batch, pl.LazyFrame):
-        return batch.collect()
-    if isinstance(batch, (pa.Table, pa.RecordBatch)):
-        return pl.from_arrow(batch)  # type: ignore[return-value]
-    if isinstance(batch, (str, bytes)) or not isinstance(batch, Sequence):
-        raise ValidationError(
-            f"a batch is a polars DataFrame, an Arrow table or a list of dicts, not {type(batch).__name__}"
-        )
-    return _frame_from_records(batch, schema)
+    frame = as_frame(batch)  # every table shape, through one conversion (core/frames.py)
+    return _frame_from_records(batch, schema) if frame is None else frame  # type: ignore[arg-type]
 
 
 def _frame_from_records(records: Sequence[Mapping[str, Any]], schema: EventSchema) -> pl.DataFrame:
@@ -358,4 +348,3 @@ def _fail_if(df: pl.DataFrame, mask: pl.Expr, field_name: str, message: str, *, 
     if row is not None:
         detail = f" (got {_value_at(df, field_name, row)})" if show else ""
         raise ValidationError(f"{message}{detail}", row=row, field=field_name)
-

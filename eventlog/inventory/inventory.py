@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
-import pyarrow as pa
 
 from eventlog._display import html_table
 from eventlog.engines.base import Engine, EventSlice
@@ -31,6 +30,7 @@ from eventlog.model.state import (
 )
 from eventlog.model.builtins import BUILTINS
 from eventlog.core.cuts import Cut, TimeCut, parse_point
+from eventlog.core.frames import Batch, as_frame
 from eventlog.core.validate import first_row, normalize
 from eventlog.errors import (
     InsufficientStockError,
@@ -156,13 +156,16 @@ class Inventory:
         """Record that ``quantity`` of ``item`` left; more than is in stock raises InsufficientStockError."""
         return self.record([_event(REMOVED, item, quantity, occurred_at)])
 
-    def record(self, batch: pl.DataFrame | pa.Table | Sequence[Mapping[str, Any]]) -> AppendResult:
+    def record(self, batch: Batch) -> AppendResult:
         """Append a batch of item events all or nothing.
 
         Columns: ``event_type``, ``item``, ``quantity``, optional ``rarity``, ``origin``,
         ``occurred_at``, ``event_id``. Rejected, with the first offending row named, if any
         item's stock would go below zero at any point in log order. The stock check and the
         append happen under the writer lock, so two processes can never both take the last unit.
+
+        The batch is a table of any library (polars, pyarrow, pandas, a DuckDB relation: whatever
+        exports ``__arrow_c_stream__``), a polars LazyFrame, or a list of dicts.
         """
         frame = _normalize_items(batch)
         with self.log.writing() as txn:
@@ -450,18 +453,16 @@ def _event(event_type: str, item: Item | str, quantity: int, occurred_at: dt.dat
     return {"event_type": event_type, "item": item, "quantity": quantity, "occurred_at": occurred_at}
 
 
-def _normalize_items(batch: pl.DataFrame | pa.Table | Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+def _normalize_items(batch: Batch) -> pl.DataFrame:
     """Validate an item batch: the log's checks, with the stream called ``item``."""
-    if isinstance(batch, pa.Table):
-        batch = pl.from_arrow(batch)  # type: ignore[assignment]
-    if isinstance(batch, pl.DataFrame):
-        if "stream_id" in batch.columns:
+    frame = as_frame(batch)  # the one conversion EventLog.append uses too (core/frames.py)
+    renamed: Any
+    if frame is not None:
+        if "stream_id" in frame.columns:
             raise ValidationError("name the item column 'item', not 'stream_id'", row=0, field="stream_id")
-        renamed: Any = batch.rename({"item": "stream_id"}) if "item" in batch.columns else batch
-    elif isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)):
-        renamed = [_rename_item(i, rec) for i, rec in enumerate(batch)]
+        renamed = frame.rename({"item": "stream_id"}) if "item" in frame.columns else frame
     else:
-        renamed = batch
+        renamed = [_rename_item(i, rec) for i, rec in enumerate(batch)]  # type: ignore[arg-type]
     try:
         return normalize(renamed, INVENTORY_SCHEMA)
     except ValidationError as exc:
