@@ -21,6 +21,12 @@ class ProjectionWarning(UserWarning):
     outside its folder, or its name is taken by another view."""
 
 
+class StorePathWarning(UserWarning):
+    """An entry of the store (a snapshot manifest, a cache file, a folder) names a path outside
+    the store, or is a symlink leading out of it; it was ignored, and nothing there was read,
+    written or deleted."""
+
+
 class EventLogError(Exception):
     """Root of every error raised on purpose by eventlog."""
 

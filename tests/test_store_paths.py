@@ -8,17 +8,19 @@ reported as a StorageError naming the file at fault, never as deltalake's own er
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from deltalake import DeltaTable
 
 import eventlog.sql
-from eventlog import INVENTORY_SCHEMA, EventLog, Inventory
-from eventlog.errors import StorageError, StorePathError
+from eventlog import INVENTORY_SCHEMA, EventLog, Inventory, SnapshotWarning
+from eventlog.errors import CommitError, SnapshotError, StorageError, StorePathError, StorePathWarning
 
 # --- paths that work --------------------------------------------------------------------------
 
@@ -248,3 +250,139 @@ def test_a_damaged_data_file_is_a_storage_error_naming_it(pristine: dict[str, Pa
     with pytest.raises(StorageError, match="eventlog verify") as caught:
         Inventory.open(store, snapshot_every=1_000_000).stock()
     assert caught.value.file is not None and caught.value.file.endswith(target.name)
+
+
+# --- paths read from the store lead inside it ---------------------------------------------------
+
+
+def _snapshotted(tmp_path: Path) -> tuple[Inventory, Path]:
+    """A store with one snapshot, and a victim file beside (outside) the store."""
+    inv = Inventory.open(tmp_path / "store", snapshot_every=1_000_000)
+    inv.add_item("apple", 3)
+    inv.snapshot()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not the store's")
+    return inv, victim
+
+
+def _forge_manifest(inv: Inventory, **changes: object) -> Path:
+    """A copy of the store's newest manifest under a new name, with ``changes``."""
+    folder = inv.path / "snapshots"
+    manifest = sorted(folder.glob("*.json"))[-1]
+    data = {**json.loads(manifest.read_text()), **changes}
+    forged = folder / f"v1-seq{999_999_999:015d}.json"
+    forged.write_text(json.dumps(data))
+    return forged
+
+
+@pytest.mark.parametrize("file", ["../victim.txt", "ABSOLUTE", "v1-seq000000000000001.parquet"],
+                         ids=["dot-dot", "absolute", "another snapshot's file"])
+def test_a_manifest_naming_another_file_is_ignored_and_nothing_outside_is_deleted(tmp_path: Path, file: str) -> None:
+    inv, victim = _snapshotted(tmp_path)
+    named = str(victim) if file == "ABSOLUTE" else file
+    _forge_manifest(inv, file=named, sha256="0" * 64, seq=2, state_version=99)  # wrong checksum, another version
+    inv.add_item("pear")
+    reopened = Inventory.open(inv.path, snapshot_every=1_000_000)
+    with pytest.warns(StorePathWarning, match="ignored"):
+        assert reopened.get_items() == [("apple", 3), ("pear", 1)]
+        reopened.snapshot()  # its prune removes other versions' snapshots
+        reopened.prune_snapshots()
+    assert victim.read_text() == "not the store's"
+
+
+def test_a_symlinked_snapshot_file_is_never_read_or_removed(tmp_path: Path) -> None:
+    inv, victim = _snapshotted(tmp_path)
+    data = sorted((inv.path / "snapshots").glob("*.parquet"))[-1]
+    data.unlink()
+    data.symlink_to(victim)
+    with pytest.warns(StorePathWarning, match="symlink"):
+        assert Inventory.open(inv.path).get_items() == [("apple", 3)]
+    assert victim.read_text() == "not the store's"
+
+
+def test_a_symlinked_snapshot_folder_is_never_written_through(tmp_path: Path) -> None:
+    inv, _victim = _snapshotted(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(inv.path / "snapshots")
+    (inv.path / "snapshots").symlink_to(elsewhere)
+    reopened = Inventory.open(inv.path, snapshot_every=1)
+    with pytest.warns(StorePathWarning, match="symlink"), pytest.warns(SnapshotWarning, match="will not write"):
+        reopened.add_item("pear")
+        assert reopened.get_items() == [("apple", 3), ("pear", 1)]
+    with pytest.raises(SnapshotError, match="symlink"), pytest.warns(StorePathWarning):
+        reopened.snapshot()
+    assert list(elsewhere.iterdir()) == []
+
+
+# --- durability: an acknowledged append is on disk ----------------------------------------------
+
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths every os.fsync call synced, in order."""
+    seen: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return seen
+
+
+def _must_be_synced(events: Path, version: int) -> set[str]:
+    commit = events / "_delta_log" / f"{version:020d}.json"
+    added = [json.loads(line)["add"]["path"] for line in commit.read_text().splitlines() if '"add"' in line]
+    files = {str(events / unquote(p)) for p in added}
+    return {*files, str(commit), str(events / "_delta_log"), str(events), *(os.path.dirname(f) for f in files)}
+
+
+def test_an_acknowledged_append_has_its_data_files_commit_and_folders_synced(
+    tmp_path: Path, synced: list[str]
+) -> None:
+    inv = Inventory.open(Path(os.path.realpath(tmp_path)) / "store")
+    synced.clear()
+    result = inv.record([{"event_type": "item_added", "item": "a", "occurred_at": "2024-01-01T00:00:00+00:00"},
+                         {"event_type": "item_added", "item": "b", "occurred_at": "2024-02-01T00:00:00+00:00"}])
+    want = _must_be_synced(inv.path / "events", result.version)
+    assert want <= set(synced), want - set(synced)
+    assert len([p for p in want if p.endswith(".parquet")]) == 2  # one file per day
+
+
+@pytest.mark.parametrize("op", ["compact", "checkpoint"])
+def test_compaction_and_checkpoints_are_synced(tmp_path: Path, synced: list[str], op: str) -> None:
+    inv = Inventory.open(Path(os.path.realpath(tmp_path)) / "store")
+    for i in range(3):
+        inv.add_item("a")
+    events = inv.path / "events"
+    if op == "checkpoint":
+        DeltaTable(str(events)).alter.set_table_properties({"delta.checkpointInterval": "1"})
+    synced.clear()
+    if op == "compact":
+        inv.log.compact()
+    else:
+        inv.add_item("b")
+    version = DeltaTable(str(events)).version()
+    want = _must_be_synced(events, version)
+    if op == "checkpoint":
+        want |= {str(events / "_delta_log" / f"{version:020d}.checkpoint.parquet"),
+                 str(events / "_delta_log" / "_last_checkpoint")}
+    assert want <= set(synced), want - set(synced)
+
+
+def test_a_failing_sync_after_the_commit_is_a_commit_error_saying_it_is_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inv = Inventory.open(tmp_path / "store")
+    inv.add_item("a")
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "injected I/O error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(CommitError, match="committed and visible.*power loss.*do not retry"):
+        inv.add_item("b")
+    monkeypatch.undo()
+    assert Inventory.open(tmp_path / "store").get_items() == [("a", 1), ("b", 1)]

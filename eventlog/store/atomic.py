@@ -50,13 +50,13 @@ def atomic_file(path: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        _fsync(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
 def write_json_atomically(path: Path, data: Any, *, default: Callable[[Any], Any] | None = None) -> None:
@@ -92,13 +92,14 @@ def remove_stale(paths: Iterable[Path], *, older_than_s: float = STALE_AFTER_S) 
             continue
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Make ``path``'s content durable (a file deltalake or we wrote)."""
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make the renames in ``folder`` durable."""
+def fsync_folder(folder: Path) -> None:
+    """Make the names created, renamed or removed in ``folder`` durable."""
     if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a folder to fsync it
         return
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)

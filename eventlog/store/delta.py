@@ -35,7 +35,9 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from eventlog.core.schema import PARTITION_COLUMN
 from eventlog.core.text import is_utf8
 from eventlog.errors import CommitError, EventLogError, StorageError, StorePathError
+from eventlog.store.atomic import fsync_file, fsync_folder
 from eventlog.store.base import FILE_COLUMNS, META_PREFIX, CommitFileProblem, FileCover
+from eventlog.store.paths import outside
 
 _CONFIGURATION = {
     # Checkpoints keep open and append fast after thousands of commits.
@@ -327,8 +329,47 @@ class DeltaEvents:
             landed = self._committed_since(before, custom, exc)
             if landed is None:
                 raise CommitError(f"writing to {self.path} failed: {exc}; nothing was committed") from exc
+            self._make_durable(landed, landed, committed=True)
             return landed
-        return self.version  # write_deltalake moved self._table to the new version
+        version = self.version  # write_deltalake moved self._table to the new version
+        self._make_durable(before + 1, version, committed=True)
+        return version
+
+    def _make_durable(self, first: int, last: int, *, committed: bool) -> None:
+        """fsync what versions ``first..last`` wrote, before the caller is told they are committed.
+
+        deltalake writes data files, commit files and checkpoints without fsync, and never syncs
+        a folder: after a power loss an acknowledged commit could be gone, or its commit could
+        survive without its data file. So, per version: every data file it added, the folders
+        they are in (and the table folder, which may have gained a partition folder), the
+        commit file, its checkpoint and ``_last_checkpoint`` when the commit made one, and the
+        log folder. A failure here comes after the commit: readers see it, but it may not
+        survive a power loss, and the error says so.
+        """
+        log = self.path / _LOG
+        files: list[Path] = []
+        folders = {self.path, log}
+        for version in range(first, last + 1):
+            commit = log / f"{version:020d}.json"
+            for relative in _added_paths(commit):
+                if outside(self.path, relative) is None:  # never touch what a hostile entry names
+                    files.append(self.path / relative)
+                    folders.add((self.path / relative).parent)
+            files.append(commit)
+            files.extend(sorted(p for p in log.glob(f"{version:020d}.checkpoint*.parquet") if p.is_file()))
+        if (log / "_last_checkpoint").is_file():
+            files.append(log / "_last_checkpoint")
+        try:
+            for path in files:
+                fsync_file(path)
+            for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):  # deepest first
+                fsync_folder(folder)
+        except OSError as exc:
+            state = "is committed and visible" if committed else "changed"
+            raise CommitError(
+                f"the commit to {self.path} (version {last}) {state}, but syncing it to disk failed ({exc}): it "
+                "may not survive a power loss; do not retry it, check the disk"
+            ) from exc
 
     def _committed_since(self, before: int, metadata: dict[str, str], error: Exception) -> int | None:
         """The version of a commit after ``before`` that carries exactly ``metadata``, if one landed."""
@@ -348,6 +389,7 @@ class DeltaEvents:
     def add_columns(self, columns: dict[str, pl.DataType], *, metadata: dict[str, str]) -> int:
         """Add nullable columns (one commit); files already written read them as null."""
         fields = Schema.from_arrow(pl.DataFrame(schema=columns).to_arrow().schema).fields
+        before = self.version
         try:
             self._table.alter.add_columns(
                 fields,
@@ -358,16 +400,21 @@ class DeltaEvents:
             raise CommitError(f"adding columns {sorted(columns)} to {self.path} failed: {exc}; the schema did not "
                               "change, evolve again") from exc
         self.refresh()
+        self._make_durable(before + 1, self.version, committed=True)
         return self.version
 
     def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
+        before = self.version
         try:
-            return self._table.optimize.compact(  # it catches self._table up with its own commit
+            metrics = self._table.optimize.compact(  # it catches self._table up with its own commit
                 target_size=target_size,
                 writer_properties=_WRITER,
                 commit_properties=CommitProperties(custom_metadata={META_PREFIX + "operation": "compact"}),
                 post_commithook_properties=_HOOKS,
             )
+            if self.version > before:
+                self._make_durable(before + 1, self.version, committed=True)
+            return metrics
         except StorageError:
             raise  # a damaged store: running it again would not help
         except (DeltaError, OSError) as exc:
@@ -375,6 +422,7 @@ class DeltaEvents:
 
     def vacuum(self, *, retention_hours: float, dry_run: bool) -> list[str]:
         hours = math.ceil(retention_hours)  # deltalake takes whole hours: never keep less
+        before = self.version
         try:
             removed = self._table.vacuum(
                 retention_hours=hours,
@@ -385,6 +433,8 @@ class DeltaEvents:
                 post_commithook_properties=_HOOKS,
             )
             self.refresh()
+            if self.version > before:
+                self._make_durable(before + 1, self.version, committed=True)
         except StorageError:
             raise  # a damaged store: running it again would not help
         except (DeltaError, OSError) as exc:
@@ -519,6 +569,25 @@ def _commit_problem(path: Path) -> str | None:
         if not ok:
             return f"is not valid JSON at line {number} (truncated or overwritten)"
     return None
+
+
+def _added_paths(commit: Path) -> list[str]:
+    """The data files a commit file adds, as paths relative to the table (Delta stores them URL-encoded)."""
+    try:
+        lines = commit.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        if '"add"' not in line:
+            continue
+        try:
+            action = json.loads(line).get("add")
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(action, dict) and isinstance(action.get("path"), str):
+            out.append(unquote(action["path"]))
+    return out
 
 
 def _maintenance_error(doing: str, path: Path, exc: Exception) -> CommitError:

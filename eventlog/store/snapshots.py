@@ -20,8 +20,9 @@ from pathlib import Path
 
 import polars as pl
 
-from eventlog.errors import SnapshotError, SnapshotWarning
+from eventlog.errors import SnapshotError, SnapshotWarning, StorePathWarning
 from eventlog.store.atomic import atomic_file, remove_stale, temp_files, write_json_atomically
+from eventlog.store.paths import folder_outside, outside
 
 
 @dataclass(frozen=True)
@@ -63,20 +64,56 @@ class SnapshotStore:
 
     def list(self, *, all_versions: bool = False) -> list[SnapshotInfo]:
         """Manifests, oldest first (only this state definition unless ``all_versions``)."""
-        if not self.root.exists():
+        if not self.root.exists() or not self._folder_is_inside(warn=True):
             return []
         out = []
         for manifest in sorted(self.root.glob("*.json")):
             try:
-                info = SnapshotInfo(**json.loads(manifest.read_text()))
+                info = self._read_manifest(manifest)
             except FileNotFoundError:  # pruned by another process since the glob
                 continue
-            except (OSError, ValueError, TypeError):
-                warnings.warn(f"snapshot manifest {manifest} is unreadable; ignoring it", SnapshotWarning, stacklevel=2)
+            except (OSError, ValueError, TypeError, RecursionError) as exc:
+                warnings.warn(f"snapshot manifest {manifest} is unreadable ({exc}); ignoring it", SnapshotWarning,
+                              stacklevel=2)
                 continue
-            if all_versions or self.accepts(info):
+            if info is not None and (all_versions or self.accepts(info)):
                 out.append(info)
         return sorted(out, key=lambda i: (i.state_version, i.seq))
+
+    def _read_manifest(self, manifest: Path) -> SnapshotInfo | None:
+        """The manifest's snapshot, or None (with a warning) when a path in it leads out of the folder.
+
+        A manifest names its own data file, ``<its stem>.parquet``: any other name (``../x``, an
+        absolute path, another snapshot's file) is never read, written or deleted.
+        """
+        for name in (manifest.name, f"{manifest.stem}.parquet"):
+            why = outside(self.root, name)
+            if why is not None:
+                warnings.warn(f"snapshot {self.root / name} is ignored: {why}", StorePathWarning, stacklevel=3)
+                return None
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        info = SnapshotInfo(**data)
+        if info.file != f"{manifest.stem}.parquet":
+            warnings.warn(f"snapshot manifest {manifest} is ignored: it names the file {info.file!r}, not its own "
+                          f"{manifest.stem + '.parquet'!r}", StorePathWarning, stacklevel=3)
+            return None
+        for name in ("seq", "delta_version", "rows", "state_version"):
+            value = getattr(info, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} is {value!r}, not an integer")
+        if not isinstance(info.sha256, str):
+            raise TypeError(f"sha256 is {info.sha256!r}, not text")
+        return info
+
+    def _folder_is_inside(self, *, warn: bool) -> bool:
+        """Whether ``snapshots/`` is a real folder of the store (a symlink may lead anywhere)."""
+        why = folder_outside(self.root.parent, self.root)
+        if why is not None and warn:
+            warnings.warn(f"the snapshot folder {self.root} is ignored: {why}; remove it", StorePathWarning,
+                          stacklevel=3)
+        return why is None
 
     def exists(self, info: SnapshotInfo) -> bool:
         """Whether the snapshot is still there (its manifest is removed first when it goes)."""
@@ -85,6 +122,10 @@ class SnapshotStore:
     def load(self, info: SnapshotInfo) -> pl.DataFrame | None:
         """The snapshot's rows, or None (with a warning) when its file fails the checks."""
         path = self.root / info.file
+        why = outside(self.root, info.file)
+        if why is not None:  # e.g. replaced by a symlink since it was listed
+            warnings.warn(f"snapshot {path} is ignored: {why}", StorePathWarning, stacklevel=2)
+            return None
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -109,6 +150,9 @@ class SnapshotStore:
         stem = f"v{self.state_version}-{tag + '-' if tag else ''}seq{seq:015d}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            why = folder_outside(self.root.parent, self.root)
+            if why is not None:
+                raise SnapshotError(f"will not write snapshot {stem} in {self.root}: {why}; remove it")
             with atomic_file(self.root / f"{stem}.parquet") as tmp:
                 state.write_parquet(tmp, compression="zstd", statistics=True)
                 digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
@@ -125,12 +169,17 @@ class SnapshotStore:
                 state_fingerprint=self.fingerprint,
             )
             write_json_atomically(self.root / f"{stem}.json", asdict(info))  # the commit point
-        except OSError as exc:
+        except SnapshotError:
+            raise
+        except (OSError, pl.exceptions.PolarsError) as exc:  # polars reports a full disk as a ComputeError
             raise SnapshotError(f"could not write snapshot {stem} in {self.root}: {exc}") from exc
         return info
 
     def remove(self, info: SnapshotInfo) -> None:
+        """Remove a snapshot ``list()`` returned (whose file was checked to be its own, in this folder)."""
         stem = Path(info.file).stem
+        if outside(self.root, info.file) is not None or info.file != f"{stem}.parquet":
+            return  # never delete what a manifest names outside the folder
         (self.root / f"{stem}.json").unlink(missing_ok=True)  # manifest first: never a manifest without data
         (self.root / info.file).unlink(missing_ok=True)
 
@@ -161,6 +210,8 @@ class SnapshotStore:
 
     def _remove_leftovers(self) -> None:
         """Files of writers that failed or were killed: temp files, and data whose manifest never came."""
+        if not self._folder_is_inside(warn=False):
+            return
         manifests = {p.stem for p in self.root.glob("*.json")}
         orphans = [p for p in self.root.glob("v*.parquet") if p.stem not in manifests]
         remove_stale([*temp_files(self.root), *orphans])
