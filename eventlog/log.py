@@ -2,63 +2,39 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import polars as pl
 from filelock import FileLock, Timeout
 
 from eventlog._display import html_table, ms_to_iso
-from eventlog.core.chain import GENESIS, commit_hash, events_hash
-from eventlog.store.atomic import atomic_file, remove_stale, temp_files, write_json_atomically
+from eventlog.store.atomic import write_json_atomically
 from eventlog.store.base import EventStore
 from eventlog.store.delta import DeltaEvents, arrow_schema, check_store_path, table_exists
 from eventlog.core.evolution import SchemaHistory, check_on_events
-from eventlog.core.ids import uuid7_series
 from eventlog.core.text import is_utf8
-from eventlog.core.validate import Batch, first_row, normalize
+from eventlog.core.validate import Batch, normalize
 from eventlog.errors import (
-    ConcurrencyError,
-    DuplicateEventError,
-    IntegrityError,
     LockTimeoutError,
     StorageError,
     StoreExistsError,
     StoreNotFoundError,
     ValidationError,
 )
-from eventlog.core.schema import PARTITION_COLUMN, EventSchema, Upcaster
+from eventlog.core.schema import EventSchema, Upcaster
 from eventlog.verify import VerifyReport, verify
+from eventlog.writer import AppendResult, ChainTip, ExpectedVersion, StreamVersions, WriteTxn
 
-
-ExpectedVersion = int | Literal["no_stream", "exists", "any"]
 _STORE_FILE = "eventlog.json"
 _FORMAT = 1
 #: A store whose schema evolved (``eventlog.json`` holds the schema history).
 _FORMAT_EVOLVED = 2
-_IDEMPOTENCY_APP = "eventlog.idempotency"
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    """Where a committed batch landed in the log."""
-
-    first_seq: int
-    last_seq: int
-    version: int
-    recorded_at: dt.datetime
-    duplicate: bool = False
-
-    @property
-    def count(self) -> int:
-        return self.last_seq - self.first_seq + 1
 
 
 class EventLog:
@@ -89,8 +65,8 @@ class EventLog:
         # thread_local: each thread takes its own flock, so threads sharing this object exclude
         # each other too (a shared one let a second thread in while the first was appending).
         self._lock = FileLock(str(path / ".writer.lock"), timeout=lock_timeout, thread_local=True)
-        self._streams = _StreamVersions()
-        self._tip: tuple[int, str] | None = None  # (last seq, hash) of the newest append commit
+        self._streams = StreamVersions()
+        self._chain = ChainTip()
 
     # --- opening -------------------------------------------------------------------------
 
@@ -242,27 +218,6 @@ class EventLog:
         """
         return verify(self, progress=progress)
 
-    def _chain_tip(self, head: int) -> str | None:
-        """The hash of the append commit that ends at ``head`` (None for an empty log)."""
-        if head == 0:
-            return None
-        if self._tip is not None and self._tip[0] == head:
-            return self._tip[1]
-        limit = 16
-        while True:
-            entries = self.storage.history(limit)
-            for entry in entries:
-                if entry.get("eventlog.operation") == "append" and int(entry["eventlog.last_seq"]) == head:
-                    # A commit made before the chain existed has no hash: the chain restarts
-                    # after it, and verify reports the unchained commit.
-                    tip = entry.get("eventlog.hash")
-                    if tip is not None:
-                        self._tip = (head, tip)
-                    return tip
-            if len(entries) < limit:
-                raise IntegrityError(f"{self.path}: no append commit ends at the head seq {head}; run verify")
-            limit *= 4
-
     def files(self) -> pl.DataFrame:
         """Live data files with their statistics: path (relative to ``<store>/events``), size_bytes,
         rows, min_seq, max_seq, max_recorded_at and day (the partition date)."""
@@ -281,9 +236,8 @@ class EventLog:
         """Append a batch all or nothing.
 
         Args:
-            batch: a table of any library (polars, pyarrow, pandas, a DuckDB relation: whatever
-                exports ``__arrow_c_stream__``), a polars LazyFrame, or a list of dicts; with
-                ``event_type``, ``stream_id``, optional ``event_id`` and ``occurred_at``, and payload fields.
+            batch: a polars DataFrame, an Arrow table or a list of dicts with ``event_type``,
+                ``stream_id``, optional ``event_id`` and ``occurred_at``, and payload fields.
             expected_versions: stream_id -> exact version, ``"no_stream"``, ``"exists"`` or
                 ``"any"``; checked atomically with the commit.
             idempotency_key: a retry with a key already committed returns the first result.
@@ -366,7 +320,7 @@ class EventLog:
         self._meta_stamp = stamp
 
     @contextmanager
-    def writing(self) -> Iterator[_WriteTxn]:
+    def writing(self) -> Iterator[WriteTxn]:
         """Hold the writer lock and see the latest commit: check-then-append is atomic inside."""
         try:
             self._lock.acquire()
@@ -377,7 +331,7 @@ class EventLog:
         try:
             self.reload_schema()  # a writer always appends under the store's current schema
             self.storage.refresh()
-            yield _WriteTxn(self)
+            yield WriteTxn(self, streams=self._streams, chain=self._chain)
         finally:
             self._lock.release()
 
@@ -421,216 +375,6 @@ class EventLog:
 
     def _repr_html_(self) -> str:
         return html_table("EventLog", self.describe())
-
-
-class _WriteTxn:
-    """What a writer may do while holding the lock."""
-
-    def __init__(self, log: EventLog) -> None:
-        self._log = log
-        self.head, self.last_recorded = log.storage.head_and_last_recorded()
-        #: The events of the last append, as stored (seq, stream_version, ... assigned).
-        self.appended: pl.DataFrame | None = None
-
-    def stream_versions(self, stream_ids: list[str]) -> dict[str, int]:
-        return self._log._streams.versions(self._log, self.head, stream_ids)
-
-    def append(
-        self,
-        frame: pl.DataFrame,
-        *,
-        expected_versions: Mapping[str, ExpectedVersion] | None = None,
-        idempotency_key: str | None = None,
-        schema: EventSchema | None = None,
-    ) -> AppendResult:
-        """Append ``frame``, normalized with ``schema`` (default: the store's current one).
-
-        A frame normalized with another schema — the store evolved since, or a domain
-        normalized with its own — is validated again against the current schema, which
-        fills the columns and defaults that schema adds.
-        """
-        log = self._log
-        if idempotency_key is not None:
-            done = _committed_result(log, idempotency_key)
-            if done is not None:
-                return done
-        if schema is not None and schema.to_json() != log.schema.to_json():
-            frame = normalize(frame, log.schema)
-        current = self.stream_versions(frame.get_column("stream_id").unique().to_list())
-        if expected_versions:
-            _check_expected(expected_versions, self.stream_versions(list(expected_versions)))
-        _check_event_ids_unused(log, frame, self.head)
-        now = dt.datetime.now(dt.timezone.utc)
-        recorded_at = now if self.last_recorded is None else max(now, self.last_recorded + dt.timedelta(milliseconds=1))
-        # Every column of the table, in its order: columns no longer in the schema are null.
-        assigned = _assign_envelope(frame, self.head, current, recorded_at)
-        events = assigned.select(
-            pl.col(c) if c in assigned.columns else pl.lit(None, dtype=t).alias(c) for c, t in log.storage.columns().items()
-        )
-        first, last = self.head + 1, self.head + frame.height
-        previous = log._chain_tip(self.head)
-        digest = events_hash(events, log.schema.columns())  # the columns of the version it commits under
-        own = commit_hash(previous, first, last, digest)
-        metadata = {"first_seq": str(first), "last_seq": str(last), "count": str(frame.height),
-                    "recorded_at": recorded_at.isoformat(), "operation": "append",
-                    "prev_hash": previous or GENESIS, "events_hash": digest, "hash": own}
-        if log.schema_version > 1:  # verify hashes each commit with its version's columns
-            metadata["schema_version"] = str(log.schema_version)
-        transactions = {}
-        if idempotency_key is not None:
-            metadata["idempotency_key"] = idempotency_key
-            transactions = {f"{_IDEMPOTENCY_APP}.first:{idempotency_key}": first,
-                            f"{_IDEMPOTENCY_APP}.last:{idempotency_key}": last}
-        version = log.storage.append(events.to_arrow(), metadata=metadata, transactions=transactions)
-        log._streams.advance(events, last)
-        log._tip = (last, own)
-        self.head, self.last_recorded = last, recorded_at
-        self.appended = events
-        return AppendResult(first, last, version, recorded_at)
-
-
-def _committed_result(log: EventLog, key: str) -> AppendResult | None:
-    first = log.storage.transaction_version(f"{_IDEMPOTENCY_APP}.first:{key}")
-    if first is None:
-        return None
-    last = log.storage.transaction_version(f"{_IDEMPOTENCY_APP}.last:{key}")
-    recorded = log.scan_range(int(last)).filter(pl.col("seq") == first).select("recorded_at").collect()
-    return AppendResult(int(first), int(last), log.version, recorded.item() if recorded.height else None, duplicate=True)
-
-
-def _check_expected(expected: Mapping[str, ExpectedVersion], actual: dict[str, int]) -> None:
-    for stream, want in expected.items():
-        have = actual.get(stream, 0)
-        is_version = isinstance(want, int) and not isinstance(want, bool) and want >= 0
-        if not (is_version or want in ("any", "no_stream", "exists")):
-            raise ValidationError(
-                f"an expected version is an int >= 0, 'no_stream', 'exists' or 'any', not {want!r}",
-                field=f"expected_versions[{stream!r}]",
-            )
-        ok = (
-            want == "any"
-            or (want == "no_stream" and have == 0)
-            or (want == "exists" and have > 0)
-            or (isinstance(want, int) and want == have)
-        )
-        if not ok:
-            raise ConcurrencyError(stream, want, have)
-
-
-def _check_event_ids_unused(log: EventLog, frame: pl.DataFrame, head: int) -> None:
-    """Caller-given event_ids must be new. Generated UUIDv7s are unique by construction."""
-    given = frame.get_column("event_id").drop_nulls()
-    if given.len() == 0 or head == 0:
-        return
-    clash = (
-        log.scan_range(head)
-        .filter(pl.col("event_id").is_in(given.implode()))
-        .select("event_id", "seq")
-        .collect()
-    )
-    if clash.height:  # name the first row of the batch that clashes, like every other check
-        row = first_row(frame, pl.col("event_id").is_in(clash["event_id"].implode()))
-        event_id = frame["event_id"][row]
-        seq = clash.filter(pl.col("event_id") == event_id)["seq"][0]
-        raise DuplicateEventError(f"event_id {event_id!r} is already in the log at seq {seq}", row=row, field="event_id")
-
-
-def _assign_envelope(frame: pl.DataFrame, head: int, current: dict[str, int], recorded_at: dt.datetime) -> pl.DataFrame:
-    """seq, stream_version, event_id, occurred_at, recorded_at and the partition date, vectorised."""
-    n = frame.height
-    base = pl.DataFrame(
-        {"stream_id": list(current), "__base": list(current.values())}, schema={"stream_id": pl.String, "__base": pl.Int64}
-    )
-    ts = pl.lit(recorded_at, dtype=pl.Datetime("us", "UTC"))
-    out = (
-        frame.with_columns(
-            seq=pl.int_range(head + 1, head + n + 1, dtype=pl.Int64),
-            event_id=pl.col("event_id").fill_null(uuid7_series(n)),
-            occurred_at=pl.col("occurred_at").fill_null(ts),
-            recorded_at=ts,
-        )
-        .join(base, on="stream_id", how="left", maintain_order="left")
-        .with_columns(
-            stream_version=pl.col("__base").fill_null(0) + pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("stream_id")
-        )
-    )
-    return out.with_columns(pl.col("occurred_at").dt.date().alias(PARTITION_COLUMN))
-
-
-class _StreamVersions:
-    """Current version per stream, kept in memory and advanced from the tail of the log.
-
-    A process starting on a large log would otherwise group the whole log by stream before
-    its first append, so the table is also kept on disk (``<store>/cache/streams-<seq>.parquet``)
-    whenever a catch-up had to read many events. It is a cache: a missing or unreadable file
-    only means reading more of the log.
-    """
-
-    #: Write the on-disk copy after a catch-up that read at least this many events.
-    PERSIST_AFTER = 200_000
-
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        self._table = pl.DataFrame(schema={"stream_id": pl.String, "version": pl.Int64})
-        self._through = 0
-
-    def versions(self, log: EventLog, head: int, stream_ids: list[str]) -> dict[str, int]:
-        if head < self._through:  # the store was replaced under us: start over
-            self._reset()
-        if self._through == 0 and head > 0:
-            self._load(log.path / "cache", head)
-        if head > self._through:
-            caught_up = head - self._through
-            tail = (
-                log.scan_range(head, after=self._through)
-                .group_by("stream_id")
-                .agg(pl.col("stream_version").max().alias("version"))
-                .collect()
-            )
-            self._merge(tail, head)
-            if caught_up >= self.PERSIST_AFTER:
-                self._save(log.path / "cache")
-        if not stream_ids:
-            return {}
-        rows = self._table.filter(pl.col("stream_id").is_in(stream_ids))
-        return dict(zip(rows["stream_id"].to_list(), rows["version"].to_list(), strict=True))
-
-    def advance(self, events: pl.DataFrame, last_seq: int) -> None:
-        if self._through == events["seq"][0] - 1:
-            self._merge(events.group_by("stream_id").agg(pl.col("stream_version").max().alias("version")), last_seq)
-
-    def _merge(self, tail: pl.DataFrame, through: int) -> None:
-        self._table = (
-            pl.concat([self._table, tail]).group_by("stream_id").agg(pl.col("version").max())
-        )
-        self._through = through
-
-    def _load(self, folder: Path, head: int) -> None:
-        usable = sorted(
-            (int(p.stem.removeprefix("streams-")), p) for p in folder.glob("streams-*.parquet")
-            if p.stem.removeprefix("streams-").isdigit() and int(p.stem.removeprefix("streams-")) <= head
-        )
-        if not usable:
-            return
-        through, path = usable[-1]
-        try:
-            self._table = pl.read_parquet(path).select("stream_id", "version").cast({"version": pl.Int64})
-            self._through = through
-        except (OSError, pl.exceptions.PolarsError):  # a damaged cache: read the log instead
-            self._reset()
-
-    def _save(self, folder: Path) -> None:
-        try:
-            folder.mkdir(exist_ok=True)
-            with atomic_file(folder / f"streams-{self._through:015d}.parquet") as tmp:
-                self._table.write_parquet(tmp)
-            for old in sorted(folder.glob("streams-*.parquet"))[:-2]:  # keep the newest two
-                old.unlink(missing_ok=True)
-            remove_stale(temp_files(folder))  # of writers killed while saving
-        except OSError:
-            pass  # a cache that cannot be written costs time later, never correctness
 
 
 def _remove_made(root: Path, made: list[Path], *, events: bool) -> None:

@@ -179,7 +179,7 @@ def test_recorded_at_does_not_go_back_when_the_wall_clock_does(
             return wall.pop(0)
 
     clock = SimpleNamespace(datetime=SteppingClock, timezone=dt.timezone, timedelta=dt.timedelta)
-    monkeypatch.setattr("eventlog.log.dt", clock)
+    monkeypatch.setattr("eventlog.writer.dt", clock)
     first = empty_log.append([added("s")])
     second = empty_log.append([added("s")])
     assert first.recorded_at == dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import eventlog.log as eventlog_log
 import eventlog.verify as eventlog_verify
+import eventlog.writer as eventlog_writer
 from eventlog import Inventory
 from eventlog.core.chain import GENESIS, _encode, commit_hash, events_hash
 from eventlog.errors import IntegrityError
@@ -235,9 +235,9 @@ def test_an_unreadable_projection_manifest_is_reported_not_raised(inventory: Inv
 
 def commit_with_a_broken_envelope(monkeypatch: pytest.MonkeyPatch, inv: Inventory, **columns: pl.Expr) -> int:
     """Record one add through a writer whose envelope assignment overwrites ``columns``."""
-    original = eventlog_log._assign_envelope
+    original = eventlog_writer._assign_envelope
     with monkeypatch.context() as patch:
-        patch.setattr(eventlog_log, "_assign_envelope", lambda *args: original(*args).with_columns(**columns))
+        patch.setattr(eventlog_writer, "_assign_envelope", lambda *args: original(*args).with_columns(**columns))
         result = inv.log.append([{"event_type": "item_added", "stream_id": "sword", "quantity": 1}])
     return result.first_seq
 
