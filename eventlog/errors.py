@@ -178,6 +178,19 @@ class ReadOnlyError(EventLogError, PermissionError):
     """A SQL statement tried to change the store through a read-only surface."""
 
 
+class QueryLimitError(EventLogError, RuntimeError):
+    """A query ran past its time limit or out of its memory; it was stopped and wrote nothing.
+
+    ``limit`` is ``"time"`` or ``"memory"``; ``value`` the limit it hit (seconds, or DuckDB's
+    size text). The message says which option raises it.
+    """
+
+    def __init__(self, message: str, *, limit: str, value: object) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
+
+
 class IntegrityError(EventLogError):
     """``verify`` found the log, its hash chain or its derived tables inconsistent."""
 

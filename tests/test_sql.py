@@ -27,7 +27,7 @@ from support import AWKWARD_STREAMS, make_schema, sample_records
 
 from eventlog import EventLog, Inventory, SnapshotWarning
 from eventlog.core.cuts import parse_point
-from eventlog.errors import ReadOnlyError, ValidationError
+from eventlog.errors import QueryLimitError, ReadOnlyError, ValidationError
 from eventlog.sql import connect, definitions, export_duckdb, query, refresh
 
 UTC = dt.timezone.utc
@@ -474,3 +474,46 @@ def test_golden_sql_of_a_store_with_a_snapshot_and_a_projection(inv: Inventory) 
     record(inv, [("sword", False, 3, None, None, TIMES[3])])
     make_projection(inv.path, "top items", pl.DataFrame({"item": ["sword"], "total": [4]}))
     check_golden("sql_store.sql", normalise(definitions(inv), inv.path))
+
+
+# --- limits: nothing spills, every query stops -------------------------------------------------
+
+BIG_DISTINCT = "SELECT count(DISTINCT x::VARCHAR || 'padpadpadpad') FROM range(30000000) t(x)"
+
+
+def test_a_query_past_its_memory_limit_spills_nothing_into_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inv = Inventory.open(tmp_path / "store")
+    inv.add_item("a")
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    con = connect(inv)
+    try:
+        con.execute("SET memory_limit = '30MB'")  # allowed on a raw connection
+        with pytest.raises(duckdb.OutOfMemoryException):
+            con.sql(BIG_DISTINCT).fetchall()
+        with pytest.raises(duckdb.InvalidInputException, match="locked"):
+            con.execute(f"SET temp_directory = '{here}'")
+    finally:
+        con.close()
+    with pytest.raises(QueryLimitError, match="memory_limit=") as caught:
+        query(inv, BIG_DISTINCT, memory_limit="30MB")
+    assert (caught.value.limit, caught.value.value) == ("memory", "30MB")
+    assert list(here.iterdir()) == []
+
+
+def test_a_query_past_its_timeout_is_stopped_with_a_typed_error(tmp_path: Path) -> None:
+    inv = Inventory.open(tmp_path / "store")
+    inv.add_item("a")
+    with pytest.raises(QueryLimitError, match="timeout") as caught:
+        query(inv, "SELECT count(*) FROM range(200000) a, range(200000) b", timeout=0.5)
+    assert caught.value.limit == "time" and isinstance(caught.value, RuntimeError)
+    assert query(inv, "SELECT count(*) AS n FROM events", timeout=None, memory_limit=None).item() == 1
+
+
+def test_a_memory_limit_duckdb_cannot_read_is_a_validation_error(tmp_path: Path) -> None:
+    inv = Inventory.open(tmp_path / "store")
+    with pytest.raises(ValidationError, match="memory_limit"):
+        query(inv, "SELECT 1", memory_limit="lots")

@@ -8,6 +8,7 @@ reported as a StorageError naming the file at fault, never as deltalake's own er
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
+import polars as pl
 import pytest
 from deltalake import DeltaTable
 
@@ -386,3 +388,45 @@ def test_a_failing_sync_after_the_commit_is_a_commit_error_saying_it_is_committe
         inv.add_item("b")
     monkeypatch.undo()
     assert Inventory.open(tmp_path / "store").get_items() == [("a", 1), ("b", 1)]
+
+
+def test_a_data_file_replaced_by_a_symlink_leading_out_is_never_read(tmp_path: Path) -> None:
+    inv = Inventory.open(tmp_path / "store", snapshot_every=1_000_000)
+    inv.add_item("apple")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0")
+    data = _first_data_file(inv.path)
+    data.unlink()
+    data.symlink_to(secret)
+    for attempt in (lambda: Inventory.open(inv.path).stock(), lambda: eventlog.sql.connect(inv.path)):
+        with pytest.raises(StorageError, match="symlink") as caught:
+            attempt()
+        assert caught.value.file == str(data) and "root:x" not in str(caught.value)
+
+
+@pytest.mark.parametrize("named", ["../../outside.parquet", "/etc/outside.parquet", "file:///etc/outside.parquet"])
+def test_a_delta_log_naming_a_data_file_outside_the_table_is_a_storage_error(tmp_path: Path, named: str) -> None:
+    inv = Inventory.open(tmp_path / "store", snapshot_every=1_000_000)
+    inv.add_item("apple")
+    commit = inv.path / _commit(1)
+    lines = [json.loads(line) for line in commit.read_text().splitlines()]
+    for action in lines:
+        if "add" in action:
+            action["add"]["path"] = named
+    commit.write_text("".join(json.dumps(a) + "\n" for a in lines))
+    with pytest.raises(StorageError, match="outside the store|URL|absolute|'\\.\\.'"):
+        Inventory.open(inv.path).stock()
+
+
+def test_a_manifest_naming_a_parquet_file_outside_with_its_checksum_is_not_served_by_sql(tmp_path: Path) -> None:
+    inv, _victim = _snapshotted(tmp_path)
+    own = sorted((inv.path / "snapshots").glob("*.parquet"))[-1]
+    fake = tmp_path / "fake.parquet"
+    pl.read_parquet(own).with_columns(quantity=pl.lit(999, dtype=pl.Int64)).write_parquet(fake)
+    _forge_manifest(inv, file=str(fake), sha256=hashlib.sha256(fake.read_bytes()).hexdigest(), seq=1)
+    with pytest.warns(StorePathWarning, match="ignored"):
+        con = eventlog.sql.connect(inv.path)
+    try:
+        assert con.sql("SELECT item, quantity FROM inventory").fetchall() == [("apple", 3)]
+    finally:
+        con.close()

@@ -231,7 +231,22 @@ def _cast_column(df: pl.DataFrame, name: str, target: pl.DataType, schema: Event
         bad = first_row(out.to_frame(), ~pl.col(name).is_finite())
         if bad is not None:
             raise ValidationError(f"{out[bad]} is not a finite number", row=bad, field=name)
+    if isinstance(target, (pl.Datetime, pl.Date)):
+        _check_years(out, name)
     return out
+
+
+#: Business time (and every date or timestamp field) is kept within the years Python's datetime,
+#: ISO 8601 and the partition folder names (``occurred_on=YYYY-MM-DD``) all spell the same way.
+MIN_YEAR, MAX_YEAR = 1, 9999
+
+
+def _check_years(s: pl.Series, name: str) -> None:
+    bad = first_row(s.to_frame(), ~pl.col(name).dt.year().is_between(MIN_YEAR, MAX_YEAR))
+    if bad is not None:
+        year = s.dt.year()[bad]
+        raise ValidationError(f"year {year} is outside the years {MIN_YEAR}..{MAX_YEAR} a date or timestamp may have",
+                              row=bad, field=name)
 
 
 def _compatible(src: pl.DataType, target: pl.DataType) -> bool:
@@ -257,6 +272,13 @@ def _cast_timestamps(s: pl.Series, name: str) -> pl.Series:
         if s.dtype.time_zone is None:
             row = first_row(s.to_frame(), pl.col(name).is_not_null()) or 0
             raise ValidationError(_NAIVE_HINT, row=row, field=name)
+        if s.dtype.time_unit == "ns":  # stored in microseconds: never drop the nanoseconds silently
+            lost = first_row(s.to_frame(), pl.col(name).dt.nanosecond() % 1000 != 0)
+            if lost is not None:
+                shown = s.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.9f+00:00")[lost]
+                raise ValidationError(
+                    f"{shown} has nanoseconds, and timestamps are stored in microseconds; round the column "
+                    "first (e.g. .dt.truncate('1us'))", row=lost, field=name)
         return s.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
     if s.dtype == pl.String:
         return _parse_timestamp_column(s, name)
@@ -320,6 +342,7 @@ def _apply_event_types(df: pl.DataFrame, schema: EventSchema) -> pl.DataFrame:
     if row is not None:
         raise ValidationError(f"unknown event type {df['event_type'][row]!r}; known: {names}", row=row, field="event_type")
     fills = []
+    problems: list[tuple[pl.Expr, str, str, bool]] = []  # (mask, field, message, show the value)
     for name in schema.payload:
         present = name in df.columns
         fill = pl.col(name) if present else pl.lit(None, dtype=schema.payload[name])
@@ -328,23 +351,39 @@ def _apply_event_types(df: pl.DataFrame, schema: EventSchema) -> pl.DataFrame:
             f = et.field(name)
             if f is None:
                 if present:
-                    _fail_if(df, is_et & pl.col(name).is_not_null(), name, f"is not a field of event type {et.name!r}")
+                    problems.append((is_et & pl.col(name).is_not_null(), name,
+                                     f"is not a field of event type {et.name!r}", False))
                 continue
             if f.default is not None:
                 fill = pl.when(is_et & fill.is_null()).then(pl.lit(f.default, dtype=f.dtype)).otherwise(fill)
             elif f.required:
                 missing = is_et & (pl.col(name).is_null() if present else pl.lit(True))
-                _fail_if(df, missing, name, f"is required by event type {et.name!r} and is missing")
+                problems.append((missing, name, f"is required by event type {et.name!r} and is missing", False))
             if present and f.min is not None:
-                _fail_if(df, is_et & (pl.col(name) < f.min), name, f"must be at least {f.min}", show=True)
+                problems.append((is_et & (pl.col(name) < f.min), name, f"must be at least {f.min}", True))
             if present and f.max is not None:
-                _fail_if(df, is_et & (pl.col(name) > f.max), name, f"must be at most {f.max}", show=True)
+                problems.append((is_et & (pl.col(name) > f.max), name, f"must be at most {f.max}", True))
         fills.append(fill.alias(name))
+    _fail_at_first(df, problems)
     return df.with_columns(fills)
 
 
-def _fail_if(df: pl.DataFrame, mask: pl.Expr, field_name: str, message: str, *, show: bool = False) -> None:
-    row = first_row(df, mask)
-    if row is not None:
-        detail = f" (got {_value_at(df, field_name, row)})" if show else ""
-        raise ValidationError(f"{message}{detail}", row=row, field=field_name)
+def _fail_at_first(df: pl.DataFrame, problems: list[tuple[pl.Expr, str, str, bool]]) -> None:
+    """Raise for the first row in batch order that any check fails (every check runs in one pass).
+
+    Checks are built one event type at a time; taking the first failing check instead would
+    name a later row when an earlier one of another type also fails.
+    """
+    if not problems:
+        return
+    firsts = df.select(
+        mask.fill_null(False).arg_true().first().alias(str(i)) for i, (mask, *_rest) in enumerate(problems)
+    ).row(0)
+    hits = [(row, i) for i, row in enumerate(firsts) if row is not None]
+    if not hits:
+        return
+    row, i = min(hits)
+    _mask, field_name, message, show = problems[i]
+    detail = f" (got {_value_at(df, field_name, row)})" if show else ""
+    raise ValidationError(f"{message}{detail}", row=row, field=field_name)
+

@@ -39,7 +39,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from eventlog.errors import OutputFileError, ReadOnlyError, ValidationError
+from eventlog.errors import OutputFileError, QueryLimitError, ReadOnlyError, ValidationError
 from eventlog.log import EventLog
 from eventlog.model.schema import is_inventory
 from eventlog.sql.lockdown import check_params, check_select, lock_down, run, run_script
@@ -49,6 +49,9 @@ from eventlog.store.atomic import atomic_file
 
 #: A store: its path, its EventLog, or a domain object holding one as ``.log`` (an Inventory).
 Store = Any
+#: query()'s limits unless the caller gives others: a mistaken cross join stops, a real report fits.
+DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_MEMORY_LIMIT = "4GB"
 
 
 # --- public API ------------------------------------------------------------------------------
@@ -87,6 +90,10 @@ def connect(store: Store, /) -> duckdb.DuckDBPyConnection:
         # The files never change under their names (Delta, snapshots and projections all
         # write new files): their footers, read for union_by_name, can be kept.
         run(con, "SET parquet_metadata_cache = true")
+        # No spilling: DuckDB would write temp files into ./.tmp of whatever folder the process
+        # is in (1.2 GB seen after SET memory_limit='50MB'). A query that does not fit in
+        # memory_limit fails instead, and the lock keeps temp_directory from being set again.
+        run(con, "SET temp_directory = ''")
         sources = Sources(con, readable=None, tag="c", uniform=log.schema_version == 1)
         run_script(con, statements(pin, sources))
         lock_down(con, sorted(sources.files))
@@ -146,15 +153,28 @@ def refresh(con: duckdb.DuckDBPyConnection, /) -> int:
     return pin.version
 
 
-def query(store: Store, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pl.DataFrame:
+def query(
+    store: Store,
+    query: str,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+) -> pl.DataFrame:
     """Run one SELECT over the store's current version and return its rows.
 
     Values go in ``params`` (``$name`` or ``?`` placeholders), never into the text.
+
+    Args:
+        timeout: seconds the query may run before it is stopped (None: no limit).
+        memory_limit: DuckDB's memory limit for the query, e.g. ``"8GB"`` (None: DuckDB's
+            default, 80% of RAM). Nothing spills to disk: a query that needs more fails.
 
     Raises:
         ReadOnlyError: the statement is not a SELECT, or it tried to reach a file.
         ValidationError: the SQL does not parse or bind (DuckDB's message included), or
             ``params`` is neither a list nor a dict.
+        QueryLimitError: the query ran past ``timeout`` or out of ``memory_limit``.
 
     Example:
         >>> import tempfile
@@ -173,14 +193,33 @@ def query(store: Store, query: str, params: Sequence[Any] | Mapping[str, Any] | 
         except duckdb.InvalidInputException:
             pass  # in a Jupyter kernel without ipywidgets DuckDB refuses the setting; it is cosmetic
         check_select(con, query)
+        if memory_limit is not None:
+            try:
+                con.execute("SET memory_limit = $limit", {"limit": str(memory_limit)}).fetchall()
+            except duckdb.Error as exc:
+                raise ValidationError(f"{memory_limit!r} is not a memory limit ({exc})", field="memory_limit") from exc
+        timer = threading.Timer(timeout, con.interrupt) if timeout is not None else None
         try:
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             return con.sql(query, params=params).pl() if params is not None else con.sql(query).pl()
+        except duckdb.InterruptException as exc:
+            raise QueryLimitError(f"the query ran longer than its timeout of {timeout} s and was stopped; pass a "
+                                  "larger timeout= (or None) to let it run", limit="time", value=timeout) from exc
+        except duckdb.OutOfMemoryException as exc:
+            raise QueryLimitError(f"the query needs more memory than its limit of {memory_limit} and was stopped "
+                                  f"(nothing spills to disk): pass a larger memory_limit= ({str(exc).splitlines()[0]})",
+                                  limit="memory", value=memory_limit) from exc
         except duckdb.PermissionException as exc:
             raise ReadOnlyError(
                 f"the SQL surface of {log.path} reads the store's committed files only: {exc}"
             ) from exc
         except duckdb.ProgrammingError as exc:
             raise ValidationError(str(exc), field="query") from exc
+        finally:
+            if timer is not None:
+                timer.cancel()
     finally:
         con.close()
 

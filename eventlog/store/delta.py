@@ -109,6 +109,7 @@ class DeltaEvents:
         self.path = path
         self._files: tuple[int, pl.DataFrame] | None = None
         self._columns: tuple[int, dict[str, pl.DataType]] | None = None
+        self._inside: set[str] = set()  # data files (and their folders) found to be inside the table
         with self._reading("opening"):
             self._table = DeltaTable(str(path))
         if unquote(self._table.table_uri.removeprefix("file://")).rstrip("/") != str(path):
@@ -156,8 +157,29 @@ class DeltaEvents:
         if self._files is None or self._files[0] != version:
             with self._reading("listing the data files of"):
                 actions = pl.DataFrame(pa.table(self._table.get_add_actions(flatten=True)))
-            self._files = (version, self._neutral(actions))
+            files = self._neutral(actions)
+            self._check_inside(files.get_column("path").to_list())
+            self._files = (version, files)
         return self._files[1]
+
+    def _check_inside(self, paths: list[str]) -> None:
+        """Refuse a table whose log names a data file outside it (``..``, absolute, a symlink leading out).
+
+        Such a file is not ignored: the events in it would silently go missing from every
+        answer. Checked once per file name; a folder once per process.
+        """
+        for relative in paths:
+            if relative in self._inside:
+                continue
+            folder = relative.rpartition("/")[0]
+            why = outside(self.path, relative) if folder not in self._inside else _lexically_outside(self.path, relative)
+            if why is not None:
+                raise StorageError(
+                    f"the Delta log of {self.path} names the data file {relative!r}, and {why}: eventlog reads no file "
+                    "outside the store. The store is damaged or was tampered with: restore it from a backup, then run "
+                    "`eventlog verify`", store=str(self.path.parent), file=str(self.path / relative))
+            self._inside.add(relative)
+            self._inside.add(folder)
 
     def _neutral(self, actions: pl.DataFrame) -> pl.DataFrame:
         schema = self.columns()
@@ -223,10 +245,12 @@ class DeltaEvents:
         with self._reading("listing the data files of"):
             uris = self._table.file_uris()
         encoded = self._encoded_root()
-        if encoded is None:
-            return uris
-        root = unquote(encoded)
-        return [root + uri.removeprefix(encoded) for uri in uris]
+        if encoded is not None:
+            root = unquote(encoded)
+            uris = [root + uri.removeprefix(encoded) for uri in uris]
+        prefix = str(self.path) + "/"
+        self._check_inside([u.removeprefix(prefix) if u.startswith(prefix) else u for u in uris])
+        return uris
 
     def _encoded_root(self) -> str | None:
         """The table root as ``file_uris()`` spells it, when that differs from the real path."""
@@ -569,6 +593,14 @@ def _commit_problem(path: Path) -> str | None:
         if not ok:
             return f"is not valid JSON at line {number} (truncated or overwritten)"
     return None
+
+
+def _lexically_outside(root: Path, relative: str) -> str | None:
+    """``outside`` for a file in a folder already checked: only the file itself may be a symlink."""
+    if relative.startswith("/") or "\\" in relative or ".." in relative.split("/") or "://" in relative:
+        return outside(root, relative)
+    path = root / relative
+    return outside(root, relative) if path.is_symlink() else None
 
 
 def _added_paths(commit: Path) -> list[str]:

@@ -25,6 +25,8 @@ def outside(root: Path, relative: str) -> str | None:
         >>> outside(root, "a/b.parquet") is None, outside(root, "../b.parquet")
         (True, "it has a '..' part")
     """
+    if "://" in relative or relative.startswith("file:"):
+        return "it is a URL, not a path inside the store"
     pure = PurePosixPath(relative)
     if pure.is_absolute() or Path(relative).is_absolute() or "\\" in relative:
         return "it is an absolute path" if "\\" not in relative else "it holds a backslash"
