@@ -25,7 +25,7 @@ from eventlog.engines.base import Engine, EventSlice
 from eventlog.engines.choose import engine_named
 from eventlog.errors import ProjectionError
 from eventlog.log import EventLog
-from eventlog.store.tables import ProjectionTables
+from eventlog.store.tables import ProjectionTables, TableVersion, month_of
 
 
 class Projector:
@@ -45,7 +45,7 @@ class Projector:
         self.registry: dict[str, AnyProjection] = {}
         # The last finished table per projection, keyed by (stored file, head): derived
         # projections and repeated reads share one finish instead of redoing sorts/windows.
-        self._finished: dict[str, tuple[tuple[str, int], pl.DataFrame]] = {}
+        self._finished: dict[str, tuple[tuple[int, str | None, int], pl.DataFrame]] = {}
 
     def register(self, projection: AnyProjection) -> None:
         if not isinstance(projection, (Projection, FunctionProjection)):
@@ -110,7 +110,10 @@ class Projector:
         full, incremental = [], []
         for name in merge:
             m = None if rebuild else self.tables.manifest(name)  # a rebuild replaces a manifest it cannot read
-            if rebuild or m is None or m.fingerprint != self.fingerprint(self.registry[name]) or m.checkpoint > head:
+            layout = None if m is None else (m.partition_by, m.legacy_file is None)
+            wanted_layout = (self._declarative(name).partition_by, True)
+            if (rebuild or m is None or m.fingerprint != self.fingerprint(self.registry[name]) or m.checkpoint > head
+                    or layout != wanted_layout):  # an old-layout or re-partitioned table is built anew
                 full.append(name)
             elif m.checkpoint < head:
                 incremental.append(name)
@@ -147,10 +150,32 @@ class Projector:
             if m is None:  # callers pass merge projections with tables
                 raise ProjectionError(f"projection {name!r} cannot be updated incrementally")
             events = self._slice(head, after=m.checkpoint) if tail is None else tail.filter(pl.col("seq") > m.checkpoint)
-            table = self.engine.merge(proj, self.tables.read(name, m), self.engine.fold(proj, events))
-            self._store(name, table, head, time.perf_counter() - start, full=False)
+            self._apply_tail(proj, m, self.engine.fold(proj, events), head, start)
             if progress:
                 progress(name)
+
+    def _apply_tail(self, proj: Projection, m: TableVersion, part: pl.DataFrame, head: int, start: float) -> None:
+        """Commit the fold of a tail, rewriting only what it changed.
+
+        A month-partitioned table has the months from the first one the tail touched on
+        replaced; any other has the rows of the touched keys merged in. Either is one commit.
+        """
+        keys = list(proj.keys)
+        if part.height == 0:
+            self.tables.merge_keys(proj.name, part, keys, self._meta(proj, head, start, full=False), total_rows=m.rows)
+        elif proj.partition_by is not None:
+            first = month_of(part.get_column(proj.partition_by).min())  # type: ignore[arg-type]
+            stored = self.tables.read(proj.name, m, from_month=first)
+            merged = self.engine.merge(proj, stored, part)
+            self.tables.replace_from(proj.name, merged, self._meta(proj, head, start, full=False),
+                                     partition_by=proj.partition_by, from_month=first,
+                                     total_rows=m.rows - stored.height + merged.height)
+        else:
+            stored = self.tables.read(proj.name, m)
+            touched = stored.join(part.select(keys).unique(), on=keys, how="semi", nulls_equal=True)
+            merged = self.engine.merge(proj, touched, part)
+            self.tables.merge_keys(proj.name, merged, keys, self._meta(proj, head, start, full=False),
+                                   total_rows=m.rows - touched.height + merged.height)
 
     def _build_function(self, proj: FunctionProjection, head: int, progress: Callable[[str], None] | None) -> None:
         start = time.perf_counter()
@@ -164,21 +189,33 @@ class Projector:
 
     def _store(self, name: str, table: pl.DataFrame, head: int, duration: float, *, full: bool) -> None:
         proj = self.registry[name]
-        self.tables.write(name, table, {
+        partition_by = proj.partition_by if isinstance(proj, Projection) else None
+        meta = self._meta(proj, head, time.perf_counter() - duration, full=full)
+        self.tables.write(name, table, meta, partition_by=partition_by, ordered=not isinstance(proj, Projection))
+
+    def _meta(self, proj: AnyProjection, head: int, start: float, *, full: bool) -> dict[str, Any]:
+        """The build's bookkeeping, committed with the table (no separate manifest)."""
+        return {
             "checkpoint": head,
             "fingerprint": self.fingerprint(proj),
             "built_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "duration_s": round(duration, 6),
+            "duration_s": round(time.perf_counter() - start, 6),
             "mode": proj.mode,
-            "name": name,
+            "name": proj.name,
             "full_build": full,
-        })
+            "partition_by": proj.partition_by if isinstance(proj, Projection) else None,
+        }
 
     # --- reading -------------------------------------------------------------------------
 
-    def read(self, name: str, *, head: int | None = None, as_of: int | dt.datetime | None = None) -> pl.DataFrame:
-        """The finished table at ``head`` (stored ⊕ tail), or at a seq / business-time cut."""
+    def read(self, name: str, *, head: int | None = None, as_of: int | dt.datetime | None = None,
+             version: int | None = None) -> pl.DataFrame:
+        """The finished table at ``head`` (stored ⊕ tail), at a seq / business-time cut, or as
+        stored in an older ``version`` of the projection's table (time travel of the table itself)."""
         proj = self.get(name)
+        if version is not None:
+            _, stored = self.tables.read_version(name, version)
+            return self.engine.finish(proj, stored) if isinstance(proj, Projection) else stored
         head = self.log.head() if head is None else head
         if as_of is None:
             return self._read_current(proj, head)
@@ -200,7 +237,7 @@ class Projector:
         m = self.tables.manifest(proj.name)
         if m is None or m.fingerprint != self.fingerprint(proj):
             raise ProjectionError(f"projection {proj.name!r} has no up-to-date table; update or rebuild it first")
-        key = (m.file, head)
+        key = (m.version, m.legacy_file, head)
         cached = self._finished.get(proj.name)
         if cached is not None and cached[0] == key:
             return cached[1]

@@ -98,6 +98,8 @@ class Projection:
         rank_by: the column ``top(n)`` ranks by (default: the first aggregate).
         having: a SQL filter over the merged columns: which rows the finished table shows
             (every group is kept in the stored form, so that later events still merge).
+        partition_by: a date key to store the table by month of: an update then rewrites
+            only the months from the first one its events touched (daily tables).
 
     Example:
         >>> p = Projection("per_item", keys={"item": "stream_id"}, aggregates={"n": Agg.count()})
@@ -115,6 +117,7 @@ class Projection:
     rank_by: str | None = None
     description: str = ""
     having: str | None = None
+    partition_by: str | None = None
 
     mode = "merge"
     source = "events"
@@ -123,6 +126,8 @@ class Projection:
         _check_name(self.name)
         if not self.aggregates:
             raise ProjectionError(f"projection {self.name!r} needs at least one aggregate")
+        if self.partition_by is not None and self.partition_by not in self.keys:
+            raise ProjectionError(f"projection {self.name!r}: partition_by {self.partition_by!r} is not one of its keys")
         for out in [*self.keys, *self.aggregates, *self.derived]:
             if out.startswith(HIDDEN):
                 raise ProjectionError(f"projection {self.name!r}: column {out!r} may not start with {HIDDEN!r}")

@@ -69,7 +69,7 @@ def _projections_match(log: EventLog, projector: Projector, head: int) -> Violat
         try:
             manifest = projector.tables.manifest(name)
         except ProjectionError as exc:
-            return Violation("projections", str(exc), file=f"projections/{name}/current.json")
+            return Violation("projections", str(exc), file=f"projections/{name}")
         if manifest is None or manifest.fingerprint != projector.fingerprint(proj):
             continue  # none, or of another definition (or schema upcasters): rebuilt before it is read
         stored = projector.tables.read(name, manifest)
@@ -81,7 +81,7 @@ def _projections_match(log: EventLog, projector: Projector, head: int) -> Violat
             fresh = projector.compute_from(proj, log.scan(as_of=cut))
         if not _same(stored, fresh, stored.columns):
             return Violation("projections", f"projection {name!r} differs from a rebuild at its checkpoint {cut}",
-                             seq=cut, file=f"projections/{name}/{manifest.file}")
+                             seq=cut, file=f"projections/{name} (table version {manifest.version})")
     return None
 
 

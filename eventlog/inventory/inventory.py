@@ -397,9 +397,18 @@ class ProjectionHandle:
     def definition(self) -> AnyProjection:
         return self._inventory.projector.get(self.name)
 
-    def read(self, as_of: Cut = None) -> pl.DataFrame:
-        """The table now (kept up to date per the inventory's ``projection_reads``) or at a cut."""
+    def read(self, as_of: Cut = None, *, version: int | None = None) -> pl.DataFrame:
+        """The table now (kept up to date per the inventory's ``projection_reads``) or at a cut of the log.
+
+        ``version`` reads the projection's own Delta table as an older build stored it (time
+        travel of the table; ``status().version`` is the newest), instead of recomputing a cut.
+        """
         projector = self._inventory.projector
+        if version is not None:
+            if as_of is not None:
+                raise ValidationError("give as_of (a cut of the log) or version (of the table), not both",
+                                      field="version")
+            return projector.read(self.name, version=version)
         point = parse_point(as_of, name="as_of")
         if point is not None:
             return projector.read(self.name, as_of=point)

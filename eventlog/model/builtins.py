@@ -42,6 +42,7 @@ DAILY_FLOWS = Projection(
         "events": Agg.count(),
     },
     derived={"net_change": "added - removed"},
+    partition_by="day",
     description="Quantity added and removed per business day, item, rarity and origin.",
 )
 
@@ -57,6 +58,7 @@ DAILY_STOCK = Projection(
         "net_change": "added - removed",
         "stock": "SUM(added - removed) OVER (PARTITION BY item ORDER BY day)",
     },
+    partition_by="day",
     description="Stock per item at the end of each business day on which it changed.",
 )
 

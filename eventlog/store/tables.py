@@ -1,40 +1,73 @@
-"""Materialised projection tables under ``<store>/projections/<name>/``."""
+"""Materialised projection tables: one Delta table per projection at ``<store>/projections/<name>``.
+
+Any Delta reader (``polars.scan_delta``, ``deltalake``, Spark, DuckDB through ``eventlog.sql``)
+reads a consistent table: every build or update is one Delta commit, and a crash at any
+moment leaves the previous version (plus unreferenced files that ``vacuum`` removes). What a
+manifest held — the checkpoint seq, the definition's fingerprint, build figures — travels in
+the commit's metadata (``eventlog.*`` keys), so the table and its bookkeeping cannot drift.
+
+Updates touch only what changed: a table partitioned by month (``partition_by`` a date key)
+has the months from the first affected one on replaced in one commit; any other table has
+the rows of the keys a tail touched merged in (Delta ``MERGE``). Older versions stay readable
+until vacuum: ``read(..., version=n)`` is time travel of the projection itself.
+
+Stores written before this layout hold ``current.json`` plus a Parquet file per build in the
+same folder. Readers still read them; the next build by a writer converts the folder (its
+first Delta commit is the conversion's commit point; the old files are removed after it).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
-import time
+import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
 from filelock import FileLock
 
-from eventlog.errors import ProjectionError
-from eventlog.store.atomic import atomic_file, remove_stale, temp_files, write_json_atomically
+from eventlog.errors import ProjectionError, StorageError
+from eventlog.store.base import META_PREFIX
+
+#: The hidden partition column of month-partitioned tables (the first day of the month).
+MONTH = "__month"
+#: The hidden row number of tables whose row order is their meaning (a function's output):
+#: Delta readers may return a table's files, and a writer its batches, in any order.
+ROW = "__row"
+_LEGACY = "current.json"
+_FIELDS = ("checkpoint", "fingerprint", "built_at", "duration_s", "rows", "mode", "name", "full_build")
 
 
 @dataclass(frozen=True)
-class _Manifest:
-    file: str
+class TableVersion:
+    """A projection table as of one build: its Delta version and the build's bookkeeping.
+
+    ``version`` is the Delta version readers pin (later maintenance commits — compaction —
+    leave the rows as they are); -1 for a table still in the old layout (``legacy_file``).
+    """
+
+    name: str
+    version: int
     checkpoint: int
     fingerprint: str
     built_at: str
     duration_s: float
     rows: int
     mode: str
-    name: str
     full_build: bool
+    partition_by: str | None = None
+    legacy_file: str | None = None
 
 
 class ProjectionTables:
-    """The materialised tables under ``<store>/projections/<name>/``.
-
-    Each build writes a new Parquet file, then swaps ``current.json`` to point at it with
-    one atomic rename: readers see the old table or the new one, never a mix. The previous
-    file is kept one generation so that a reader holding the old manifest can still read it.
-    """
+    """The Delta tables of one store's projections, under ``<store>/projections/``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -42,50 +75,216 @@ class ProjectionTables:
     def folder(self, name: str) -> Path:
         return self.root / name
 
-    def manifest(self, name: str) -> _Manifest | None:
-        path = self.folder(name) / "current.json"
-        try:
-            return _Manifest(**json.loads(path.read_text()))
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError) as exc:
-            raise ProjectionError(f"projection {name!r}: {path} is unreadable ({exc}); rebuild it") from exc
-
-    def read(self, name: str, manifest: _Manifest) -> pl.DataFrame:
-        return pl.read_parquet(self.folder(name) / manifest.file)
-
     def lock(self, name: str) -> FileLock:
+        """One updater at a time per projection (kept beside the tables: a Delta folder holds only Delta's files)."""
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(locks / f"{name}.lock"))
+
+    # --- reading -------------------------------------------------------------------------
+
+    def manifest(self, name: str) -> TableVersion | None:
+        """The newest build of ``name`` (None before the first one)."""
         folder = self.folder(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(folder / ".lock"))
+        if (folder / "_delta_log").is_dir():
+            return self._latest(name)
+        if (folder / _LEGACY).exists():
+            return self._legacy(name)
+        return None
 
-    def write(self, name: str, table: pl.DataFrame, manifest: dict[str, Any]) -> _Manifest:
-        folder = self.folder(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        previous = self._current_file(name)
-        stamp = f"{time.time_ns():020d}"
-        final = f"t-{manifest['checkpoint']:015d}-{stamp}.parquet"
-        info = _Manifest(file=final, rows=table.height, **manifest)
-        with atomic_file(folder / final) as tmp:
-            table.write_parquet(tmp, compression="zstd")
-        write_json_atomically(folder / "current.json", info.__dict__)  # the commit point
-        self._drop_old(folder, keep={final, previous})
-        return info
+    def read(self, name: str, table: TableVersion, *, from_month: dt.date | None = None) -> pl.DataFrame:
+        """The stored rows of that build (with ``from_month``: only the months from that one on)."""
+        if table.legacy_file is not None:
+            return pl.read_parquet(self.folder(name) / table.legacy_file)
+        # deltalake's own reader: polars.scan_delta finds no files under a store path that has
+        # a space or a non-ASCII letter in it (it reads the percent-encoded file URIs).
+        wanted = None
+        if from_month is not None and table.partition_by is not None:
+            wanted = [(MONTH, ">=", from_month)]
+        with _reading(name, self.folder(name)):
+            arrow = DeltaTable(str(self.folder(name)), version=table.version).to_pyarrow_table(filters=wanted)
+        frame = pl.DataFrame(pl.from_arrow(arrow))
+        if ROW in frame.columns:
+            frame = frame.sort(ROW).drop(ROW)
+        return frame.drop(MONTH, strict=False)
 
-    def _current_file(self, name: str) -> str | None:
-        try:
-            manifest = self.manifest(name)
-        except ProjectionError:  # an unreadable manifest is replaced; its table is not worth keeping
-            return None
-        return manifest.file if manifest is not None else None
+    def read_version(self, name: str, version: int) -> tuple[TableVersion, pl.DataFrame]:
+        """An older version of the table itself, with the build that made it."""
+        table = self._at_version(name, version)
+        return table, self.read(name, table)
 
-    def _drop_old(self, folder: Path, keep: set[str | None]) -> None:
-        """Remove every table but ``keep``: the new one, and the one a reader may still hold a manifest of.
+    def files(self, name: str, table: TableVersion) -> list[str]:
+        """The Parquet files of that build (absolute paths), for readers that take a file list (SQL)."""
+        if table.legacy_file is not None:
+            return [str(self.folder(name) / table.legacy_file)]
+        with _reading(name, self.folder(name)):
+            return [_local(uri) for uri in DeltaTable(str(self.folder(name)), version=table.version).file_uris()]
 
-        The table before is named by the manifest that was current, not guessed by age: a build
-        that failed between placing its table and its manifest leaves a newer file no one reads.
+    # --- writing -------------------------------------------------------------------------
+
+    def write(self, name: str, table: pl.DataFrame, meta: dict[str, Any], *,
+              partition_by: str | None = None, ordered: bool = False) -> TableVersion:
+        """Replace the whole table (a full build) in one commit; converts an old-layout folder.
+
+        ``ordered``: the row order is kept (a function's output); otherwise readers sort by keys.
         """
-        for path in folder.glob("t-*.parquet"):
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
-        remove_stale(temp_files(folder))  # files of builders that failed or were killed
+        legacy = (self.folder(name) / _LEGACY).exists() and not (self.folder(name) / "_delta_log").is_dir()
+        rows = _with_month(table.with_row_index(ROW) if ordered else table, partition_by)
+        self._commit(name, rows, meta | {"rows": table.height}, partition_by=partition_by, schema_mode="overwrite")
+        if legacy:
+            self._drop_legacy(name)
+        return self._latest(name)
+
+    def replace_from(self, name: str, rows: pl.DataFrame, meta: dict[str, Any], *, partition_by: str,
+                     from_month: dt.date, total_rows: int) -> TableVersion:
+        """Replace the months from ``from_month`` on with ``rows`` (all rows of those months), in one commit."""
+        predicate = f"\"{MONTH}\" >= '{from_month.isoformat()}'"
+        self._commit(name, _with_month(rows, partition_by), meta | {"rows": total_rows}, partition_by=partition_by,
+                     predicate=predicate)
+        return self._latest(name)
+
+    def merge_keys(self, name: str, rows: pl.DataFrame, keys: Sequence[str], meta: dict[str, Any], *,
+                   total_rows: int) -> TableVersion:
+        """Upsert ``rows`` by ``keys`` (null keys match null keys), in one commit."""
+        if rows.height == 0:
+            return self._commit_empty(name, meta | {"rows": total_rows})
+        predicate = " AND ".join(f"t.\"{k}\" IS NOT DISTINCT FROM s.\"{k}\"" for k in keys)
+        props = _properties(meta | {"rows": total_rows})
+        with _writing(name, self.folder(name)):
+            (DeltaTable(str(self.folder(name)))
+             .merge(source=rows.rechunk().to_arrow(), predicate=predicate, source_alias="s", target_alias="t",
+                    commit_properties=props)
+             .when_matched_update_all().when_not_matched_insert_all().execute())
+        return self._latest(name)
+
+    def compact(self, name: str) -> dict[str, Any]:
+        """Merge small files (an update adds a few per commit); every read stays the same."""
+        with _writing(name, self.folder(name)):
+            return dict(DeltaTable(str(self.folder(name))).optimize.compact())
+
+    def vacuum(self, name: str, *, retention_hours: float, dry_run: bool = False) -> list[str]:
+        """Delete files no version younger than ``retention_hours`` needs (the log's policy)."""
+        with _writing(name, self.folder(name)):
+            return list(DeltaTable(str(self.folder(name))).vacuum(
+                retention_hours=int(retention_hours), dry_run=dry_run, enforce_retention_duration=False))
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _commit(self, name: str, rows: pl.DataFrame, meta: dict[str, Any], *, partition_by: str | None,
+                predicate: str | None = None, schema_mode: str | None = None) -> None:
+        folder = self.folder(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        with _writing(name, folder):
+            write_deltalake(
+                str(folder), rows.rechunk().to_arrow(), mode="overwrite", predicate=predicate,
+                partition_by=[MONTH] if partition_by else [], schema_mode=schema_mode,
+                commit_properties=_properties(meta),
+            )
+
+    def _commit_empty(self, name: str, meta: dict[str, Any]) -> TableVersion:
+        """A commit that moves the checkpoint and changes no row (a tail that touched no group)."""
+        with _writing(name, self.folder(name)):
+            current = DeltaTable(str(self.folder(name)))
+            nothing = pa.schema(current.schema().to_arrow()).empty_table()
+            write_deltalake(current, nothing, mode="append", commit_properties=_properties(meta))
+        return self._latest(name)
+
+    def _latest(self, name: str) -> TableVersion:
+        folder = self.folder(name)
+        with _reading(name, folder):
+            current = DeltaTable(str(folder))
+            for entry in current.history():
+                if f"{META_PREFIX}checkpoint" in entry:
+                    return _version(name, current.version(), entry, current.metadata().partition_columns)
+        raise ProjectionError(f"projection {name!r}: the table at {folder} has no build commit; rebuild it")
+
+    def _at_version(self, name: str, version: int) -> TableVersion:
+        folder = self.folder(name)
+        if not (folder / "_delta_log").is_dir():
+            raise ProjectionError(f"projection {name!r} has no Delta table yet (version {version} asked for)")
+        with _reading(name, folder):
+            current = DeltaTable(str(folder))
+            if not 0 <= version <= current.version():
+                raise ProjectionError(f"projection {name!r} has versions 0 to {current.version()}, not {version}")
+            for entry in current.history():
+                if int(entry["version"]) <= version and f"{META_PREFIX}checkpoint" in entry:
+                    columns = DeltaTable(str(folder), version=version).metadata().partition_columns
+                    return _version(name, version, entry, columns)
+        raise ProjectionError(f"projection {name!r}: no build at or before version {version}")
+
+    def _legacy(self, name: str) -> TableVersion:
+        path = self.folder(name) / _LEGACY
+        try:
+            data = json.loads(path.read_text())
+            return TableVersion(name=name, version=-1, checkpoint=int(data["checkpoint"]),
+                                fingerprint=str(data["fingerprint"]), built_at=str(data["built_at"]),
+                                duration_s=float(data["duration_s"]), rows=int(data["rows"]), mode=str(data["mode"]),
+                                full_build=bool(data["full_build"]), legacy_file=_inside(path.parent, data["file"]))
+        except FileNotFoundError:
+            raise ProjectionError(f"projection {name!r}: {path} vanished while read; read again") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ProjectionError(f"projection {name!r}: {path} is unreadable ({exc!r}); rebuild it") from exc
+
+    def _drop_legacy(self, name: str) -> None:
+        folder = self.folder(name)
+        with contextlib.suppress(FileNotFoundError):
+            (folder / _LEGACY).unlink()
+        for old in folder.glob("t-*.parquet"):
+            old.unlink(missing_ok=True)
+
+
+def _version(name: str, version: int, entry: dict[str, Any], partitions: list[str]) -> TableVersion:
+    meta = {k: entry.get(f"{META_PREFIX}{k}") for k in _FIELDS}
+    return TableVersion(
+        name=name, version=version, checkpoint=int(meta["checkpoint"]), fingerprint=str(meta["fingerprint"]),
+        built_at=str(meta["built_at"]), duration_s=float(meta["duration_s"] or 0), rows=int(meta["rows"] or 0),
+        mode=str(meta["mode"]), full_build=meta["full_build"] == "true",
+        partition_by=str(entry.get(f"{META_PREFIX}partition_by")) if MONTH in partitions else None,
+    )
+
+
+def _properties(meta: dict[str, Any]) -> CommitProperties:
+    text = {f"{META_PREFIX}{k}": (str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in meta.items() if v is not None}
+    return CommitProperties(custom_metadata=text)
+
+
+def _with_month(table: pl.DataFrame, partition_by: str | None) -> pl.DataFrame:
+    if partition_by is None:
+        return table
+    return table.with_columns(pl.col(partition_by).dt.truncate("1mo").cast(pl.Date).alias(MONTH))
+
+
+def month_of(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def _inside(folder: Path, file: object) -> str:
+    """A legacy manifest's file name, refused unless it names a file in its own folder."""
+    if not isinstance(file, str) or not (folder / file).resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"the file {file!r} is not in {folder}")
+    return file
+
+
+def _local(uri: str) -> str:
+    """A local path from a file URI deltalake gives (percent-encoded: spaces, non-ASCII letters)."""
+    return urllib.parse.unquote(uri.removeprefix("file://"))
+
+
+@contextlib.contextmanager
+def _reading(name: str, folder: Path) -> Any:
+    try:
+        yield
+    except TableNotFoundError:
+        raise ProjectionError(f"projection {name!r}: no table at {folder}") from None
+    except (DeltaError, OSError) as exc:
+        raise StorageError(f"reading the projection table {folder} failed: {exc}", file=str(folder)) from exc
+
+
+@contextlib.contextmanager
+def _writing(name: str, folder: Path) -> Any:
+    try:
+        yield
+    except DeltaError as exc:
+        raise StorageError(f"writing the projection table {folder} failed (nothing was committed): {exc}",
+                           file=str(folder)) from exc
