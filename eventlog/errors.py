@@ -59,6 +59,22 @@ class ConcurrencyError(EventLogError):
         self.actual = actual
 
 
+class IdempotencyConflictError(EventLogError, ValueError):
+    """An idempotency key already committed was given again with a different batch; nothing was written.
+
+    ``key`` is the key, ``first_seq``/``last_seq`` where its first batch landed.
+    """
+
+    def __init__(self, key: str, first_seq: int, last_seq: int) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was committed at seq {first_seq}..{last_seq} with a different batch; a retry "
+            "must send the same events (the same rows, values and order), a new batch needs a new key"
+        )
+        self.key = key
+        self.first_seq = first_seq
+        self.last_seq = last_seq
+
+
 class DuplicateEventError(ValidationError):
     """An ``event_id`` is already in the log or twice in the batch."""
 

@@ -20,7 +20,13 @@ from eventlog.core.chain import GENESIS, commit_hash, events_hash
 from eventlog.core.ids import uuid7_series
 from eventlog.core.schema import PARTITION_COLUMN, EventSchema
 from eventlog.core.validate import first_row, normalize
-from eventlog.errors import ConcurrencyError, DuplicateEventError, IntegrityError, ValidationError
+from eventlog.errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    IdempotencyConflictError,
+    IntegrityError,
+    ValidationError,
+)
 from eventlog.store.atomic import atomic_file, remove_stale, temp_files
 from eventlog.store.base import EventStore
 
@@ -95,12 +101,13 @@ class WriteTxn:
         fills the columns and defaults that schema adds.
         """
         log = self._log
-        if idempotency_key is not None:
-            done = _committed_result(log, idempotency_key)
-            if done is not None:
-                return done
         if schema is not None and schema.to_json() != log.schema.to_json():
             frame = normalize(frame, log.schema)
+        if idempotency_key is not None:
+            batch_digest = _batch_digest(frame)
+            done = _committed_result(log, idempotency_key, batch_digest)
+            if done is not None:
+                return done
         current = self.stream_versions(frame.get_column("stream_id").unique().to_list())
         if expected_versions:
             _check_expected(expected_versions, self.stream_versions(list(expected_versions)))
@@ -125,7 +132,8 @@ class WriteTxn:
         if idempotency_key is not None:
             metadata["idempotency_key"] = idempotency_key
             transactions = {f"{IDEMPOTENCY_APP}.first:{idempotency_key}": first,
-                            f"{IDEMPOTENCY_APP}.last:{idempotency_key}": last}
+                            f"{IDEMPOTENCY_APP}.last:{idempotency_key}": last,
+                            f"{IDEMPOTENCY_APP}.digest:{idempotency_key}": batch_digest}
         version = log.storage.append(events.to_arrow(), metadata=metadata, transactions=transactions)
         self._streams.advance(events, last)
         self._chain.advance(last, own)
@@ -134,11 +142,28 @@ class WriteTxn:
         return AppendResult(first, last, version, recorded_at)
 
 
-def _committed_result(log: LogView, key: str) -> AppendResult | None:
+def _batch_digest(frame: pl.DataFrame) -> int:
+    """The batch as the caller gave it (normalized, before the log assigns seq, ids and times), as 60 bits.
+
+    Kept as the version of a Delta transaction (an int64), beside the key's seqs: a retry
+    compares it without reading the commit history.
+    """
+    return int(events_hash(frame, dict(frame.schema))[:15], 16)
+
+
+def _committed_result(log: LogView, key: str, digest: int) -> AppendResult | None:
+    """The first result of ``key``, or None when it is new.
+
+    Raises:
+        IdempotencyConflictError: the key was committed with another batch.
+    """
     first = log.storage.transaction_version(f"{IDEMPOTENCY_APP}.first:{key}")
     if first is None:
         return None
     last = log.storage.transaction_version(f"{IDEMPOTENCY_APP}.last:{key}")
+    committed = log.storage.transaction_version(f"{IDEMPOTENCY_APP}.digest:{key}")
+    if committed is not None and committed != digest:  # None: committed before batches had a digest
+        raise IdempotencyConflictError(key, int(first), int(last))
     recorded = log.scan_range(int(last)).filter(pl.col("seq") == first).select("recorded_at").collect()
     return AppendResult(int(first), int(last), log.version, recorded.item() if recorded.height else None, duplicate=True)
 

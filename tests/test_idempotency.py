@@ -9,7 +9,7 @@ import pytest
 from support import added, read_all
 
 from eventlog import EventLog
-from eventlog.errors import ConcurrencyError, ValidationError
+from eventlog.errors import ConcurrencyError, IdempotencyConflictError, ValidationError
 
 KEY = "order 42; 'retry' ✓"
 
@@ -84,3 +84,21 @@ def test_key_is_remembered_across_a_delta_checkpoint(empty_log: EventLog) -> Non
     retry = EventLog.open(empty_log.path).append([added("a")], idempotency_key=KEY)
     assert (retry.first_seq, retry.duplicate) == (first.first_seq, True)
     assert empty_log.head() == 106
+
+
+@pytest.mark.parametrize("change", ["another value", "another order", "one row more", "another stream"])
+def test_a_key_reused_with_a_different_batch_is_a_conflict_and_writes_nothing(
+    existing_log: EventLog, unchanged: Callable[[EventLog], Any], change: str
+) -> None:
+    batch = [added("a"), added("b")]
+    first = existing_log.append(batch, idempotency_key=KEY)
+    other = {
+        "another value": [added("a"), {**added("b"), "quantity": 7}],
+        "another order": [added("b"), added("a")],
+        "one row more": [*batch, added("c")],
+        "another stream": [added("a"), added("z")],
+    }[change]
+    with unchanged(existing_log), pytest.raises(IdempotencyConflictError, match=r"different batch") as caught:
+        EventLog.open(existing_log.path).append(other, idempotency_key=KEY)
+    assert (caught.value.key, caught.value.first_seq, caught.value.last_seq) == (KEY, first.first_seq, first.last_seq)
+    assert isinstance(caught.value, ValueError)
