@@ -3,46 +3,43 @@
 Each command parses its options, calls one library function and formats the result.
 Every error raised on purpose by the library (an ``EventLogError``) becomes one line
 ``error: <message>`` on stderr and exit code 1, in one place (``_Group.invoke``);
-anything else is a bug and keeps its traceback.
+anything else is a bug and keeps its traceback. A command line click cannot parse (an
+unknown option, a missing argument) is click's usage error: a usage line, a hint and
+``Error: ...`` on stderr, exit code 2.
+
+Only ``init``, ``add``, ``import`` and ``generate`` create a store; every other command
+needs one, so a mistyped ``--store`` fails with one line instead of making an empty store.
+
+This module imports nothing heavy at the top (polars, DuckDB, Delta load inside the
+commands, through ``_cli_format``), so ``eventlog --help`` answers at once.
 
 Example:
     $ eventlog --store data/store add sword --quantity 2 --rarity rare
     $ eventlog stock --as-of 2024-03-01
-    $ eventlog import events.csv
+    $ eventlog import data/original_example.csv
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import re
-import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import polars as pl
 
-from eventlog.core.cuts import parse_point
 from eventlog.core.text import is_utf8
-from eventlog.errors import (
-    EventLogError,
-    InputFileError,
-    OutputFileError,
-    ReadOnlyError,
-    StoreExistsError,
-    ValidationError,
-)
-from eventlog.importers import FORMATS, Format, import_file, read_schema
-from eventlog.inventory.inventory import Inventory, Item
-from eventlog.model.schema import INVENTORY_SCHEMA, is_inventory
-from eventlog.log import AppendResult, EventLog
+from eventlog.errors import EventLogError, InputFileError, StoreExistsError, StoreNotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from eventlog.store.snapshots import SnapshotInfo
+    from eventlog.importers import Format
+    from eventlog.inventory.inventory import Inventory
+    from eventlog.log import EventLog
+
+#: The input formats of ``eventlog import``; the same as ``eventlog.importers.FORMATS`` (a test
+#: checks), named here so that ``--help`` need not import the readers.
+IMPORT_FORMATS = ("csv", "parquet", "ndjson")
 
 
 class _Group(click.Group):
@@ -76,6 +73,10 @@ def _store_option_first(args: list[str]) -> list[str]:
     return store + rest + args[end:]
 
 
+def _one_line(message: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", message.strip())
+
+
 class _CutType(click.ParamType):
     """A cut of the log, read by the library's own parser (the grammar the SQL macros share).
 
@@ -86,6 +87,8 @@ class _CutType(click.ParamType):
     name = "SEQ|DATE|TIMESTAMP"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from eventlog.core.cuts import parse_point
+
         return parse_point(value, name=param.name if param is not None and param.name else "as_of")
 
 
@@ -100,20 +103,46 @@ def _utf8(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 
 
 class _Store:
-    """The store selected by ``--store``, opened on demand by the command that needs it."""
+    """The store selected by ``--store``, opened on demand by the command that needs it.
+
+    Only the commands that create a store (init, add, import, generate) may find none; every
+    other one fails with one line, creating nothing, so a mistyped path makes no empty store.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def _require(self) -> None:
+        from eventlog.log import EventLog
+
+        if not EventLog.exists(self.path):
+            raise StoreNotFoundError(
+                f"no event store at {self.path}; check --store (or EVENTLOG_STORE), "
+                "or create one with `eventlog init` (add, import and generate create an inventory store)"
+            )
+
     def log(self) -> EventLog:
+        from eventlog.log import EventLog
+
+        self._require()
         return EventLog.open(self.path)
 
-    def inventory(self) -> Inventory:
-        """The store as an inventory, created when there is none (a store of another schema is refused)."""
-        return Inventory.open(self.path)
+    def inventory(self, *, create: bool = False) -> Inventory:
+        """The store as an inventory (a store of another schema is refused); ``create`` makes one when there is none."""
+        from eventlog.inventory.inventory import Inventory
 
-    def target(self) -> EventLog | Inventory:
-        """The existing store, as an Inventory when it holds one (the predicate the SQL views use)."""
+        if create:
+            return Inventory.open(self.path)
+        return Inventory(self.log())
+
+    def target(self, *, create: bool = False) -> EventLog | Inventory:
+        """The store, as an Inventory when it holds one (the predicate the SQL views use)."""
+        from eventlog.inventory.inventory import Inventory
+        from eventlog.log import EventLog
+        from eventlog.model.schema import is_inventory
+
+        if create and not EventLog.exists(self.path):
+            return Inventory.open(self.path)
         log = self.log()
         return Inventory(log) if is_inventory(log) else log
 
@@ -148,8 +177,8 @@ _as_of_option = click.option(
 def main(ctx: click.Context, store: Path) -> None:
     """An event log on a date-partitioned Delta Lake table, with an inventory on top.
 
-    Inventory commands (stock, count, history, add, remove, snapshot, generate) create
-    the store when there is none; the others need one made by `eventlog init`.
+    `init` creates a store of any schema; `add`, `import` and `generate` create an
+    inventory store when there is none. Every other command needs an existing store.
     """
     ctx.obj = _Store(store)
 
@@ -167,6 +196,10 @@ def main(ctx: click.Context, store: Path) -> None:
 @click.pass_obj
 def init(store: _Store, schema_file: Path | None) -> None:
     """Create a new store."""
+    from eventlog.importers import read_schema
+    from eventlog.log import EventLog
+    from eventlog.model.schema import INVENTORY_SCHEMA
+
     schema = INVENTORY_SCHEMA if schema_file is None else read_schema(schema_file)
     if EventLog.exists(store.path):  # EventLog.create's own hint speaks of the Python API
         raise StoreExistsError(f"{store.path} already holds an event store; pick another --store")
@@ -179,7 +212,7 @@ def init(store: _Store, schema_file: Path | None) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(list(FORMATS)),
+    type=click.Choice(IMPORT_FORMATS),
     help="Input format. Default: from the extension.",
 )
 @click.option(
@@ -194,10 +227,18 @@ def import_(store: _Store, file: Path, fmt: Format | None, batch_size: int | Non
     In an inventory store the columns are event_type, item, quantity, rarity, origin,
     occurred_at, event_id; otherwise event_type, stream_id, occurred_at, event_id and
     the schema's fields. Timestamps need an offset (e.g. 2024-03-01T12:00:00+00:00).
+    Without a store, an inventory store is created.
     """
-    results = list(import_file(store.target(), file, format=fmt, batch_size=batch_size).batches)
-    batches = f" in {_plural(len(results), 'batch')}" if len(results) > 1 else ""
-    click.echo(f"imported {_events(results)} from {file.name}{batches}{_seq_range(results)}")
+    from eventlog._cli_format import events, plural, seq_range
+    from eventlog.importers import import_file
+    from eventlog.log import EventLog
+
+    if not EventLog.exists(store.path) and not file.is_file():  # a mistyped FILE makes no store
+        raise InputFileError(f"{file}: {'is a directory' if file.is_dir() else 'no such file'}")
+    target = store.target(create=True)
+    results = list(import_file(target, file, format=fmt, batch_size=batch_size).batches)
+    batches = f" in {plural(len(results), 'batch')}" if len(results) > 1 else ""
+    click.echo(f"imported {events(results)} from {file.name}{batches}{seq_range(results)}")
 
 
 @main.command()
@@ -206,10 +247,13 @@ def import_(store: _Store, file: Path, fmt: Format | None, batch_size: int | Non
 @click.pass_obj
 def tail(store: _Store, n: int, fmt: str) -> None:
     """Show the last N events in seq order."""
+    import polars as pl
+
+    from eventlog._cli_format import emit
+
     log = store.log()
     head = log.head()
-    frame = log.scan(as_of=head).filter(pl.col("seq") > head - n).collect()
-    _emit(frame, fmt)
+    emit(log.scan(as_of=head).filter(pl.col("seq") > head - n).collect(), fmt)
 
 
 @main.command()
@@ -221,16 +265,9 @@ def info(store: _Store, fmt: str) -> None:
     Head seq, Delta version, data files and bytes, streams, events by type and, for
     an inventory, snapshots.
     """
-    log = store.log()
-    facts = _store_info(log)
-    if fmt == "json":
-        click.echo(json.dumps(facts, indent=2))
-        return
-    by_type = facts.pop("events_by_type")
-    summary = pl.DataFrame({"property": list(facts), "value": [_text(v) for v in facts.values()]})
-    _emit(summary, "table")
-    _emit(pl.DataFrame({"event_type": list(by_type), "events": list(by_type.values())},
-                       schema={"event_type": pl.String, "events": pl.Int64}), "table")
+    from eventlog._cli_format import emit_info
+
+    emit_info(store.log(), fmt)
 
 
 @main.command()
@@ -254,8 +291,10 @@ def compact(store: _Store) -> None:
 @click.pass_obj
 def vacuum(store: _Store, retention_hours: float, dry_run: bool) -> None:
     """Delete data files no longer needed by recent versions."""
+    from eventlog._cli_format import plural
+
     files = store.log().vacuum(retention_hours=retention_hours, dry_run=dry_run)
-    click.echo(f"{'would delete' if dry_run else 'deleted'} {_plural(len(files), 'file')}")
+    click.echo(f"{'would delete' if dry_run else 'deleted'} {plural(len(files), 'file')}")
     for name in files:
         click.echo(f"  {name}")
 
@@ -270,7 +309,9 @@ def vacuum(store: _Store, retention_hours: float, dry_run: bool) -> None:
 @click.pass_obj
 def stock(store: _Store, as_of: int | str | None, known_at: int | str | None, fmt: str) -> None:
     """Show every item in stock."""
-    _emit(store.inventory().stock(as_of, known_at=known_at), fmt)
+    from eventlog._cli_format import emit
+
+    emit(store.inventory().stock(as_of, known_at=known_at), fmt)
 
 
 @main.command()
@@ -288,7 +329,9 @@ def count(store: _Store, item: str, as_of: int | str | None) -> None:
 @click.pass_obj
 def history(store: _Store, item: str, fmt: str) -> None:
     """Show ITEM's events with the running stock."""
-    _emit(store.inventory().history(item), fmt)
+    from eventlog._cli_format import emit
+
+    emit(store.inventory().history(item), fmt)
 
 
 @main.command()
@@ -298,8 +341,13 @@ def history(store: _Store, item: str, fmt: str) -> None:
 @click.option("--origin", callback=_utf8)
 @click.pass_obj
 def add(store: _Store, item: str, quantity: int, rarity: str | None, origin: str | None) -> None:
-    """Record that QUANTITY of ITEM came into stock."""
-    result = store.inventory().add_item(Item(item, rarity=rarity, origin=origin), quantity)
+    """Record that QUANTITY of ITEM came into stock.
+
+    Without a store, an inventory store is created.
+    """
+    from eventlog.inventory.inventory import Item
+
+    result = store.inventory(create=True).add_item(Item(item, rarity=rarity, origin=origin), quantity)
     click.echo(f"added {quantity} of {item!r} (seq {result.last_seq})")
 
 
@@ -324,17 +372,19 @@ def snapshot(store: _Store, list_: bool, prune: bool) -> None:
     """Snapshot the current stock (or list or prune snapshots)."""
     if list_ and prune:
         raise click.UsageError("--list and --prune cannot be combined")
+    from eventlog._cli_format import emit, plural, snapshot_frame
+
     inventory = store.inventory()
     if list_:
-        _emit(_snapshot_frame(inventory.snapshots.list()), "table")
+        emit(snapshot_frame(inventory.snapshots.list()), "table")
     elif prune:
         removed = inventory.prune_snapshots()
-        click.echo(f"removed {_plural(len(removed), 'snapshot')}")
+        click.echo(f"removed {plural(len(removed), 'snapshot')}")
         for info_ in removed:
             click.echo(f"  seq {info_.seq}: {info_.file}")
     else:
         taken = inventory.snapshot()
-        click.echo(f"snapshot at seq {taken.seq} ({_plural(taken.rows, 'item')}): {taken.file}")
+        click.echo(f"snapshot at seq {taken.seq} ({plural(taken.rows, 'item')}): {taken.file}")
 
 
 @main.command()
@@ -357,8 +407,10 @@ def generate(
     """Generate N synthetic inventory events into the store or a file.
 
     The events are reproducible for a seed and never take an item below zero stock.
+    Without a store (and without --output), an inventory store is created.
     """
     from eventlog import datagen  # another layer's module: only this command needs it
+    from eventlog._cli_format import events, plural, progress, progress_shown, seq_range
 
     options: dict[str, Any] = {"seed": seed, "n_items": n_items, "days": days, "batch_size": batch_size}
     if output is not None:
@@ -366,16 +418,16 @@ def generate(
         write = writers.get(output.suffix.lower())
         if write is None:
             raise InputFileError(f"{output}: generate writes a .parquet or a .csv file; rename the output")
-        write(output, n, progress=_progress_shown(), **options)
-        click.echo(f"wrote {_plural(n, 'event')} to {output}")
+        write(output, n, progress=progress_shown(), **options)
+        click.echo(f"wrote {plural(n, 'event')} to {output}")
         return
-    inventory = store.inventory()
+    inventory = store.inventory(create=True)
     results = []
-    with _progress(total=n, unit="events", desc="generate") as bar:
+    with progress(total=n, unit="events", desc="generate") as bar:
         for batch in datagen.generate(n, **options):
             results.append(inventory.record(batch))
             bar.update(batch.height)
-    click.echo(f"recorded {_events(results)} in {store.path}{_seq_range(results)}")
+    click.echo(f"recorded {events(results)} in {store.path}{seq_range(results)}")
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -385,9 +437,12 @@ def generate(
 @click.pass_obj
 def verify(store: _Store) -> None:
     """Recompute the hash chain and check every invariant; exit 1 at the first violation."""
+    from eventlog._cli_format import progress
+    from eventlog.inventory.inventory import Inventory
+
     target = store.target()
     log = target.log if isinstance(target, Inventory) else target
-    with _progress(total=log.head(), unit="events", desc="verify") as bar:
+    with progress(total=log.head(), unit="events", desc="verify") as bar:
         report = target.verify(progress=bar.update)
     click.echo(str(report))
     report.raise_if_failed()
@@ -405,10 +460,11 @@ def project() -> None:
 @click.pass_obj
 def project_list(store: _Store) -> None:
     """List the registered projections with their mode and description."""
+    from eventlog._cli_format import emit_rows
+
     projector = store.inventory().projector
-    rows = [{"name": n, "mode": p.mode, "source": p.source, "description": p.description}
-            for n, p in projector.registry.items()]
-    _emit(pl.DataFrame(rows), "table")
+    emit_rows([{"name": n, "mode": p.mode, "source": p.source, "description": p.description}
+               for n, p in projector.registry.items()], "table")
 
 
 @project.command("status")
@@ -416,8 +472,9 @@ def project_list(store: _Store) -> None:
 @click.pass_obj
 def project_status(store: _Store, fmt: str) -> None:
     """Checkpoint, lag, rows, last build and mode of every projection."""
-    statuses = store.inventory().projections_status()
-    _emit(pl.DataFrame([s.as_dict() for s in statuses]), fmt)
+    from eventlog._cli_format import emit_rows
+
+    emit_rows([s.as_dict() for s in store.inventory().projections_status()], fmt)
 
 
 @project.command("update")
@@ -444,16 +501,20 @@ def project_rebuild(store: _Store, name: str | None) -> None:
 @click.pass_obj
 def project_show(store: _Store, name: str, as_of: int | str | None, top: int | None, fmt: str) -> None:
     """Print the table of projection NAME."""
+    from eventlog._cli_format import emit
+
     handle = store.inventory().projection(name)
-    _emit(handle.top(top, as_of=as_of) if top else handle.read(as_of), fmt)
+    emit(handle.top(top, as_of=as_of) if top else handle.read(as_of), fmt)
 
 
 def _run_projections(inventory: Inventory, name: str | None, *, rebuild: bool) -> None:
+    from eventlog._cli_format import progress
+
     names = None if name is None else [name]
     if name is not None:
         inventory.projector.get(name)  # unknown names fail before any work
     total = len(inventory.projector.registry) if name is None else 1
-    with _progress(total=total, unit="table", desc="rebuild" if rebuild else "update") as bar:
+    with progress(total=total, unit="table", desc="rebuild" if rebuild else "update") as bar:
         statuses = inventory.update_projections(names, rebuild=rebuild, progress=lambda _name: bar.update(1))
     for status in statuses.values():
         click.echo(f"{status.name}: checkpoint {status.checkpoint}, {status.rows} rows ({status.mode})")
@@ -470,28 +531,19 @@ def _run_projections(inventory: Inventory, name: str | None, *, rebuild: bool) -
 @click.pass_obj
 def sql_(store: _Store, query: str | None, query_file: Path | None, fmt: str, output: Path | None) -> None:
     """Run one read-only SQL query (argument, -f FILE, or standard input) over the store's views."""
-    from eventlog.sql.connection import query as run_query
+    from eventlog._cli_format import check_output, emit, plural, query_text, write_result
+    from eventlog.sql import query as run_query
 
     if output is not None:
-        _check_output(output, store.path)
-    result = run_query(store.log(), _query_text(query, query_file))
+        check_output(output, store.path)
+    result = run_query(store.log(), query_text(query, query_file))
     if output is None:
         if fmt == "parquet":
             raise InputFileError("--format parquet writes a file: add --output FILE")
-        _emit(result, fmt)
+        emit(result, fmt)
         return
-    try:
-        if fmt == "table":
-            output.write_text(str(result) + "\n", encoding="utf-8")
-        elif fmt == "csv":
-            result.write_csv(output)
-        elif fmt == "json":
-            result.write_json(output)
-        else:
-            result.write_parquet(output)
-    except OSError as exc:
-        raise OutputFileError(f"{output}: cannot write the result: {exc.strerror or exc}") from None
-    click.echo(f"wrote {_plural(result.height, 'row')} to {output}")
+    write_result(result, fmt, output)
+    click.echo(f"wrote {plural(result.height, 'row')} to {output}")
 
 
 @main.command("export-duckdb")
@@ -499,119 +551,8 @@ def sql_(store: _Store, query: str | None, query_file: Path | None, fmt: str, ou
 @click.pass_obj
 def export_duckdb(store: _Store, file: Path) -> None:
     """Write a DuckDB database FILE whose views read this store (pinned to its current version)."""
-    from eventlog.sql.connection import export_duckdb as export
+    from eventlog.sql import export_duckdb as export
 
-    path = export(store.log(), file)
-    click.echo(f"wrote {path}; it shows Delta version {store.log().version} — export again to refresh")
-
-
-def _query_text(query: str | None, query_file: Path | None) -> str:
-    if query is not None and query_file is not None:
-        raise InputFileError("give the query as an argument or with -f, not both")
-    if query_file is not None:
-        try:
-            return query_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputFileError(f"{query_file}: cannot read the query: {exc}") from None
-    if query is not None:
-        return query
-    if sys.stdin.isatty():
-        raise InputFileError("no query: pass it as an argument, with -f FILE, or on standard input")
-    try:
-        return sys.stdin.read()
-    except UnicodeDecodeError as exc:
-        raise InputFileError(f"standard input: cannot read the query: {exc}") from None
-
-
-def _check_output(output: Path, store: Path) -> None:
-    """An --output file goes into an existing folder outside the store (the store holds only its own files)."""
-    if output.resolve().is_relative_to(store.resolve()):
-        raise ReadOnlyError(f"{output} lies inside the store {store}; write the result outside it")
-    if not output.parent.is_dir():
-        raise OutputFileError(f"{output}: {output.parent} is not an existing folder; create it first")
-
-
-def _one_line(message: str) -> str:
-    return re.sub(r"\s*\n\s*", " ", message.strip())
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('ch') else 's'}"
-
-
-def _events(results: list[AppendResult]) -> str:
-    return _plural(sum(r.count for r in results), "event")
-
-
-def _seq_range(results: list[AppendResult]) -> str:
-    return f" (seq {results[0].first_seq}..{results[-1].last_seq})" if results else ""
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _emit(frame: pl.DataFrame, fmt: str) -> None:
-    """Write a frame to stdout as a full table, CSV or JSON (a list of row objects)."""
-    if fmt == "csv":
-        click.echo(frame.write_csv(), nl=False)
-    elif fmt == "json":
-        click.echo(frame.write_json())
-    else:
-        # Generous limits: a CLI table that hides rows or cuts ids is worse than a wide one.
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=1000, tbl_width_chars=-1):
-            click.echo(str(frame))
-
-
-def _store_info(log: EventLog) -> dict[str, Any]:
-    head = log.head()
-    files = log.files()
-    events = log.scan(as_of=head, ordered=False)
-    by_type = events.group_by("event_type").len().sort("event_type").collect()
-    streams = events.select(pl.col("stream_id").n_unique()).collect().item()
-    snapshots = len(Inventory(log).snapshots.list()) if is_inventory(log) else None
-    return {
-        "store": str(log.path),
-        "schema": log.schema.name,
-        "head_seq": head,
-        "delta_version": log.version,
-        "data_files": files.height,
-        "total_bytes": int(files.get_column("size_bytes").sum()) if files.height else 0,
-        "streams": int(streams or 0),
-        "snapshots": snapshots,
-        "events_by_type": dict(by_type.rows()),
-    }
-
-
-def _snapshot_frame(infos: list[SnapshotInfo]) -> pl.DataFrame:
-    columns = ["seq", "delta_version", "rows", "created_at", "max_occurred_at", "file"]
-    rows = [{k: asdict(i)[k] for k in columns} for i in infos]
-    return pl.DataFrame(rows, schema={"seq": pl.Int64, "delta_version": pl.Int64, "rows": pl.Int64,
-                                      "created_at": pl.String, "max_occurred_at": pl.String, "file": pl.String})
-
-
-def _progress_shown() -> bool:
-    """Bars go to stderr when it is a terminal and tqdm (the ``cli`` extra) is installed."""
-    return sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
-
-
-class _NoBar:
-    """Stands in for a tqdm bar when none is shown: same calls, no output."""
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, n: float = 1) -> None:
-        return None
-
-
-def _progress(*, total: int, unit: str, desc: str) -> Any:
-    """A progress bar on stderr, or a stand-in when none is shown (the command works without tqdm)."""
-    if not _progress_shown():
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, unit_scale=True)
+    log = store.log()
+    path = export(log, file)
+    click.echo(f"wrote {path}; it shows Delta version {log.version} — export again to refresh")

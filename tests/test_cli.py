@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,7 @@ def test_an_unexpected_exception_is_not_turned_into_an_error_line(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a bug")
 
+    Inventory.open(store)
     monkeypatch.setattr(Inventory, "stock", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         run(store, "stock")
@@ -265,6 +268,60 @@ def test_inventory_commands_on_a_store_of_another_schema_are_one_error_line(stor
 
 def test_log_commands_on_a_missing_store_say_how_to_create_one(store: Path) -> None:
     assert_one_line_error(run(store, "tail"), "no event store", "eventlog init")
+
+
+READING_COMMANDS = [
+    ["stock"], ["count", "sword"], ["history", "sword"], ["tail"], ["info"], ["verify"], ["compact"],
+    ["vacuum", "--dry-run"], ["remove", "sword"], ["snapshot"], ["snapshot", "--list"],
+    ["project", "list"], ["project", "status"], ["project", "update"], ["project", "show", "stockouts"],
+    ["sql", "SELECT 1"], ["export-duckdb", "out.duckdb"],
+]
+
+
+@pytest.mark.parametrize("args", READING_COMMANDS, ids=" ".join)
+def test_a_mistyped_store_is_one_error_line_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    typo = tmp_path / "data" / "stroe"
+    assert_one_line_error(run(typo, *args), "no event store at", "--store", "eventlog init")
+    assert not typo.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["init"], ["add", "sword"], ["generate", "50", "--items", "5", "--days", "3"]],
+                         ids=" ".join)
+def test_only_init_add_import_and_generate_create_a_store(store: Path, args: list[str]) -> None:
+    ok(store, *args)
+    assert EventLog.exists(store)
+
+
+def test_import_creates_an_inventory_store_but_a_mistyped_file_creates_nothing(store: Path, tmp_path: Path) -> None:
+    assert_one_line_error(run(store, "import", str(tmp_path / "evnets.csv")), "evnets.csv", "no such file")
+    assert not store.exists()
+    path = tmp_path / "events.csv"
+    path.write_text("event_type,item,quantity\nitem_added,sword,2\n", encoding="utf-8")
+    ok(store, "import", str(path))
+    assert Inventory.open(store).get_items() == [("sword", 2)]
+
+
+def test_the_help_names_the_import_formats_the_readers_know() -> None:
+    from eventlog.cli import IMPORT_FORMATS
+    from eventlog.importers import FORMATS
+
+    assert set(IMPORT_FORMATS) == set(FORMATS)
+
+
+def test_help_answers_without_importing_the_heavy_libraries() -> None:
+    """``eventlog --help`` imports neither polars, pyarrow, DuckDB nor deltalake (it answers in well under 0.5 s)."""
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom eventlog.cli import main\n"
+        "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(main, ['stock', '--help']).exit_code == 0\n"
+        "print(sorted(m for m in ('polars', 'pyarrow', 'duckdb', 'deltalake', 'numpy') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_tail_shows_the_last_n_events_in_seq_order(inventory: Inventory, store: Path) -> None:
