@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import eventlog.verify as eventlog_verify
+import eventlog.verify.events as eventlog_verify_events
 import eventlog.writer as eventlog_writer
 from eventlog import Inventory
 from eventlog.core.chain import GENESIS, _encode, commit_hash, events_hash
@@ -245,7 +245,7 @@ def commit_with_a_broken_envelope(monkeypatch: pytest.MonkeyPatch, inv: Inventor
 @pytest.fixture(params=[1, 2_000_000], ids=["one commit per read", "one read"])
 def group_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """verify reads the log in groups of commits; each check must carry its state across them."""
-    monkeypatch.setattr(eventlog_verify, "_CHUNK", request.param)
+    monkeypatch.setattr(eventlog_verify_events, "_CHUNK", request.param)
     return request.param
 
 

@@ -1,67 +1,22 @@
-"""``verify``: recompute the hash chain and check the log's invariants; report the first violation.
-
-What is checked (the first failure is reported, with commit, seq and file):
-
-1. every commit file of the table holds its commit information (the storage reads an
-   emptied one as an empty commit); every data file the current version lists exists
-   with the size it was written with;
-2. in one read of the events, a group of commits at a time in seq order:
-   the hash chain — each append commit's recorded previous hash is the hash of the append
-   before it, its event hash matches the events now stored for its seq range (the stored
-   columns of the schema version it was committed under) and its commit hash matches (see
-   ``eventlog.core.chain`` for the canonical encoding and how it treats evolved schemas);
-   seq runs from 1 to the head exactly once; stream_version is gapless from 1 in seq order
-   within every stream; recorded_at never decreases in seq; event_id is unique (64-bit
-   hashes of the ids are collected on the way and any repeat confirmed on the ids);
-3. each file's seq range and partition day match its Delta statistics;
-4. domain checks a caller adds (the inventory: no stock below zero at any point; snapshots
-   and projections equal to a recomputation from the log).
-
-Within a group, chain and seq problems are reported before envelope ones; a repeated
-event_id is reported after the whole log was read. Everything is vectorised; while the
-main thread checks one group, two worker threads read, sort and hash the next ones.
-"""
+"""The one read of the events: hash chain, seq, streams, recorded_at and event ids, a group of commits at a time."""
 
 from __future__ import annotations
 
 import functools
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import polars as pl
 
 from eventlog.core.chain import GENESIS, EncodedEvents, commit_hash
 from eventlog.core.schema import PARTITION_COLUMN
-from eventlog.errors import IntegrityError
-from eventlog.store.delta import first_unreadable
-
-if TYPE_CHECKING:
-    from eventlog.core.evolution import SchemaHistory
-    from eventlog.store.base import EventStore
-
-
-class VerifiedLog(Protocol):
-    """What verify reads of a log: it sits below ``EventLog`` (which calls it), so it names
-    the methods it needs instead of importing the class."""
-
-    path: Path
-    storage: EventStore
-    schema_history: SchemaHistory
-
-    @property
-    def version(self) -> int: ...
-
-    def head(self) -> int: ...
-
-    def history(self, limit: int | None = None) -> list[dict[str, Any]]: ...
-
-    def scan_range(self, cut: int, *, after: int = 0, streams: list[str] | None = None,
-                   event_types: list[str] | None = None, upcast: bool = True) -> pl.LazyFrame: ...
+from eventlog.verify.files import unreadable
+from eventlog.verify.report import VerifiedLog, Violation
 
 #: Read and hash the events of about this many seqs at a time (bounded memory on large logs).
 _CHUNK = 1_000_000
@@ -69,129 +24,8 @@ _CHUNK = 1_000_000
 _THREADS = 2
 
 
-@dataclass(frozen=True)
-class Violation:
-    """One broken promise, located as precisely as the check allows."""
-
-    check: str
-    message: str
-    version: int | None = None
-    seq: int | None = None
-    file: str | None = None
-
-    def __str__(self) -> str:
-        where = [f"{k} {v}" for k, v in (("commit", self.version), ("seq", self.seq), ("file", self.file)) if v is not None]
-        return f"{self.check}: {self.message}" + (f" ({', '.join(where)})" if where else "")
-
-
-@dataclass
-class VerifyReport:
-    """The outcome of ``verify``: ``ok`` and the first violation, plus what was checked."""
-
-    head: int
-    version: int
-    commits: int
-    checks: list[str] = field(default_factory=list)
-    violation: Violation | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.violation is None
-
-    def raise_if_failed(self) -> VerifyReport:
-        if self.violation is not None:
-            raise IntegrityError(str(self.violation))
-        return self
-
-    def __str__(self) -> str:
-        state = "OK" if self.ok else f"FAILED — {self.violation}"
-        return f"verify {state}: head {self.head}, Delta version {self.version}, {self.commits} append commits; checked {', '.join(self.checks)}"
-
-
-Check = Callable[[VerifiedLog, int], Violation | None]
-
-
-def verify(log: VerifiedLog, *, extra_checks: Iterable[tuple[str, Check]] = (),
-           progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Check ``log`` and return a report; ``report.ok`` is False at the first violation.
-
-    ``progress`` is called with the number of events checked after each group (for a
-    progress bar: a verify of 100M events takes about 40 s here).
-    """
-    head = log.head()
-    commits = append_commits(log)
-    report = VerifyReport(head=head, version=log.version, commits=len(commits))
-    steps: list[tuple[tuple[str, ...], Check]] = [
-        (("delta log",), _check_commit_files),
-        (("files",), _check_files),
-        (_ONE_PASS, lambda lg, h: _check_events(lg, h, commits, progress)),
-        (("file statistics",), _check_file_stats),
-        *(((name,), check) for name, check in extra_checks),
-    ]
-    for names, check in steps:
-        report.checks.extend(names)
-        try:
-            violation = check(log, head)
-        except FileNotFoundError as exc:
-            violation = Violation("files", f"a data file is missing: {exc}", file=_missing_name(exc))
-        if violation is not None:
-            report.violation = _located(log, violation, commits)
-            break
-    return report
-
-
-#: The checks made in the one read of the events (steps 2-4 of the module docstring).
-_ONE_PASS = ("hash chain", "seq", "streams", "event ids", "recorded_at")
-
-
-def append_commits(log: VerifiedLog) -> pl.DataFrame:
-    """One row per append commit, oldest first: version, first/last seq and the chain hashes."""
-    rows = []
-    for entry in log.history():
-        if entry.get("eventlog.operation") != "append":
-            continue
-        rows.append({
-            "version": int(entry["version"]),
-            "first_seq": int(entry["eventlog.first_seq"]),
-            "last_seq": int(entry["eventlog.last_seq"]),
-            "prev_hash": entry.get("eventlog.prev_hash"),
-            "events_hash": entry.get("eventlog.events_hash"),
-            "hash": entry.get("eventlog.hash"),
-            "schema_version": int(entry.get("eventlog.schema_version", 1)),
-        })
-    schema = {"version": pl.Int64, "first_seq": pl.Int64, "last_seq": pl.Int64,
-              "prev_hash": pl.String, "events_hash": pl.String, "hash": pl.String, "schema_version": pl.Int64}
-    return pl.DataFrame(rows, schema=schema).sort("version")
-
-
-# --- checks ----------------------------------------------------------------------------------
-
-
-def _check_files(log: VerifiedLog, head: int) -> Violation | None:
-    """Every listed file exists with the size the Delta log recorded (a rewritten file differs)."""
-    root = log.storage.path
-    for path, size in log.storage.files().select("path", "size_bytes").iter_rows():
-        local = root / path
-        if not local.exists():
-            return Violation("files", "a data file listed by the Delta log is missing", version=log.version, file=path)
-        actual = local.stat().st_size
-        if actual != size:
-            return Violation("files", f"data file has {actual} bytes, the Delta log recorded {size}: it was changed",
-                             version=log.version, file=path)
-    return None
-
-
-def _check_commit_files(log: VerifiedLog, head: int) -> Violation | None:
-    """Every commit file holds its commit: an emptied one would hide its events without a gap."""
-    problem = log.storage.check_commit_files()
-    if problem is None:
-        return None
-    return Violation("delta log", f"commit file {problem.problem}: it was emptied or rewritten",
-                     version=problem.version, file=problem.file)
-
-
-def _check_events(log: VerifiedLog, head: int, commits: pl.DataFrame,
-                  progress: Callable[[int], None] | None = None) -> Violation | None:
+def check_events(log: VerifiedLog, head: int, commits: pl.DataFrame,
+                 progress: Callable[[int], None] | None = None) -> Violation | None:
     """Steps 2-4 in one read of the events, a group of commits at a time, in seq order.
 
     Two threads load and hash the next groups (Parquet decoding, sorting and SHA-256 all
@@ -246,7 +80,7 @@ def _load_group(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType],
     try:
         events = _read_range(paths, stored, first, last)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        return _Group(commits, pl.DataFrame(), {}, None, unreadable=_unreadable(root, paths, exc))
+        return _Group(commits, pl.DataFrame(), {}, None, unreadable=unreadable(root, paths, exc))
     if not events.get_column("seq").is_sorted():
         events = events.sort("seq")
     broken = _first_break(events, first, last)
@@ -287,15 +121,6 @@ def _read_range(paths: list[str], stored: dict[str, pl.DataType], first: int, la
         .filter(pl.col("seq").is_between(first, last))
         .collect()
     )
-
-
-def _unreadable(root: Path, paths: list[str], exc: Exception) -> Violation:
-    """Name the data file behind a read error (a file changed in place, its size kept)."""
-    found = first_unreadable(paths)
-    if found is None:
-        raise exc  # not a damaged file: a bug, not a verdict on the store
-    path, why = found
-    return Violation("files", f"a data file cannot be read: {why}", file=str(Path(path).relative_to(root)))
 
 
 def _first_break(events: pl.DataFrame, first: int, last: int) -> Violation | None:
@@ -424,20 +249,6 @@ class _Envelope:
         return Violation("event ids", f"event_id {event_id!r} occurs more than once", seq=seq)
 
 
-def _located(log: VerifiedLog, violation: Violation, commits: pl.DataFrame) -> Violation:
-    """Name the append commit and the data file of the violation's seq when the check did not."""
-    seq = violation.seq
-    if seq is None:
-        return violation
-    if violation.version is None:
-        holding = commits.filter((pl.col("first_seq") <= seq) & (pl.col("last_seq") >= seq))
-        if holding.height:
-            violation = replace(violation, version=int(holding.item(0, "version")))
-    if violation.file is None:
-        violation = replace(violation, file=_file_of(log, seq))
-    return violation
-
-
 def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """Consecutive commits in groups of about _CHUNK events, so each group is one read."""
     chunk: list[dict[str, Any]] = []
@@ -451,71 +262,3 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         total += size
     if chunk:
         yield chunk
-
-
-def _check_file_stats(log: VerifiedLog, head: int) -> Violation | None:
-    """Each file's content must match what the Delta log says of it: seq range and partition.
-
-    The one pass above selects files by these statistics, so a file whose statistics lie
-    (or that holds seq beyond the head) is found here.
-    """
-    files = log.storage.files()
-    if files.height == 0:
-        return None
-    root = str(log.storage.path)
-    listed = files.select(
-        (pl.lit(root + "/") + pl.col("path")).alias("file"), "path",
-        pl.col("min_seq").alias("lo"), pl.col("max_seq").alias("hi"), "day",
-    )
-    outside = listed.filter((pl.col("hi") > head) | (pl.col("lo") < 1)).sort("lo")
-    if outside.height:
-        row = outside.row(0, named=True)
-        return Violation("seq", f"file holds seq {row['lo']}..{row['hi']}, outside 1..{head} (the head)",
-                         seq=row["lo"] if row["lo"] < 1 else row["hi"], file=row["path"])
-    try:
-        actual = (
-            # extra_columns: files written after a schema evolution have columns older files lack.
-            pl.scan_parquet(listed["file"].to_list(), hive_partitioning=False, include_file_paths="file",
-                            extra_columns="ignore")
-            .group_by("file")
-            .agg(pl.col("seq").min().alias("real_lo"), pl.col("seq").max().alias("real_hi"),
-                 pl.col("occurred_at").dt.date().min().alias("first_day"),
-                 pl.col("occurred_at").dt.date().max().alias("last_day"))
-            .collect()
-        )
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        return _unreadable(log.storage.path, listed.get_column("file").to_list(), exc)
-    wrong = (
-        listed.join(actual, on="file", how="left")
-        .filter((pl.col("lo") != pl.col("real_lo")) | (pl.col("hi") != pl.col("real_hi"))
-                | (pl.col("first_day") != pl.col("day")) | (pl.col("last_day") != pl.col("day")))
-        .sort("lo")
-    )
-    if wrong.height == 0:
-        return None
-    row = wrong.row(0, named=True)
-    if (row["lo"], row["hi"]) != (row["real_lo"], row["real_hi"]):
-        return Violation("seq", f"file holds seq {row['real_lo']}..{row['real_hi']} but the Delta log says "
-                         f"{row['lo']}..{row['hi']}", seq=row["real_lo"], file=row["path"])
-    return Violation("seq", f"file holds events of {row['first_day']}..{row['last_day']}, not of its partition day "
-                     f"{row['day']}", seq=row["lo"], file=row["path"])
-
-
-# --- locating --------------------------------------------------------------------------------
-
-
-def _file_of(log: VerifiedLog, seq: int | None) -> str | None:
-    """The data file whose Delta statistics cover ``seq`` (or, for a gap, the one after it)."""
-    if seq is None:
-        return None
-    files = log.storage.files()
-    if files.height == 0:
-        return None
-    hit = files.filter((pl.col("min_seq") <= seq) & (pl.col("max_seq") >= seq))
-    if hit.height == 0:
-        hit = files.filter(pl.col("min_seq") > seq).sort("min_seq")
-    return hit.get_column("path")[0] if hit.height else None
-
-
-def _missing_name(exc: FileNotFoundError) -> str | None:
-    return exc.filename if isinstance(exc.filename, str) else None

@@ -1,0 +1,108 @@
+"""``verify``: recompute the hash chain and check the log's invariants; report the first violation.
+
+What is checked (the first failure is reported, with commit, seq and file):
+
+1. every commit file of the table holds its commit information (the storage reads an
+   emptied one as an empty commit); every data file the current version lists exists
+   with the size it was written with;
+2. in one read of the events, a group of commits at a time in seq order:
+   the hash chain — each append commit's recorded previous hash is the hash of the append
+   before it, its event hash matches the events now stored for its seq range (the stored
+   columns of the schema version it was committed under) and its commit hash matches (see
+   ``eventlog.core.chain`` for the canonical encoding and how it treats evolved schemas);
+   seq runs from 1 to the head exactly once; stream_version is gapless from 1 in seq order
+   within every stream; recorded_at never decreases in seq; event_id is unique (64-bit
+   hashes of the ids are collected on the way and any repeat confirmed on the ids);
+3. each file's seq range and partition day match its Delta statistics;
+4. domain checks a caller adds (the inventory: no stock below zero at any point; snapshots
+   and projections equal to a recomputation from the log).
+
+Within a group, chain and seq problems are reported before envelope ones; a repeated
+event_id is reported after the whole log was read. Everything is vectorised; while the
+main thread checks one group, two worker threads read, sort and hash the next ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+import polars as pl
+
+from eventlog.verify.events import check_events
+from eventlog.verify.files import check_commit_files, check_file_stats, check_files, file_of
+from eventlog.verify.report import Check, VerifiedLog, VerifyReport, Violation
+
+
+def verify(log: VerifiedLog, *, extra_checks: Iterable[tuple[str, Check]] = (),
+           progress: Callable[[int], None] | None = None) -> VerifyReport:
+    """Check ``log`` and return a report; ``report.ok`` is False at the first violation.
+
+    ``progress`` is called with the number of events checked after each group (for a
+    progress bar: a verify of 100M events takes about 40 s here).
+    """
+    head = log.head()
+    commits = append_commits(log)
+    report = VerifyReport(head=head, version=log.version, commits=len(commits))
+    steps: list[tuple[tuple[str, ...], Check]] = [
+        (("delta log",), check_commit_files),
+        (("files",), check_files),
+        (_ONE_PASS, lambda lg, h: check_events(lg, h, commits, progress)),
+        (("file statistics",), check_file_stats),
+        *(((name,), check) for name, check in extra_checks),
+    ]
+    for names, check in steps:
+        report.checks.extend(names)
+        try:
+            violation = check(log, head)
+        except FileNotFoundError as exc:
+            violation = Violation("files", f"a data file is missing: {exc}", file=_missing_name(exc))
+        if violation is not None:
+            report.violation = _located(log, violation, commits)
+            break
+    return report
+
+
+#: The checks made in the one read of the events (steps 2-4 of the module docstring).
+_ONE_PASS = ("hash chain", "seq", "streams", "event ids", "recorded_at")
+
+
+def append_commits(log: VerifiedLog) -> pl.DataFrame:
+    """One row per append commit, oldest first: version, first/last seq and the chain hashes."""
+    rows = []
+    for entry in log.history():
+        if entry.get("eventlog.operation") != "append":
+            continue
+        rows.append({
+            "version": int(entry["version"]),
+            "first_seq": int(entry["eventlog.first_seq"]),
+            "last_seq": int(entry["eventlog.last_seq"]),
+            "prev_hash": entry.get("eventlog.prev_hash"),
+            "events_hash": entry.get("eventlog.events_hash"),
+            "hash": entry.get("eventlog.hash"),
+            "schema_version": int(entry.get("eventlog.schema_version", 1)),
+        })
+    schema = {"version": pl.Int64, "first_seq": pl.Int64, "last_seq": pl.Int64,
+              "prev_hash": pl.String, "events_hash": pl.String, "hash": pl.String, "schema_version": pl.Int64}
+    return pl.DataFrame(rows, schema=schema).sort("version")
+
+
+def _located(log: VerifiedLog, violation: Violation, commits: pl.DataFrame) -> Violation:
+    """Name the append commit and the data file of the violation's seq when the check did not."""
+    seq = violation.seq
+    if seq is None:
+        return violation
+    if violation.version is None:
+        holding = commits.filter((pl.col("first_seq") <= seq) & (pl.col("last_seq") >= seq))
+        if holding.height:
+            violation = replace(violation, version=int(holding.item(0, "version")))
+    if violation.file is None:
+        violation = replace(violation, file=file_of(log, seq))
+    return violation
+
+
+def _missing_name(exc: FileNotFoundError) -> str | None:
+    return exc.filename if isinstance(exc.filename, str) else None
+
+
+__all__ = ["Check", "VerifiedLog", "VerifyReport", "Violation", "append_commits", "verify"]
