@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from eventlog.inventory.inventory import Inventory, Item, ProjectionHandle
+from eventlog.inventory.handle import ProjectionHandle
+from eventlog.inventory.inventory import Inventory, Item
 from eventlog.model.schema import INVENTORY_SCHEMA
 
 __all__ = ["INVENTORY_SCHEMA", "Inventory", "Item", "ProjectionHandle"]

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -34,16 +34,15 @@ from eventlog.core.frames import Batch, as_frame
 from eventlog.core.validate import first_row, normalize
 from eventlog.errors import (
     InsufficientStockError,
-    ProjectionError,
     SnapshotError,
     SnapshotWarning,
-    StaleProjectionWarning,
     StoreExistsError,
     ValidationError,
 )
 from eventlog.log import AppendResult, EventLog
 from eventlog.core.definitions import AnyProjection, ProjectionStatus
 from eventlog.inventory.checks import inventory_checks
+from eventlog.inventory.handle import ProjectionHandle
 from eventlog.model.schema import ADDED, INVENTORY_SCHEMA, REMOVED, check_inventory_schema
 from eventlog.projector import Projector
 from eventlog.store.snapshots import SnapshotInfo, SnapshotStore, covers
@@ -230,14 +229,15 @@ class Inventory:
 
         return run_query(self, query, params)
 
-    def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
+    def verify(self, *, progress: Callable[[int], None] | None = None, expect: str | None = None) -> VerifyReport:
         """The log's checks plus the inventory's: stock never negative, snapshots and projections
         equal to a recomputation from the log. ``report.ok`` is False at the first violation.
-        ``progress`` is called with the number of events checked after each group."""
+        ``progress`` is called with the number of events checked after each group; ``expect``
+        is a hash from ``log.head_hash()`` the log must still hold (see ``EventLog.verify``)."""
         self._check_state_definition()  # snapshots of another definition (an evolved schema) are not used
         checks = inventory_checks(self.log, self.snapshots, self.projector,
                                   lambda seq: self._fold(after=0, cut=seq))
-        return verify(self.log, extra_checks=checks, progress=progress)
+        return verify(self.log, extra_checks=checks, progress=progress, expect=expect)
 
     def _repr_html_(self) -> str:
         head = self.log.head()
@@ -384,70 +384,6 @@ class Inventory:
 
     def __repr__(self) -> str:
         return f"Inventory({str(self.path)!r})"
-
-
-class ProjectionHandle:
-    """One projection of an inventory."""
-
-    def __init__(self, inventory: Inventory, name: str) -> None:
-        self._inventory = inventory
-        self.name = name
-
-    @property
-    def definition(self) -> AnyProjection:
-        return self._inventory.projector.get(self.name)
-
-    def read(self, as_of: Cut = None, *, version: int | None = None) -> pl.DataFrame:
-        """The table now (kept up to date per the inventory's ``projection_reads``) or at a cut of the log.
-
-        ``version`` reads the projection's own Delta table as an older build stored it (time
-        travel of the table; ``status().version`` is the newest), instead of recomputing a cut.
-        """
-        projector = self._inventory.projector
-        if version is not None:
-            if as_of is not None:
-                raise ValidationError("give as_of (a cut of the log) or version (of the table), not both",
-                                      field="version")
-            return projector.read(self.name, version=version)
-        point = parse_point(as_of, name="as_of")
-        if point is not None:
-            return projector.read(self.name, as_of=point)
-        if self._inventory.projection_reads == "update":
-            projector.update([self.name])
-            return projector.read(self.name)
-        status = projector.status(self.name)
-        if status.checkpoint is None or status.stale_definition:
-            projector.update([self.name])
-        elif status.lag:
-            warnings.warn(f"projection {self.name!r} is {status.lag} events behind the log", StaleProjectionWarning,
-                          stacklevel=2)
-        return projector.read(self.name, head=projector.status(self.name).checkpoint)
-
-    def top(self, n: int = 10, *, as_of: Cut = None) -> pl.DataFrame:
-        """The ``n`` rows with the largest ``rank_by`` column (ties broken by the keys)."""
-        by = self.definition.rank_by or next(iter(getattr(self.definition, "aggregates", {})), None)
-        if by is None:
-            raise ProjectionError(f"projection {self.name!r} has no rank_by column for top()")
-        table = self.read(as_of)
-        keys = [k for k in self.definition.keys if k in table.columns]
-        # maintain_order: a projection without keys (a function's table) keeps its own order among ties.
-        return table.sort([by, *keys], descending=[True] + [False] * len(keys), nulls_last=True,
-                          maintain_order=True).head(n)
-
-    def update(self) -> ProjectionStatus:
-        return self._inventory.projector.update([self.name])[self.name]
-
-    def rebuild(self) -> ProjectionStatus:
-        return self._inventory.projector.update([self.name], rebuild=True)[self.name]
-
-    def status(self) -> ProjectionStatus:
-        return self._inventory.projector.status(self.name)
-
-    def __repr__(self) -> str:
-        return f"<projection {self.name!r} of {self._inventory.path}>"
-
-    def _repr_html_(self) -> str:
-        return html_table(f"Projection {self.name}", list(self.status().as_dict().items()))
 
 
 # --- helpers ---------------------------------------------------------------------------------
