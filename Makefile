@@ -1,36 +1,56 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
+# Each target installs only what it needs: the demo the package and matplotlib (the `plot`
+# extra), the notebooks JupyterLab as well (`lab`), the tests everything (`dev`).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-dev
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+DEMO_STAMP := $(VENV)/.installed-demo
+LAB_STAMP := $(VENV)/.installed-lab
+DEV_STAMP := $(VENV)/.installed-dev
+# JupyterLab refuses to start as root without this flag; these machines run as root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: demo test test-fast bench bench-quick lab clean
+.PHONY: demo test test-fast bench bench-quick bench-publish lab clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# A larger install also satisfies the smaller ones: it touches their stamps.
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e '.[plot]'
+	touch $@
 
-demo: $(STAMP)
+$(LAB_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e '.[lab]'
+	touch $@ $(DEMO_STAMP)
+
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e '.[dev]'
+	touch $@ $(LAB_STAMP) $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(PY) -m eventlog.demo
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-bench: $(STAMP)
+# Runs land in benchmarks/runs (ignored by git); `make bench-publish` copies the newest one
+# into benchmarks/results, the copy the repository keeps.
+bench: $(DEV_STAMP)
 	$(PY) -m benchmarks.run --full
 
-bench-quick: $(STAMP)
+bench-quick: $(DEV_STAMP)
 	$(PY) -m benchmarks.run --quick
 
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+bench-publish: $(DEMO_STAMP)
+	$(PY) -m benchmarks.run --publish
+
+lab: $(LAB_STAMP)
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) notebooks/
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -6,8 +6,13 @@ enough of the two-minute budget; ``--full`` measures 1M and 10M (and 100M with
 (default ``benchmarks/.data``, or ``$EVENTLOG_BENCH_DATA``).
 
 Writes ``<out>/<timestamp>-<mode>.json`` and ``.md``, ``<out>/latest.md`` and, when more
-than one size was measured, ``<out>/latest.png`` (the scaling chart). Exits with status 1,
-writing no results, when any two implementations disagree on a result.
+than one size was measured, ``<out>/latest.png`` (the scaling chart, also kept stamped). ``<out>`` defaults to
+``benchmarks/runs``, which git ignores, so a run never changes the repository. Exits with
+status 1, writing no results, when any two implementations disagree on a result.
+
+Publishing is a separate, deliberate step: ``python -m benchmarks.run --publish`` (``make
+bench-publish``) copies the newest run of ``benchmarks/runs`` into ``benchmarks/results``,
+the folder the repository keeps and the README links to.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +32,8 @@ from benchmarks._measure import AgreementError, Results
 from benchmarks._suite import FULL, QUICK, Config, SizeBench
 
 HERE = Path(__file__).resolve().parent
+RUNS = HERE / "runs"  # every run lands here (ignored by git)
+PUBLISHED = HERE / "results"  # what the repository keeps: copied by --publish only
 QUICK_SIZES = [200_000]
 QUICK_OPTIONAL = 1_000_000
 QUICK_BUDGET_S = 110.0  # `make bench-quick` must finish within two minutes
@@ -40,7 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--full", action="store_true", help="1M and 10M events, 5 runs each")
     p.add_argument("--sizes", help="comma-separated sizes instead of the mode's, e.g. 20k or 1M,10M")
     p.add_argument("--with-100m", action="store_true", help="add 100M events (full mode; slow, ~10 GB on disk)")
-    p.add_argument("--out", type=Path, default=HERE / "results", help="where results go (default benchmarks/results)")
+    p.add_argument("--out", type=Path, default=RUNS, help="where results go (default benchmarks/runs, ignored by git)")
+    p.add_argument("--publish", action="store_true",
+                   help="measure nothing: copy the newest run of --out into benchmarks/results (the committed copy)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="cache of generated stores (default $EVENTLOG_BENCH_DATA or benchmarks/.data)")
     p.add_argument("--seed", type=int, default=SEED)
@@ -52,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.publish:
+        return publish(args.out, PUBLISHED)
     cfg = FULL if args.full else QUICK
     if args.peer_budget is not None:
         cfg = replace(cfg, peer_budget_s=args.peer_budget)
@@ -126,11 +138,31 @@ def main(argv: list[str] | None = None) -> int:
     _report.write_json(args.out / f"{stamp}-{cfg.mode}.json", run)
     (args.out / f"{stamp}-{cfg.mode}.md").write_text(md)
     (args.out / "latest.md").write_text(md)
-    if _report.chart(results.rows, args.out / "latest.png"):
-        say(f"chart: {args.out / 'latest.png'}")
+    chart = args.out / f"{stamp}-{cfg.mode}.png"
+    if _report.chart(results.rows, chart):
+        shutil.copy2(chart, args.out / "latest.png")
+        say(f"chart: {chart}")
     say(f"results: {args.out / (stamp + '-' + cfg.mode + '.json')} and {args.out / 'latest.md'}")
     print()
     print(md)
+    return 0
+
+
+def publish(runs: Path, published: Path) -> int:
+    """Copy the newest run in ``runs`` (its JSON, Markdown and chart) into ``published`` as the latest results."""
+    newest = max(runs.glob("*.json"), default=None, key=lambda p: p.name)
+    if newest is None:
+        print(f"no run in {runs} to publish: run `make bench` first", file=sys.stderr)
+        return 1
+    published.mkdir(parents=True, exist_ok=True)
+    report = newest.with_suffix(".md")
+    for source in (newest, report):
+        shutil.copy2(source, published / source.name)
+    shutil.copy2(report, published / "latest.md")
+    chart = newest.with_suffix(".png")
+    if chart.exists():
+        shutil.copy2(chart, published / "latest.png")
+    print(f"published {newest.stem} into {published}; commit it to keep it")
     return 0
 
 
