@@ -109,10 +109,9 @@ class EventLog:
         """
         root = Path(path).resolve()
         try:
-            meta = _read_meta(root / _STORE_FILE)
+            history = _read_history(root / _STORE_FILE)
         except FileNotFoundError:
             raise StoreNotFoundError(f"no event store at {root}; create one with EventLog.create or `eventlog init`") from None
-        history = SchemaHistory.from_meta(meta)
         return cls(root, history.schema, lock_timeout=lock_timeout, history=history)
 
     @staticmethod
@@ -211,12 +210,33 @@ class EventLog:
         self.storage.refresh()
         return self.storage.history(limit)
 
-    def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
+    def head_hash(self) -> str | None:
+        """The hash of the newest append commit: the anchor to publish, as Git users publish a tag.
+
+        Each commit's hash covers its events and the hash before it, so a later
+        ``verify(expect=<this hash>)`` proves the log still holds every event up to here,
+        unchanged. None for an empty log.
+
+        Example:
+            >>> import tempfile
+            >>> from eventlog import EventLog, EventSchema, EventType
+            >>> log = EventLog.create(tempfile.mkdtemp() + "/store", EventSchema([EventType("ping", ())]))
+            >>> _ = log.append([{"event_type": "ping", "stream_id": "a"}])
+            >>> anchor = log.head_hash()
+            >>> log.verify(expect=anchor).ok
+            True
+        """
+        head = self.head()
+        return self._chain.at(self.storage, head, self.path)
+
+    def verify(self, *, progress: Callable[[int], None] | None = None, expect: str | None = None) -> VerifyReport:
         """Recompute the hash chain and check the log's invariants (see ``eventlog.verify``).
 
         ``progress``, if given, is called with the number of events checked after each group.
+        ``expect``, a hash ``head_hash()`` gave earlier, must still be a commit of the log:
+        without it, a log whose newest commits were deleted verifies as a shorter log.
         """
-        return verify(self, progress=progress)
+        return verify(self, progress=progress, expect=expect)
 
     def files(self) -> pl.DataFrame:
         """Live data files with their statistics: path (relative to ``<store>/events``), size_bytes,
@@ -236,8 +256,9 @@ class EventLog:
         """Append a batch all or nothing.
 
         Args:
-            batch: a polars DataFrame, an Arrow table or a list of dicts with ``event_type``,
-                ``stream_id``, optional ``event_id`` and ``occurred_at``, and payload fields.
+            batch: a table of any library (polars, pyarrow, pandas, a DuckDB relation: whatever
+                exports ``__arrow_c_stream__``), a polars LazyFrame, or a list of dicts; with
+                ``event_type``, ``stream_id``, optional ``event_id`` and ``occurred_at``, and payload fields.
             expected_versions: stream_id -> exact version, ``"no_stream"``, ``"exists"`` or
                 ``"any"``; checked atomically with the commit.
             idempotency_key: a retry with a key already committed returns the first result.
@@ -314,7 +335,7 @@ class EventLog:
         stamp = _stamp(self.path / _STORE_FILE)
         if stamp is None or stamp == self._meta_stamp:
             return
-        history = SchemaHistory.from_meta(_read_meta(self.path / _STORE_FILE))
+        history = _read_history(self.path / _STORE_FILE)
         if history.schema.to_json() != self.schema.to_json() or len(history.versions) != len(self.schema_history.versions):
             self._use_history(history)
         self._meta_stamp = stamp
@@ -390,16 +411,36 @@ def _remove_made(root: Path, made: list[Path], *, events: bool) -> None:
             break
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
+#: ``eventlog.json`` holds a schema and its history: kilobytes. A larger file is not one.
+_MAX_META_BYTES = 16 * 2**20
+
+
+def _read_history(path: Path) -> SchemaHistory:
+    """The schema history in ``eventlog.json``; any damage is a StorageError naming the file.
+
+    Raises:
+        FileNotFoundError: there is no such file (no store).
+        StorageError: the file cannot be read, is not JSON, or does not hold a schema history.
+    """
+    size = path.stat().st_size  # FileNotFoundError: no store
+    if size > _MAX_META_BYTES:
+        raise _meta_error(path, f"it is {size:,} bytes, far more than a schema takes")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise _meta_error(path, str(exc)) from exc
+    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _meta_error(path, str(exc) if not isinstance(exc, RecursionError) else "nested too deeply") from exc
     if not isinstance(meta, dict):
         raise _meta_error(path, "not a JSON object")
-    return meta
+    if meta.get("format", _FORMAT) not in (_FORMAT, _FORMAT_EVOLVED):
+        raise _meta_error(path, f"its format {meta['format']!r} is not one this eventlog reads ({_FORMAT} or "
+                                f"{_FORMAT_EVOLVED}); a newer eventlog may have written it")
+    try:
+        return SchemaHistory.from_meta(meta)
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        problem = f"it does not hold a store's schema: {type(exc).__name__}: {exc}"
+        raise _meta_error(path, problem if len(problem) <= 200 else problem[:199] + "…") from exc
 
 
 def _meta_error(path: Path, problem: str) -> StorageError:

@@ -189,6 +189,13 @@ DAMAGES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "checkpoint is garbage": ("checkpointed", _garbage_checkpoint),
     "_delta_log deleted": ("plain", _delete("events/_delta_log")),
     "eventlog.json truncated": ("plain", _truncate("eventlog.json")),
+    "eventlog.json nested too deeply": ("plain", _overwrite("eventlog.json", b"[" * 100_000 + b"]" * 100_000)),
+    "eventlog.json schema is text": ("plain", _overwrite("eventlog.json", b'{"format": 1, "schema": "x"}')),
+    "eventlog.json schema is a list": ("plain", _overwrite("eventlog.json", b'{"format": 1, "schema": [1, 2]}')),
+    "eventlog.json unknown format": ("plain", _overwrite("eventlog.json", b'{"format": 99, "schema": {}}')),
+    "eventlog.json event_types a number": (
+        "plain", _overwrite("eventlog.json", b'{"format": 1, "schema": {"name": "x", "event_types": 5}}')),
+    "eventlog.json 50 MB": ("plain", _overwrite("eventlog.json", b'{"format": 1, "pad": "' + b"x" * 50 * 2**20 + b'"}')),
 }
 
 

@@ -18,7 +18,7 @@ import eventlog.verify.events as eventlog_verify_events
 import eventlog.writer as eventlog_writer
 from eventlog import Inventory
 from eventlog.core.chain import GENESIS, _encode, commit_hash, events_hash
-from eventlog.errors import IntegrityError
+from eventlog.errors import IntegrityError, ValidationError
 
 UTC = dt.timezone.utc
 
@@ -342,3 +342,47 @@ def test_a_null_string_slot_holding_bytes_encodes_as_empty() -> None:
         return lengths.tobytes(), bytes(data[int(bounds[0]) : int(bounds[-1])])
 
     assert fed(untidy) == fed(tidy) == (struct.pack(">3q", 2, 0, 1), b"abc")
+
+
+# --- an anchor against a truncated tail, and commit metadata ----------------------------------
+
+
+def test_head_hash_is_the_newest_commits_hash_and_verifies_as_expected(inventory: Inventory) -> None:
+    anchor = inventory.log.head_hash()
+    assert anchor == inventory.log.history(1)[0]["eventlog.hash"]
+    assert inventory.verify(expect=anchor).ok
+    inventory.add_item("later")
+    assert Inventory.open(inventory.path).verify(expect=anchor).ok  # an older anchor: the log only grew
+
+
+def test_deleting_the_newest_commit_passes_verify_but_not_verify_expecting_its_hash(inventory: Inventory) -> None:
+    before = inventory.log.head_hash()
+    commit_file(inventory, 3).unlink()
+    reopened = Inventory.open(inventory.path)
+    assert reopened.verify().ok  # nothing else records that commit 3 existed
+    report = reopened.verify(expect=before)
+    assert not report.ok and report.violation is not None
+    assert report.violation.check == "anchor" and report.violation.seq == 7
+    assert before in str(report.violation) and "ends at seq 6" in str(report.violation)
+
+
+def test_an_empty_log_has_no_head_hash(tmp_path: Path) -> None:
+    assert Inventory.open(tmp_path / "store").log.head_hash() is None
+
+
+@pytest.mark.parametrize("expect", ["abc", "g" * 64, 5, ""])
+def test_expect_that_is_not_a_commit_hash_is_a_validation_error(inventory: Inventory, expect: object) -> None:
+    with pytest.raises(ValidationError, match="64 hex digits"):
+        inventory.verify(expect=expect)  # type: ignore[arg-type]
+
+
+def test_an_edited_recorded_at_in_commit_metadata_is_found(inventory: Inventory) -> None:
+    path = commit_file(inventory, 2)
+    actions = [json.loads(line) for line in path.read_text().splitlines()]
+    for action in actions:
+        if "commitInfo" in action:
+            action["commitInfo"]["eventlog.recorded_at"] = "2020-01-01T00:00:00+00:00"
+    path.write_text("".join(json.dumps(a) + "\n" for a in actions))
+    report = Inventory.open(inventory.path).verify()
+    assert report.violation is not None and report.violation.check == "commit metadata"
+    assert (report.violation.version, report.violation.seq) == (2, 4)

@@ -12,7 +12,9 @@ What is checked (the first failure is reported, with commit, seq and file):
    ``eventlog.core.chain`` for the canonical encoding and how it treats evolved schemas);
    seq runs from 1 to the head exactly once; stream_version is gapless from 1 in seq order
    within every stream; recorded_at never decreases in seq; event_id is unique (64-bit
-   hashes of the ids are collected on the way and any repeat confirmed on the ids);
+   hashes of the ids are collected on the way and any repeat confirmed on the ids); each
+   commit's recorded_at metadata is its events' recorded_at;
+   with ``expect``, the commit of that hash is still in the log (a truncated tail);
 3. each file's seq range and partition day match its Delta statistics;
 4. domain checks a caller adds (the inventory: no stock below zero at any point; snapshots
    and projections equal to a recomputation from the log).
@@ -29,25 +31,39 @@ from dataclasses import replace
 
 import polars as pl
 
+from eventlog.errors import ValidationError
 from eventlog.verify.events import check_events
 from eventlog.verify.files import check_commit_files, check_file_stats, check_files, file_of
 from eventlog.verify.report import Check, VerifiedLog, VerifyReport, Violation
 
 
 def verify(log: VerifiedLog, *, extra_checks: Iterable[tuple[str, Check]] = (),
-           progress: Callable[[int], None] | None = None) -> VerifyReport:
+           progress: Callable[[int], None] | None = None, expect: str | None = None) -> VerifyReport:
     """Check ``log`` and return a report; ``report.ok`` is False at the first violation.
 
     ``progress`` is called with the number of events checked after each group (for a
     progress bar: a verify of 100M events takes about 40 s here).
+
+    ``expect`` is a commit hash published earlier (``EventLog.head_hash()``, ``eventlog
+    head``): the log must still hold that commit. With the chain intact up to the head,
+    that proves every event up to it is there as committed. Without it, deleting the newest
+    commit files leaves a shorter log that verifies: nothing else records that they existed.
+
+    Raises:
+        ValidationError: ``expect`` is not a commit hash (64 hex digits).
     """
+    if expect is not None:
+        expect = check_anchor(expect)
     head = log.head()
     commits = append_commits(log)
     report = VerifyReport(head=head, version=log.version, commits=len(commits))
+    anchor: list[tuple[tuple[str, ...], Check]] = (
+        [(("anchor",), lambda lg, h: _check_anchor(commits, h, expect))] if expect is not None else [])
     steps: list[tuple[tuple[str, ...], Check]] = [
         (("delta log",), check_commit_files),
         (("files",), check_files),
         (_ONE_PASS, lambda lg, h: check_events(lg, h, commits, progress)),
+        *anchor,
         (("file statistics",), check_file_stats),
         *(((name,), check) for name, check in extra_checks),
     ]
@@ -81,10 +97,35 @@ def append_commits(log: VerifiedLog) -> pl.DataFrame:
             "events_hash": entry.get("eventlog.events_hash"),
             "hash": entry.get("eventlog.hash"),
             "schema_version": int(entry.get("eventlog.schema_version", 1)),
+            "recorded_at": entry.get("eventlog.recorded_at"),
         })
     schema = {"version": pl.Int64, "first_seq": pl.Int64, "last_seq": pl.Int64,
-              "prev_hash": pl.String, "events_hash": pl.String, "hash": pl.String, "schema_version": pl.Int64}
+              "prev_hash": pl.String, "events_hash": pl.String, "hash": pl.String, "schema_version": pl.Int64,
+              "recorded_at": pl.String}
     return pl.DataFrame(rows, schema=schema).sort("version")
+
+
+def check_anchor(expect: object) -> str:
+    """``expect`` as a commit hash (lower case), or a ValidationError saying what one looks like."""
+    text = expect.strip().lower() if isinstance(expect, str) else None
+    if text is None or len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ValidationError(f"expect is a commit hash of 64 hex digits (from `eventlog head`), not {expect!r}",
+                              field="expect")
+    return text
+
+
+def _check_anchor(commits: pl.DataFrame, head: int, expect: str) -> Violation | None:
+    """The commit published as ``expect`` is still in the log (the chain up to it is checked before)."""
+    if commits.filter(pl.col("hash") == expect).height:
+        return None
+    tip = commits.filter(pl.col("last_seq") == head)
+    ends = f"seq {head} (commit hash {tip.item(0, 'hash')})" if tip.height and head else "no commit"
+    return Violation(
+        "anchor",
+        f"the log holds no commit with hash {expect}: it ends at {ends}. The commits after that, up to the "
+        "expected one, are missing (the tail was truncated or deleted), or the log was rewritten; restore the "
+        "store from a backup",
+        seq=head + 1 if head else None)
 
 
 def _located(log: VerifiedLog, violation: Violation, commits: pl.DataFrame) -> Violation:
@@ -105,4 +146,4 @@ def _missing_name(exc: FileNotFoundError) -> str | None:
     return exc.filename if isinstance(exc.filename, str) else None
 
 
-__all__ = ["Check", "VerifiedLog", "VerifyReport", "Violation", "append_commits", "verify"]
+__all__ = ["Check", "VerifiedLog", "VerifyReport", "Violation", "append_commits", "check_anchor", "verify"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import itertools
 from collections import deque
@@ -36,7 +37,8 @@ def check_events(log: VerifiedLog, head: int, commits: pl.DataFrame,
     chain = _Chain(log, head)
     envelope = _Envelope()
     for group in _loaded_groups(log, commits.rows(named=True)):
-        violation = group.unreadable or chain.check(group) or envelope.check(group.events)
+        violation = (group.unreadable or chain.check(group) or envelope.check(group.events)
+                     or next(filter(None, (_check_metadata(c, group.events) for c in group.commits)), None))
         if violation is not None:
             return violation
         if progress is not None:
@@ -191,6 +193,28 @@ class _Chain:
             return Violation("hash chain", f"commits cover seq 1..{covered} but the head is {self._head}",
                              seq=covered + 1)
         return None
+
+
+def _check_metadata(commit: dict[str, Any], events: pl.DataFrame) -> Violation | None:
+    """The commit's metadata describes its events: its recorded_at is theirs (the ``commits`` view shows it).
+
+    The hash covers the events, not the metadata beside them, so an edited recorded_at would
+    otherwise pass. Commits written before recorded_at was recorded have none to compare.
+    """
+    if commit["recorded_at"] is None:
+        return None
+    seqs = events.get_column("seq")
+    lo, hi = seqs.search_sorted(commit["first_seq"], side="left"), seqs.search_sorted(commit["last_seq"], side="right")
+    stamps = events.get_column("recorded_at").slice(lo, hi - lo)
+    try:
+        claimed = dt.datetime.fromisoformat(commit["recorded_at"])
+    except ValueError:
+        claimed = None
+    if claimed is None or stamps.len() == 0 or stamps.min() != claimed or stamps.max() != claimed:
+        return Violation("commit metadata", f"the commit's recorded_at {commit['recorded_at']!r} is not the "
+                         f"recorded_at of its events ({stamps.min()}); its metadata was edited",
+                         version=commit["version"], seq=commit["first_seq"])
+    return None
 
 
 class _Envelope:
