@@ -434,8 +434,10 @@ def generate(
 
 
 @main.command()
+@click.option("--expect", metavar="HASH", default=None,
+              help="A hash from `eventlog head` the log must still hold (catches a truncated tail).")
 @click.pass_obj
-def verify(store: _Store) -> None:
+def verify(store: _Store, expect: str | None) -> None:
     """Recompute the hash chain and check every invariant; exit 1 at the first violation."""
     from eventlog._cli_format import progress
     from eventlog.inventory.inventory import Inventory
@@ -443,9 +445,19 @@ def verify(store: _Store) -> None:
     target = store.target()
     log = target.log if isinstance(target, Inventory) else target
     with progress(total=log.head(), unit="events", desc="verify") as bar:
-        report = target.verify(progress=bar.update)
+        report = target.verify(progress=bar.update, expect=expect)
     click.echo(str(report))
     report.raise_if_failed()
+
+
+@main.command()
+@click.pass_obj
+def head(store: _Store) -> None:
+    """Print the newest commit's hash: publish it, check it later with verify --expect."""
+    anchor = store.log().head_hash()
+    if anchor is None:
+        raise ValidationError("the log is empty: it has no commit hash yet", field="head")
+    click.echo(anchor)
 
 
 # --- projections -----------------------------------------------------------------------------

@@ -386,3 +386,18 @@ def test_an_edited_recorded_at_in_commit_metadata_is_found(inventory: Inventory)
     report = Inventory.open(inventory.path).verify()
     assert report.violation is not None and report.violation.check == "commit metadata"
     assert (report.violation.version, report.violation.seq) == (2, 4)
+
+
+def test_eventlog_head_and_verify_expect_catch_a_truncated_tail(inventory: Inventory) -> None:
+    from click.testing import CliRunner
+
+    from eventlog.cli import main
+
+    store = str(inventory.path)
+    anchor = CliRunner().invoke(main, ["--store", store, "head"])
+    assert anchor.exit_code == 0 and anchor.stdout.strip() == inventory.log.head_hash()
+    ok = CliRunner().invoke(main, ["--store", store, "verify", "--expect", anchor.stdout.strip()])
+    assert ok.exit_code == 0, ok.output
+    commit_file(inventory, 3).unlink()
+    failed = CliRunner().invoke(main, ["--store", store, "verify", "--expect", anchor.stdout.strip()])
+    assert failed.exit_code == 1 and "anchor" in failed.output and "Traceback" not in failed.output
