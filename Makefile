@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# --no-compile: byte-compiling every installed module costs more than the first imports do.
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-compile
 DEMO_STAMP := $(VENV)/.installed-demo
 LAB_STAMP := $(VENV)/.installed-lab
 DEV_STAMP := $(VENV)/.installed-dev
