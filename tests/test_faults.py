@@ -42,13 +42,14 @@ import polars as pl
 import pytest
 import reference
 from deltalake import DeltaTable
-from deltalake.table import TableOptimizer
+from deltalake.table import TableMerger, TableOptimizer
 from inventory_helpers import AWKWARD_ITEMS, T0, events_of, store
 
 import eventlog.store.delta
+import eventlog.store.tables
 from eventlog import Inventory, SnapshotWarning
 from eventlog.model.state import STATE, STATE_VERSION, empty_state
-from eventlog.errors import CommitError, ProjectionError, SnapshotError
+from eventlog.errors import CommitError, EventLogError, ProjectionError, SnapshotError
 from eventlog.store.snapshots import SnapshotStore
 
 # --- the store every fault starts from ---------------------------------------------------------
@@ -124,6 +125,8 @@ SEAMS: dict[str, tuple[Any, str]] = {
     "refresh": (DeltaTable, "update_incremental"),
     "history": (DeltaTable, "history"),
     "write_deltalake": (eventlog.store.delta, "write_deltalake"),
+    "tables.write_deltalake": (eventlog.store.tables, "write_deltalake"),
+    "merge.execute": (TableMerger, "execute"),
     "optimize.compact": (TableOptimizer, "compact"),
     "vacuum": (DeltaTable, "vacuum"),
 }
@@ -146,6 +149,8 @@ class Fault:
     raises: type[BaseException] | None = OSError
     step: str = ""
     warns: type[Warning] | None = None
+    #: What the seam raises: an OSError, or what polars raises for the same failure (a full disk).
+    error: type[Exception] = OSError
 
     def __str__(self) -> str:
         return f"{self.op}: {self.step or self.seam} ({self.seam}#{self.call}{' after' if self.after else ''})"
@@ -161,6 +166,8 @@ FAULTS = [
     # commit); prune. A folder fsync failing after the manifest's rename: committed, reported as not durable.
     Fault("snapshot", "mkstemp", raises=SnapshotError, step="create the temp data file"),
     Fault("snapshot", "write_parquet", raises=SnapshotError, step="write the data"),
+    Fault("snapshot", "write_parquet", raises=SnapshotError, error=pl.exceptions.ComputeError,
+          step="write the data, polars reporting a full disk"),
     Fault("snapshot", "fsync", raises=SnapshotError, step="fsync the data"),
     Fault("snapshot", "replace", raises=SnapshotError, step="rename the data into place"),
     Fault("snapshot", "fsync", call=2, raises=SnapshotError, step="fsync the folder after placing the data"),
@@ -171,19 +178,14 @@ FAULTS = [
     Fault("snapshot", "fsync", call=4, done=1, raises=SnapshotError, step="fsync the folder after the commit"),
     Fault("snapshot", "unlink", done=1, raises=None, warns=SnapshotWarning,
           step="prune old snapshots, the new one committed"),
-    # projections: per table, the same steps as a snapshot, then the old generation is removed.
-    Fault("projections", "mkstemp", step="create the temp table file"),
-    Fault("projections", "write_parquet", step="write the table"),
-    Fault("projections", "fsync", step="fsync the table"),
-    Fault("projections", "replace", step="rename the table into place"),
-    Fault("projections", "fsync", call=2, step="fsync the folder after placing the table"),
-    Fault("projections", "mkstemp", call=2, step="create the temp manifest"),
-    Fault("projections", "json.dump", step="write the manifest"),
-    Fault("projections", "fsync", call=3, step="fsync the manifest"),
-    Fault("projections", "replace", call=2, step="rename the manifest into place"),
-    Fault("projections", "fsync", call=4, done=1, step="fsync the folder after the first table's commit"),
-    Fault("projections", "replace", call=4, done=1, step="the second table's manifest, the first committed"),
-    Fault("projections", "unlink", done=1, step="remove the table two generations back, the new one committed"),
+    # projections: one Delta commit per table. The update of the built-ins merges the touched keys of
+    # the first two tables (Delta MERGE), replaces the tail's months of the two daily ones and rewrites
+    # the two function tables; each commit is all or nothing.
+    Fault("projections", "merge.execute", step="merge the touched keys of the first table"),
+    Fault("projections", "merge.execute", after=True, done=1, step="after the first table's merge commit"),
+    Fault("projections", "merge.execute", call=2, done=1, step="merge the second table, the first committed"),
+    Fault("projections", "tables.write_deltalake", done=2, step="replace the months of the first daily table"),
+    Fault("projections", "tables.write_deltalake", call=3, done=4, step="rewrite the first function table"),
     # compact and vacuum are one Rust call each (files, commit, checkpoint hook inside).
     Fault("compact", "optimize.compact", raises=CommitError, step="rewrite files and commit"),
     Fault("compact", "optimize.compact", after=True, done=1, raises=CommitError, step="after the commit"),
@@ -207,7 +209,9 @@ def failing(fault: Fault) -> Iterator[list[Fault]]:
         fired.append(fault)
         if fault.after:
             real(*args, **kwargs)
-        raise OSError(errno.EIO, f"injected I/O error: {fault}")
+        if fault.error is OSError:
+            raise OSError(errno.EIO, f"injected I/O error: {fault}")
+        raise fault.error(f"injected: No space left on device (os error 28): {fault}")
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(owner, name, wrapper)
@@ -330,6 +334,8 @@ def test_after_a_failure_the_same_operation_succeeds(path: Path, fault: Fault) -
 #: With snapshot_every=1, record() writes a snapshot at the old head under the lock, then one at the new head.
 RECORD_SNAPSHOT_FAULTS = [
     Fault("append", "write_parquet", step="the snapshot before the append"),
+    Fault("append", "write_parquet", error=pl.exceptions.ComputeError,
+          step="the snapshot before the append, polars reporting a full disk"),
     Fault("append", "unlink", step="pruning before the append"),
     Fault("append", "replace", call=4, step="the snapshot after the append"),
 ]
@@ -427,23 +433,23 @@ def test_data_of_a_snapshot_whose_manifest_failed_is_pruned_once_stale(path: Pat
     assert inventory.snapshots.list() == listed
 
 
-def test_a_reader_holding_the_previous_manifest_can_read_its_table_after_a_failed_build(path: Path) -> None:
-    """The table kept one generation back is the one the old manifest names, not the failed build's newer file."""
+def test_a_reader_holding_the_previous_build_can_read_it_after_a_failed_and_a_good_update(path: Path) -> None:
+    """A build is a Delta version: the one a reader holds stays readable (until vacuum), whatever came after."""
     inventory = Inventory.open(path)
     tables = inventory.projector.tables
-    _run_with(Fault("projections", "json.dump"), inventory)
+    _run_with(Fault("projections", "tables.write_deltalake"), inventory)
     held = {name: tables.manifest(name) for name in inventory.projector.registry}
     inventory.update_projections()
     for name, manifest in held.items():
         assert tables.read(name, manifest).height == manifest.rows  # type: ignore[union-attr]
 
 
-def test_a_projection_manifest_that_cannot_be_read_is_replaced_by_a_rebuild(path: Path) -> None:
-    """The error says "rebuild it": a rebuild must not need the broken manifest."""
-    manifest = path / "projections" / "daily_flows" / "current.json"
-    manifest.write_text('{"file": "t-')  # torn, as by a copy that stopped half-way
+def test_a_projection_table_whose_log_cannot_be_read_is_replaced_by_a_rebuild(path: Path) -> None:
+    """The error says "rebuild it": a rebuild must not need the broken table."""
+    commits = sorted((path / "projections" / "daily_flows" / "_delta_log").glob("*.json"))
+    commits[-1].write_text('{"commitInfo": {')  # torn, as by a copy that stopped half-way
     inventory = Inventory.open(path)
-    with pytest.raises(ProjectionError, match="rebuild it"):
+    with pytest.raises(EventLogError, match="rebuild it"):
         inventory.projection("daily_flows").read()
     assert inventory.projection("daily_flows").rebuild().checkpoint == inventory.log.head()
     assert Inventory.open(path).verify().ok
@@ -496,11 +502,13 @@ CHILD = r"""
 import datetime as dt, json, os, pathlib, sys, time
 from deltalake import DeltaTable
 from deltalake.table import TableOptimizer
+import eventlog.store.tables
 from eventlog import Inventory
 
 path, op, step = sys.argv[1], sys.argv[2], sys.argv[3]
 SEAMS = {"os.replace": (os, "replace"), "Path.unlink": (pathlib.Path, "unlink"), "json.dump": (json, "dump"),
-         "TableOptimizer.compact": (TableOptimizer, "compact"), "DeltaTable.vacuum": (DeltaTable, "vacuum")}
+         "TableOptimizer.compact": (TableOptimizer, "compact"), "DeltaTable.vacuum": (DeltaTable, "vacuum"),
+         "tables.write_deltalake": (eventlog.store.tables, "write_deltalake")}
 
 def wait_for_the_kill():
     print("blocked", flush=True)
@@ -616,7 +624,8 @@ KILL_STEPS = [
     ("snapshot", "Path.unlink#1+"),  # committed; pruning an older one: its manifest gone, its data not yet
     ("compact", "TableOptimizer.compact#1+"),  # committed, not yet seen by the process
     ("vacuum", "DeltaTable.vacuum#1+"),  # deleted and committed; a killed writer's staged files not yet
-    ("projections", "json.dump#1"),  # a table in place, its manifest not written
+    ("projections", "tables.write_deltalake#1"),  # a rebuild about to write its first table
+    ("projections", "tables.write_deltalake#2+"),  # one table committed, the next not begun
 ]
 
 
@@ -640,11 +649,11 @@ def test_a_process_killed_at_a_random_moment_leaves_a_store_that_verifies_and_ta
 
 
 @pytest.mark.slow
-def test_a_table_a_killed_builder_left_without_manifest_never_displaces_the_previous_generation(busy: Path) -> None:
+def test_a_build_killed_before_its_commit_never_displaces_the_previous_version(busy: Path) -> None:
     inventory = Inventory.open(busy)
     tables = inventory.projector.tables
     held = {name: tables.manifest(name) for name in inventory.projector.registry}
-    _kill(busy, "projections", step="json.dump#1")
+    _kill(busy, "projections", step="tables.write_deltalake#1")
     inventory.add_item("after the kill ✓")
     inventory.update_projections()
     for name, manifest in held.items():
