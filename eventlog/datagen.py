@@ -212,6 +212,65 @@ def original_example_items() -> list[dict[str, Any]]:
     ]
 
 
+def next_day(
+    day: dt.date,
+    *,
+    stock: pl.DataFrame,
+    events_per_day: float,
+    seed: int = 0,
+    n_items: int = 1000,
+    start: dt.datetime | dt.date = DEFAULT_START,
+) -> pl.DataFrame:
+    """One more business day of events, drawn as :func:`generate` drew the history before it.
+
+    What for: a demo or a test that extends a generated store day by day, and should look
+    like the days before (``make demo`` reruns). The same catalogue (``seed``, ``n_items``),
+    the day's share of the traffic (weekday, season: ``events_per_day`` is the history's
+    average, ``n_events / days``), the same mix of adds, deliveries and removals, the items'
+    supply outages continued from ``start``, and removals taken from ``stock`` as it is, so
+    a removal never exceeds what the store holds. Events occur within ``day`` (none are
+    backdated) and are the same for the same arguments.
+
+    Args:
+        day: the business day (UTC) the events occur on.
+        stock: the store's current stock, with columns ``item`` and ``quantity`` (e.g.
+            ``Inventory.stock()``); items outside the catalogue are left alone.
+        events_per_day: the history's average events per day.
+        seed, n_items, start: those the history was generated with.
+
+    Example:
+        >>> history = generate_frame(30_000, seed=1, n_items=50, days=30)
+        >>> stock = history.group_by("item").agg(
+        ...     quantity=pl.when(pl.col("event_type") == "item_added").then("quantity").otherwise(-pl.col("quantity")).sum())
+        >>> day = next_day(dt.date(2024, 1, 31), stock=stock, events_per_day=1000, seed=1, n_items=50)
+        >>> 700 < day.height < 1300, day["occurred_at"].dt.date().unique().to_list()
+        (True, [datetime.date(2024, 1, 31)])
+    """
+    if events_per_day <= 0:
+        raise ValidationError("must be > 0", field="events_per_day")
+    cat = _catalog(n_items, seed)
+    begin = _to_utc(day)
+    rate = _hourly_rate(_epoch_us(begin), 1)
+    wanted = max(1, round(events_per_day * rate.sum() / (24 * _MEAN_HOURLY_RATE)))
+    cursor = _Cursor(stock=_stock_by_code(cat, stock))
+    index = (begin.date() - _to_utc(start).date()).days  # the day in the outage schedule
+    rng = _rng(seed, 3, index)
+    items, changes = [], []
+    while cursor.kept < wanted:  # removals from empty stock are dropped: draw until the day is full
+        m = math.ceil((wanted - cursor.kept) / _KEEP_ESTIMATE * 1.02) + 64
+        item, change = _realise(_draw(cat, rng, np.full(m, index, dtype=np.int64)), cursor, wanted - cursor.kept)
+        items.append(item)
+        changes.append(change)
+    item, change = np.concatenate(items), np.concatenate(changes)
+    return _build(cat, _Clock(begin, 1), rng, item, change, 0, len(item), 0.0)
+
+
+def _stock_by_code(cat: _Catalog, stock: pl.DataFrame) -> np.ndarray:
+    codes = pl.DataFrame({"item": cat.names, "code": np.arange(cat.n_items)})
+    held = codes.join(stock.select("item", "quantity"), on="item", how="left").sort("code")
+    return held.get_column("quantity").fill_null(0).clip(lower_bound=0).to_numpy().astype(np.int64)
+
+
 def catalog(n_items: int = 1000, *, seed: int = 0) -> pl.DataFrame:
     """The items :func:`generate` draws from, most popular first, with the same ``seed``.
 
@@ -328,12 +387,7 @@ class _Clock:
 
     def __init__(self, start: dt.datetime, days: int) -> None:
         self.start_us = _epoch_us(start)
-        t_days = self.start_us / _US_PER_DAY + (np.arange(days * 24) + 0.5) / 24  # since 1970-01-01, a Thursday
-        weekday = (np.floor(t_days).astype(np.int64) + 3) % 7  # Monday = 0
-        rate = np.where(weekday >= 5, 1.6, 1.0)
-        rate *= 1.0 + 0.35 * np.cos(2 * np.pi * (t_days - 348.0) / 365.2425)  # Dec 15 peak
-        rate *= 1.0 + 0.4 * np.cos(2 * np.pi * (t_days % 1.0 - 20 / 24))  # 20:00 UTC peak
-        cum = np.concatenate(([0.0], np.cumsum(rate)))
+        cum = np.concatenate(([0.0], np.cumsum(_hourly_rate(self.start_us, days))))
         self.cum = cum / cum[-1]
         self.width = np.diff(self.cum)
 
@@ -350,6 +404,23 @@ class _Clock:
         base = np.repeat(self.start_us + hours * _US_PER_HOUR, per_hour)
         frac = (position - np.repeat(self.cum[hours], per_hour)) * np.repeat(_US_PER_HOUR / self.width[hours], per_hour)
         return base + frac.astype(np.int64)
+
+
+def _hourly_rate(start_us: int, days: int) -> np.ndarray:
+    """The relative event rate of each hour of ``days`` days from ``start_us``.
+
+    Weekends x1.6, a yearly cosine peaking mid-December, an evening peak at 20:00 UTC.
+    Averaged over whole years it is ``_MEAN_HOURLY_RATE`` (the cosines average out).
+    """
+    t_days = start_us / _US_PER_DAY + (np.arange(days * 24) + 0.5) / 24  # since 1970-01-01, a Thursday
+    weekday = (np.floor(t_days).astype(np.int64) + 3) % 7  # Monday = 0
+    rate = np.where(weekday >= 5, 1.6, 1.0)
+    rate *= 1.0 + 0.35 * np.cos(2 * np.pi * (t_days - 348.0) / 365.2425)  # Dec 15 peak
+    rate *= 1.0 + 0.4 * np.cos(2 * np.pi * (t_days % 1.0 - 20 / 24))  # 20:00 UTC peak
+    return rate
+
+
+_MEAN_HOURLY_RATE = (5 * 1.0 + 2 * 1.6) / 7
 
 
 def _to_utc(start: dt.datetime | dt.date) -> dt.datetime:
@@ -397,15 +468,15 @@ def _chunks(n_events: int, cat: _Catalog, clock: _Clock, seed: int, late: float)
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="datagen")
     try:
-        drawing = pool.submit(_draw, cat, seed, 0, 0, size(), per_day)
+        drawing = pool.submit(_draw, cat, _rng(seed, 1, 0), _volume_days(0, size(), per_day))
         building: Future[pl.DataFrame] | None = None
         k = 0
         while cursor.kept < n_events:
             offset = cursor.kept
             item, change = _realise(drawing.result(), cursor, n_events - offset)
             if cursor.kept < n_events:  # the next draw first: it is on the critical path
-                drawing = pool.submit(_draw, cat, seed, k + 1, cursor.candidates, size(), per_day)
-            built = pool.submit(_build, cat, clock, seed, k, item, change, offset, n_events, late)
+                drawing = pool.submit(_draw, cat, _rng(seed, 1, k + 1), _volume_days(cursor.candidates, size(), per_day))
+            built = pool.submit(_build, cat, clock, _rng(seed, 2, k), item, change, offset, n_events, late)
             k += 1
             if building is not None:
                 yield building.result()
@@ -416,11 +487,21 @@ def _chunks(n_events: int, cat: _Catalog, clock: _Clock, seed: int, late: float)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _draw(cat: _Catalog, seed: int, k: int, first: int, m: int, per_day: float) -> _Candidates:
-    """Candidates ``first .. first + m`` of the stream: items, kinds, quantities, floors."""
-    rng = np.random.default_rng([seed, 1, k])
+def _rng(seed: int, stream: int, k: int) -> np.random.Generator:
+    """The random stream of one step (1 draw, 2 build, 3 next day) of chunk or day ``k``."""
+    return np.random.default_rng([seed, stream, k])
+
+
+def _volume_days(first: int, m: int, per_day: float) -> np.ndarray:
+    """The (volume-)day of candidates ``first .. first + m``: what the outage schedule is kept in."""
+    return (np.arange(first, first + m) / per_day).astype(np.int64)
+
+
+def _draw(cat: _Catalog, rng: np.random.Generator, day: np.ndarray) -> _Candidates:
+    """One candidate per entry of ``day`` (its day, for outages): items, kinds, quantities, floors."""
+    m = len(day)
     item = cat.slots[rng.integers(0, len(cat.slots), m)]
-    supplied = ~_in_outage(cat, item, (np.arange(first, first + m) / per_day).astype(np.int64))
+    supplied = ~_in_outage(cat, item, day)
     u = rng.random(m, dtype=np.float32)
     kind = ((u < _P_ADD).astype(np.uint8) + (u < _P_ADD * _P_DELIVERY)) * supplied  # 0 remove, 1 add, 2 delivery
     at = item.astype(np.uint32) * 3 + kind
@@ -495,8 +576,7 @@ def _realised_changes(
 def _build(
     cat: _Catalog,
     clock: _Clock,
-    seed: int,
-    k: int,
+    rng: np.random.Generator,
     item: np.ndarray,
     change: np.ndarray,
     offset: int,
@@ -504,7 +584,6 @@ def _build(
     late: float,
 ) -> pl.DataFrame:
     """The frame of events ``offset ..``: strings gathered from small vocabularies, not built."""
-    rng = np.random.default_rng([seed, 2, k])
     added = change > 0
     code = item.astype(np.uint32)
     pick = (rng.random(len(item), dtype=np.float32) * cat.n_origins[item]).astype(np.uint32)

@@ -2,8 +2,10 @@
 
 First run: generate the embedded default dataset (``data/demo.json`` says how many events,
 which seed, how many items and days) into ``data/store``, with the original example's
-game items on top. Later runs append one more day of activity and update everything
-incrementally, so a rerun takes seconds.
+game items on top. Later runs append the next business day, drawn as the history was
+(``datagen.next_day``: that day's share of the traffic, the same catalogue and mix, removals
+from the stock the store holds), and update everything incrementally, so a rerun takes
+seconds and looks like any other day.
 """
 
 from __future__ import annotations
@@ -66,14 +68,22 @@ def _build(inventory: Inventory, config: dict) -> dict[str, float]:
 
 
 def _refresh(inventory: Inventory, config: dict) -> dict[str, float]:
-    """Append one more day of activity after the latest business day in the store."""
+    """Append the business day after the latest one in the store, drawn like the history."""
     t0 = time.perf_counter()
-    last = inventory.log.scan(ordered=False).select(pl.col("occurred_at").max()).collect().item()
-    start = (last + dt.timedelta(days=1)).date()
-    run = inventory.log.head()  # a new seed each run, reproducible from the store's size
-    for batch in datagen.generate(config["refresh_events"], seed=run, n_items=config["items"], days=1, start=start):
-        inventory.record(batch)
-    print(f"Refreshing {inventory.path}: appended {config['refresh_events']:,} events for {start}.")
+    first, last, events = (
+        inventory.log.scan(ordered=False)
+        .select(pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"), pl.len())
+        .collect().row(0)
+    )
+    day = (last + dt.timedelta(days=1)).date()
+    span = (last.date() - first.date()).days + 1  # the store's own pace, whatever --events built it
+    batch = datagen.next_day(
+        day, stock=inventory.stock(), events_per_day=events / span,
+        seed=config["seed"], n_items=config["items"], start=dt.date.fromisoformat(config["start"]),
+    )
+    inventory.record(batch)
+    print(f"Refreshing {inventory.path}: appended {batch.height:,} events for {day} "
+          f"(a day like the {span:,} before it).")
     return {"ingest": time.perf_counter() - t0}
 
 
