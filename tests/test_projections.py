@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from inventory_helpers import batches_of, events_of, item_events, store, write
 
 from eventlog import EventLog, Inventory
-from eventlog.inventory.builtins import (
+from eventlog.model.builtins import (
     BUILTINS,
     DAILY_FLOWS,
     DAILY_STOCK,

@@ -1,11 +1,12 @@
 """Property: the vectorised state agrees with the naive replay at every cut, however it was computed.
 
 For random valid logs (awkward names, backdated and missing occurred_at, several batches,
-events of types that move no stock) and random snapshots, a fresh Inventory (nothing in memory, so it starts from whatever
-snapshot fits) must give the reference model's stock at every seq cut and at business-time
-cuts on and around the event times; a snapshot file must hold the reference state at its
-seq; and a corrupted snapshot must never change an answer. Each runs on every local engine
-(the ``engine`` fixture), with about half the examples each, so the suite takes no longer.
+events of types that move no stock) and random snapshots, a fresh Inventory (nothing in
+memory, so it starts from whatever snapshot fits) must give the reference model's stock at
+every seq cut and at business-time cuts on and around the event times; a snapshot file
+must hold the reference state at its seq; and a corrupted snapshot must never change an
+answer. Each runs on every local engine (the ``engine`` fixture), with about half the
+examples each, so the suite takes no longer.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from inventory_helpers import batches_of, events_of, item_events, store, write
 
 from eventlog import Inventory, SnapshotWarning
-from eventlog.inventory.state import STATE_VERSION
+from eventlog.model.state import STATE_VERSION
 from eventlog.store.snapshots import SnapshotStore
 
 PROPERTY = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
