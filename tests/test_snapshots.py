@@ -24,7 +24,7 @@ from eventlog.engines import LOCAL_ENGINES
 from eventlog.engines._duckdb import DuckDBEngine
 from eventlog.engines._polars import PolarsEngine
 from eventlog.engines.base import EventSlice
-from eventlog.inventory.state import STATE_SCHEMA, STATE_VERSION
+from eventlog.model.state import STATE_SCHEMA, STATE_VERSION
 from eventlog.store.snapshots import SnapshotStore
 
 UTC = dt.timezone.utc
