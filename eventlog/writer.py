@@ -9,6 +9,7 @@ The current version per stream and the chain's tip are kept between appends.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,12 @@ from eventlog.errors import (
     DuplicateEventError,
     IdempotencyConflictError,
     IntegrityError,
+    StorePathWarning,
     ValidationError,
 )
 from eventlog.store.atomic import atomic_file, remove_stale, temp_files
 from eventlog.store.base import EventStore
+from eventlog.store.paths import folder_outside, outside
 
 ExpectedVersion = int | Literal["no_stream", "exists", "any"]
 #: Delta app ids under which an append records its idempotency key (first and last seq).
@@ -285,6 +288,10 @@ class StreamVersions:
         if not usable:
             return
         through, path = usable[-1]
+        why = folder_outside(folder.parent, folder) or outside(folder, path.name)
+        if why is not None:  # a cache: ignore it, never read what it leads to
+            warnings.warn(f"the stream-version cache {path} is ignored: {why}", StorePathWarning, stacklevel=4)
+            return
         try:
             self._table = pl.read_parquet(path).select("stream_id", "version").cast({"version": pl.Int64})
             self._through = through
@@ -294,12 +301,14 @@ class StreamVersions:
     def _save(self, folder: Path) -> None:
         try:
             folder.mkdir(exist_ok=True)
+            if folder_outside(folder.parent, folder) is not None:
+                return  # a symlinked cache folder: write (and prune) nothing through it
             with atomic_file(folder / f"streams-{self._through:015d}.parquet") as tmp:
                 self._table.write_parquet(tmp)
             for old in sorted(folder.glob("streams-*.parquet"))[:-2]:  # keep the newest two
                 old.unlink(missing_ok=True)
             remove_stale(temp_files(folder))  # of writers killed while saving
-        except OSError:
+        except (OSError, pl.exceptions.PolarsError):  # polars reports a full disk as a ComputeError
             pass  # a cache that cannot be written costs time later, never correctness
 
 

@@ -21,6 +21,7 @@ import pytest
 from deltalake import DeltaTable
 
 import eventlog.sql
+import eventlog.writer
 from eventlog import INVENTORY_SCHEMA, EventLog, Inventory, SnapshotWarning
 from eventlog.errors import CommitError, SnapshotError, StorageError, StorePathError, StorePathWarning
 
@@ -437,3 +438,47 @@ def test_a_manifest_naming_a_parquet_file_outside_with_its_checksum_is_not_serve
         assert con.sql("SELECT item, quantity FROM inventory").fetchall() == [("apple", 3)]
     finally:
         con.close()
+
+
+def test_a_symlinked_events_folder_is_refused_saying_to_replace_the_link(tmp_path: Path) -> None:
+    Inventory.open(tmp_path / "store").add_item("apple")
+    (tmp_path / "store" / "events").rename(tmp_path / "elsewhere")
+    (tmp_path / "store" / "events").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StorePathError, match="is a symlink") as caught:
+        Inventory.open(tmp_path / "store")
+    assert "Replace the link" in str(caught.value) and "rename" not in str(caught.value)
+
+
+def test_a_symlinked_stream_version_cache_is_neither_read_nor_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(eventlog.writer.StreamVersions, "PERSIST_AFTER", 1)
+    inv = Inventory.open(tmp_path / "store")
+    inv.add_item("apple")
+    inv.add_item("apple")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lie = elsewhere / f"streams-{2:015d}.parquet"
+    pl.DataFrame({"stream_id": ["apple"], "version": [99]}).write_parquet(lie)
+    shutil.rmtree(inv.path / "cache", ignore_errors=True)
+    (inv.path / "cache").symlink_to(elsewhere)
+    log = EventLog.open(inv.path)
+    with pytest.warns(StorePathWarning, match="stream-version cache"):
+        assert log.stream_version("apple") == 2
+    log.append([{"event_type": "item_added", "stream_id": "apple", "quantity": 1}], expected_versions={"apple": 2})
+    assert sorted(p.name for p in elsewhere.iterdir()) == [lie.name]
+
+
+def test_a_stream_version_cache_polars_cannot_write_never_fails_an_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inv = Inventory.open(tmp_path / "store")
+    inv.add_item("apple")
+    monkeypatch.setattr(eventlog.writer.StreamVersions, "PERSIST_AFTER", 1)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise pl.exceptions.ComputeError("No space left on device (os error 28)")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
+    log = EventLog.open(inv.path)
+    assert log.append([{"event_type": "item_added", "stream_id": "apple", "quantity": 1}]).last_seq == 2
