@@ -10,6 +10,8 @@ from eventlog.core.schema import EventSchema, EventType, Field
 from eventlog.errors import SchemaMismatchError, ValidationError
 from eventlog.log import EventLog
 
+# A null or missing quantity is 1, on item_removed as on item_added: the default is part of the
+# stored schema (changing it would change what old events mean), and the README says so.
 _PAYLOAD = (
     Field("quantity", "int64", default=1, min=1),
     Field("rarity", "string", required=False),
