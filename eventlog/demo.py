@@ -145,7 +145,7 @@ def _charts(inventory: Inventory, out: Path) -> list[Path]:
         "most_collected.png": plot.top_items(
             inventory.projection("most_collected_items").top(15), value="total_added", title="Most collected items"),
         "stock_heatmap.png": plot.stock_heatmap(inventory, top=20),
-        "event_rate.png": plot.event_rate(inventory),
+        "event_rate.png": plot.event_rate(inventory, every="1w"),
     }
     paths = []
     for name, fig in figures.items():
