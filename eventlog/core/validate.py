@@ -42,9 +42,7 @@ def normalize(batch: Batch, schema: EventSchema) -> pl.DataFrame:
         if name not in df.columns:
             raise ValidationError("required column is missing", row=0, field=name)
     expected = {**USER_ENVELOPE, **schema.payload}
-    df = df.with_columns(
-        _cast_column(df, name, expected[name], schema) for name in df.columns
-    )
+    df = df.with_columns(_each_or_first_error(lambda name: _cast_column(df, name, expected[name], schema), df.columns))
     _check_identifiers(df)
     df = _apply_event_types(df, schema)
     return df.select(
@@ -108,13 +106,25 @@ def _frame_from_records(records: Sequence[Mapping[str, Any]], schema: EventSchem
         for key, values in columns.items():
             values.append(rec.get(key))
     types = {**USER_ENVELOPE, **schema.payload}
-    series = []
     for name, values in columns.items():
         if name not in types:
             row = next((i for i, v in enumerate(values) if v is not None), 0)
             raise _unknown_column(name, row, schema)
-        series.append(_series_from_python(name, values, types[name]))
-    return pl.DataFrame(series)
+    return pl.DataFrame(_each_or_first_error(lambda name: _series_from_python(name, columns[name], types[name]),
+                                             list(columns)))
+
+
+def _each_or_first_error(convert: Callable[[str], pl.Series], names: list[str]) -> list[pl.Series]:
+    """``convert`` every column; if some fail, raise the error of the earliest row (columns go one by one)."""
+    out, errors = [], []
+    for name in names:
+        try:
+            out.append(convert(name))
+        except ValidationError as exc:
+            errors.append(exc)
+    if errors:
+        raise min(errors, key=lambda e: e.row if e.row is not None else -1)
+    return out
 
 
 _PY_TYPES: dict[type[pl.DataType], tuple[type, ...]] = {
@@ -320,10 +330,7 @@ def _check_identifiers(df: pl.DataFrame) -> None:
             ("event_id", pl.col("event_id").str.len_chars() == 0, "event_id is empty"),
             ("event_id", pl.col("event_id").str.len_bytes() > MAX_ID_LENGTH, f"event_id is longer than {MAX_ID_LENGTH} bytes"),
         ]
-    for field_name, mask, message in checks:
-        row = first_row(df, mask)
-        if row is not None:
-            raise ValidationError(message, row=row, field=field_name)
+    _fail_at_first(df, [(mask, field_name, message, False) for field_name, mask, message in checks])
     if "event_id" in df.columns:
         # Name the row that repeats an id, and the earlier row it repeats.
         dup = first_row(df, pl.col("event_id").is_not_null() & ~pl.col("event_id").is_first_distinct())
