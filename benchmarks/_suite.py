@@ -436,9 +436,9 @@ class SizeBench:
             },
             before=restore,
         )
-        manifests = {n: json.loads((self.store / "projections" / n / "current.json").read_text())
-                     for n in self.declarative()}
-        full = [n for n, m in manifests.items() if m["full_build"]]
+        tables = Inventory.open(self.store).projector.tables
+        manifests = {n: tables.manifest(n) for n in self.declarative()}
+        full = [n for n, m in manifests.items() if m is None or m.full_build]
         self.check("incremental update merged (no full build)", (not full, f"full builds: {full}" if full else "all merged"))
         self._check_projections("incremental update", out["duckdb/state"][1][-1])
         self.add("incremental", "eventlog", out["eventlog"][0], events=self.n + self.ds.tail,

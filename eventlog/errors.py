@@ -180,6 +180,14 @@ class ProjectionError(EventLogError, ValueError):
     """A projection is unknown, badly defined, or failed to build."""
 
 
+class StaleProjectionError(ProjectionError):
+    """A SQL view of a projection that cannot show current numbers refused to show old ones."""
+
+    def __init__(self, message: str, *, projection: str) -> None:
+        super().__init__(message)
+        self.projection = projection
+
+
 class UnsupportedExpressionError(ProjectionError):
     """A projection's expression cannot be rendered for an engine's SQL dialect."""
 

@@ -72,7 +72,8 @@ class Projector:
             return ProjectionStatus(name, proj.mode, None, head, None, None, None, None, False)
         stale = m.fingerprint != self.fingerprint(proj)
         return ProjectionStatus(
-            name, proj.mode, m.checkpoint, head, head - m.checkpoint, m.rows, m.built_at, m.duration_s, stale
+            name, proj.mode, m.checkpoint, head, head - m.checkpoint, m.rows, m.built_at, m.duration_s, stale,
+            m.version if m.version >= 0 else None,
         )
 
     def is_current(self, name: str, head: int) -> bool:
@@ -256,6 +257,28 @@ class Projector:
         if proj.source == "events":
             return proj.compute(events)
         return proj.compute(self.compute_from(self.get(proj.source), events))
+
+    # --- maintenance -----------------------------------------------------------------------
+
+    def compact(self) -> dict[str, dict[str, Any]]:
+        """Merge the small files updates leave in every built table (each under its update lock)."""
+        out = {}
+        for name in self._built():
+            with self.tables.lock(name):
+                out[name] = self.tables.compact(name)
+        return out
+
+    def vacuum(self, *, retention_hours: float = 168, dry_run: bool = False) -> dict[str, list[str]]:
+        """The log's retention for projection tables: files no version younger than
+        ``retention_hours`` reads are deleted (older versions of a table then stop reading)."""
+        out = {}
+        for name in self._built():
+            with self.tables.lock(name):
+                out[name] = self.tables.vacuum(name, retention_hours=retention_hours, dry_run=dry_run)
+        return out
+
+    def _built(self) -> list[str]:
+        return [n for n in sorted(self.registry) if (self.tables.folder(n) / "_delta_log").is_dir()]
 
     def finish(self, name: str, stored: pl.DataFrame) -> pl.DataFrame:
         """A stored table of a declarative projection as its readers see it (functions' as stored)."""

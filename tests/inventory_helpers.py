@@ -185,38 +185,30 @@ def store(tmp: str | Path) -> Path:
 def rebuild_until_killed(path: str, kill_point: str, started: Any) -> None:
     """Rebuild every projection until killed; ``kill_point`` says where to stop and wait for the kill.
 
-    ``"table_written"``: the new table's Parquet file is complete but not yet renamed into place.
-    ``"manifest_half_written"``: the table is in place, half of the new ``current.json`` is written.
+    ``"before_first_commit"``: the first table's Delta write is about to start.
+    ``"after_first_commit"``: the first table's rebuild is committed, the second's about to start.
     ``"anywhere"``: never stop; the parent kills at a random moment of the loop.
     """
-    import json
     import time
-    import types
 
-    import eventlog.store.atomic as atomic
+    import eventlog.store.tables as tables
 
     def wait_for_the_kill() -> None:
         started.set()
         while True:
             time.sleep(1)
 
-    if kill_point == "table_written":
-        real_fsync = atomic._fsync
+    if kill_point in ("before_first_commit", "after_first_commit"):
+        real_write, calls = tables.write_deltalake, [0]
+        stop_at = 1 if kill_point == "before_first_commit" else 2
 
-        def fsync_or_stop(path: Any) -> None:  # the table's temp file is complete; its rename comes next
-            if path.name.startswith(f"{atomic.TEMP_PREFIX}t-"):
+        def write_or_stop(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == stop_at:
                 wait_for_the_kill()
-            real_fsync(path)
+            return real_write(*args, **kwargs)
 
-        atomic._fsync = fsync_or_stop  # type: ignore[assignment]
-    elif kill_point == "manifest_half_written":
-        def half_dump(obj: Any, fh: Any, **kwargs: Any) -> None:
-            text = json.dumps(obj, **kwargs)
-            fh.write(text[: len(text) // 2])
-            fh.flush()
-            wait_for_the_kill()
-
-        atomic.json = types.SimpleNamespace(dump=half_dump, dumps=json.dumps, loads=json.loads)  # type: ignore[assignment]
+        tables.write_deltalake = write_or_stop  # type: ignore[assignment]
     inventory = Inventory.open(path)
     if kill_point == "anywhere":
         started.set()

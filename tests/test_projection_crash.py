@@ -1,8 +1,7 @@
 """A builder killed mid-build, or two builders at once, never leave a projection table wrong.
 
-Each build writes a whole new Parquet file and then swaps ``current.json`` by one atomic
-rename; whatever ``current.json`` points to must be a complete table whose rows are the
-reference's at its checkpoint.
+Each build or update of a projection table is one Delta commit: whatever version is newest
+must be a complete table whose rows are the reference's at its checkpoint.
 """
 
 from __future__ import annotations
@@ -46,18 +45,19 @@ def _record_some(inventory: Inventory, n: int, *, day: int = 0) -> None:
 
 
 def _assert_current_tables_are_whole_and_right(path: Path) -> None:
-    """current.json of every projection points to a whole Parquet file holding the reference at its checkpoint."""
+    """Every projection's newest Delta version is a whole table holding the reference at its checkpoint."""
     inventory = Inventory.open(path)
+    tables = inventory.projector.tables
     events = events_of(inventory)
     for name in NAMES:
-        folder = path / "projections" / name
-        manifest = json.loads((folder / "current.json").read_text())
-        stored = pl.read_parquet(folder / manifest["file"])
-        assert stored.height == manifest["rows"], name
+        manifest = tables.manifest(name)
+        assert manifest is not None, name
+        stored = tables.read(name, manifest)
+        assert stored.height == manifest.rows, name
         definition = next(p for p in BUILTINS if p.name == name)
         table = PolarsEngine().finish(definition, stored) if isinstance(definition, Projection) else stored
-        expected = reference.PROJECTIONS[name](reference.cut(events, seq=manifest["checkpoint"]))
-        assert table.rows() == expected, f"{name} at checkpoint {manifest['checkpoint']}"
+        expected = reference.PROJECTIONS[name](reference.cut(events, seq=manifest.checkpoint))
+        assert table.rows() == expected, f"{name} at checkpoint {manifest.checkpoint}"
 
 
 def _kill_while(path: Path, kill_point: str, *, delay: float = 0.0) -> None:
@@ -85,11 +85,12 @@ def built(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kill_point", ["table_written", "manifest_half_written"])
-def test_a_builder_killed_mid_write_leaves_the_previous_table_current(built: Path, kill_point: str) -> None:
+@pytest.mark.parametrize("kill_point", ["before_first_commit", "after_first_commit"])
+def test_a_builder_killed_mid_build_leaves_whole_tables(built: Path, kill_point: str) -> None:
     _kill_while(built, kill_point)
-    for name in NAMES:
-        assert json.loads((built / "projections" / name / "current.json").read_text())["checkpoint"] == 40
+    checkpoints = [Inventory.open(built).projection(n).status().checkpoint for n in NAMES]
+    assert checkpoints.count(80) == (0 if kill_point == "before_first_commit" else 1)  # at most the committed one
+    assert set(checkpoints) <= {40, 80}
     _assert_current_tables_are_whole_and_right(built)
 
 
@@ -103,7 +104,7 @@ def test_a_builder_killed_at_random_moments_never_leaves_a_broken_table(built: P
 
 
 def test_after_a_killed_builder_the_next_update_brings_every_table_to_the_head(built: Path) -> None:
-    _kill_while(built, "table_written")
+    _kill_while(built, "after_first_commit")
     inventory = Inventory.open(built)
     inventory.update_projections()  # the dead builder's locks died with it
     events = events_of(inventory)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -27,7 +28,9 @@ from support import AWKWARD_STREAMS, make_schema, sample_records
 
 from eventlog import EventLog, Inventory, SnapshotWarning
 from eventlog.core.cuts import parse_point
-from eventlog.errors import QueryLimitError, ReadOnlyError, ValidationError
+from eventlog import Agg, FunctionProjection, Projection
+from eventlog.errors import QueryLimitError, ReadOnlyError, StaleProjectionError, ValidationError
+from eventlog.model.builtins import BUILTINS
 from eventlog.sql import connect, definitions, export_duckdb, query, refresh
 
 UTC = dt.timezone.utc
@@ -257,7 +260,7 @@ def test_an_empty_store_has_every_view_with_no_rows(inv: Inventory) -> None:
     assert_frame_equal(rows(con, "SELECT * FROM events_as_of(DATE '2024-01-01')"), expected_events(inv.log))
     assert rows(con, "SELECT operation FROM commits").rows() == [("create",)]
     assert rows(con, "SELECT count(*) AS n FROM snapshots").item() == 0
-    assert rows(con, "SELECT count(*) AS n FROM projections").item() == 0
+    assert rows(con, "SELECT count(*) AS n FROM projections WHERE checkpoint IS NOT NULL").item() == 0
 
 
 def test_events_has_the_schema_columns_in_order(empty_log: EventLog) -> None:
@@ -289,29 +292,108 @@ def test_awkward_item_names_bind_as_parameters(filled: Inventory) -> None:
 # --- projections -----------------------------------------------------------------------------
 
 
-def make_projection(root: Path, name: str, table: pl.DataFrame, *, file: str = "t-1.parquet") -> Path:
+def make_legacy_projection(root: Path, name: str, table: pl.DataFrame, *, file: str = "t-1.parquet") -> Path:
+    """A projection folder in the layout before Delta tables: a Parquet file and current.json."""
     folder = root / "projections" / name
     folder.mkdir(parents=True, exist_ok=True)
     table.write_parquet(folder / "t-1.parquet")
-    (folder / "current.json").write_text(json.dumps({"file": file, "checkpoint": 3, "rows": table.height}))
+    (folder / "current.json").write_text(json.dumps({
+        "file": file, "checkpoint": 3, "rows": table.height, "fingerprint": "f", "built_at": "2024-01-01T00:00:00",
+        "duration_s": 0.1, "mode": "rebuild", "name": name, "full_build": True}))
     return folder
 
 
-def test_each_projection_manifest_gets_a_view(filled: Inventory) -> None:
-    table = pl.DataFrame({"item": ["o'brien", "日本"], "total": [3, 4]})
-    make_projection(filled.path, 'top items; "x"', table)
+def assert_views_equal_reads(inv: Inventory, con: duckdb.DuckDBPyConnection) -> None:
+    """Every merge projection's view is its read(); every other is current or refused by name."""
+    head = inv.log.head()
+    for status in inv.projections_status():
+        definition = inv.projection(status.name).definition
+        if isinstance(definition, Projection):
+            assert_frame_equal(rows(con, f'SELECT * FROM "{status.name}"'),
+                               inv.projector.read(status.name, as_of=head), check_row_order=True)
+        elif status.checkpoint == head and not status.stale_definition:
+            assert_frame_equal(rows(con, f'SELECT * FROM "{status.name}"'), inv.projector.read(status.name))
+        else:
+            with pytest.raises(duckdb.InvalidInputException, match=f"projection '{status.name}'"):
+                rows(con, f'SELECT * FROM "{status.name}"')
+
+
+USER = Projection("units_by_origin", keys={"origin": "origin"}, aggregates={"units": Agg.sum("quantity")},
+                  event_types=["item_added"])
+
+
+def test_every_projection_has_a_view_on_a_new_store(inv: Inventory) -> None:
+    inv.register(USER)
+    con = connect(inv)
+    names = rows(con, "SELECT name FROM projections").to_series().to_list()
+    assert names == [*[p.name for p in BUILTINS], USER.name]
+    assert_views_equal_reads(inv, con)
+    assert rows(con, "SELECT * FROM daily_flows").height == 0  # empty, with its columns
+    assert rows(con, "SELECT * FROM daily_flows").columns == inv.projection("daily_flows").read().columns
+
+
+def test_views_equal_reads_after_appends_with_no_update(filled: Inventory) -> None:
+    filled.register(USER)
+    filled.update_projections()
+    record(filled, [("sword", False, 5, None, "cave", TIMES[3]), (ITEMS[1], True, 1, None, None, TIMES[0])])
     con = connect(filled)
-    assert_frame_equal(rows(con, 'SELECT * FROM "top items; ""x""" ORDER BY item'), table)
-    assert rows(con, "SELECT name, checkpoint FROM projections").rows() == [('top items; "x"', 3)]
+    assert_views_equal_reads(filled, con)
+    with pytest.raises(StaleProjectionError, match="2 events behind") as refused:
+        query(filled, "SELECT * FROM top_movers")
+    assert refused.value.projection == "top_movers"
+
+
+def test_views_equal_reads_after_an_update_and_after_a_rebuild(filled: Inventory) -> None:
+    filled.register(USER)
+    for rebuild in (False, True):
+        filled.update_projections(rebuild=rebuild)
+        assert_views_equal_reads(filled, connect(filled))
+
+
+def test_a_changed_definition_is_folded_from_the_log_not_served_from_the_old_table(filled: Inventory) -> None:
+    filled.register(USER)
+    filled.update_projections()
+    again = Inventory.open(filled.path)
+    again.register(Projection(USER.name, keys=USER.keys, aggregates={"units": Agg.count()}))
+    con = connect(again)
+    assert rows(con, "SELECT view FROM projections WHERE name = 'units_by_origin'").item().startswith("folded")
+    assert_views_equal_reads(again, con)
+
+
+def test_a_table_no_definition_here_describes_is_served_only_while_current(filled: Inventory) -> None:
+    counter = FunctionProjection("item_count", lambda events: events.select(pl.len().alias("n")))
+    filled.register(counter)
+    filled.update_projections([counter.name])
+    assert rows(connect(filled.path), "SELECT n FROM item_count").item() == filled.log.head()
+    record(filled, [("sword", False, 1, None, None, None)])
+    with pytest.raises(StaleProjectionError, match="1 event behind"):
+        query(filled.path, "SELECT * FROM item_count")
 
 
 @pytest.mark.parametrize(("name", "file"), [("events", "t-1.parquet"), ("escape", "../../eventlog.json")])
 def test_a_projection_that_would_clash_or_escape_gets_no_view(filled: Inventory, name: str, file: str) -> None:
-    make_projection(filled.path, name, pl.DataFrame({"x": [1]}), file=file)
-    with pytest.warns(UserWarning, match="no view"):
+    make_legacy_projection(filled.path, name, pl.DataFrame({"x": [1]}), file=file)
+    with pytest.warns(UserWarning, match="no view|unreadable"):
         con = connect(filled)
     assert rows(con, "SELECT count(*) AS n FROM events").item() == filled.log.head()
-    assert rows(con, "SELECT count(*) AS n FROM projections").item() == 0
+    assert name not in rows(con, "SELECT name FROM projections").to_series().to_list()
+
+
+def test_a_legacy_table_is_read_and_the_next_update_converts_it(filled: Inventory) -> None:
+    filled.update_projections(["top_movers"])
+    stored = filled.projector.tables.read("top_movers", filled.projector.tables.manifest("top_movers"))  # type: ignore[arg-type]
+    folder = filled.path / "projections" / "top_movers"
+    shutil.rmtree(folder)
+    make_legacy_projection(filled.path, "top_movers", stored)
+    manifest = json.loads((folder / "current.json").read_text())
+    manifest.update(checkpoint=filled.log.head(), fingerprint=filled.projector.fingerprint(filled.projector.get("top_movers")))
+    (folder / "current.json").write_text(json.dumps(manifest))
+    assert_frame_equal(rows(connect(filled), "SELECT * FROM top_movers"), stored)  # a reader of the old layout
+    record(filled, [("sword", False, 1, None, None, None)])
+    filled.update_projections(["top_movers"])
+    assert (folder / "_delta_log").is_dir() and not (folder / "current.json").exists()
+    assert not list(folder.glob("t-*.parquet"))
+    assert_views_equal_reads(filled, connect(filled))
 
 
 # --- pinned versions -------------------------------------------------------------------------
@@ -347,14 +429,15 @@ def test_refresh_again_after_more_commits_and_snapshots(filled: Inventory) -> No
 
 
 def test_a_rebuilt_projection_shows_after_refresh(filled: Inventory) -> None:
-    folder = make_projection(filled.path, "totals", pl.DataFrame({"n": [1]}))
+    filled.update_projections(["most_collected_items"])
     con = connect(filled)
-    pl.DataFrame({"n": [2, 3]}).write_parquet(folder / "t-2.parquet")
-    (folder / "current.json").write_text(json.dumps({"file": "t-2.parquet", "checkpoint": 10}))
-    assert rows(con, "SELECT * FROM totals").to_series().to_list() == [1]
+    before = rows(con, "SELECT * FROM most_collected_items")
+    record(filled, [("sword", False, 7, None, None, None)])
+    filled.update_projections(["most_collected_items"], rebuild=True)
+    assert_frame_equal(rows(con, "SELECT * FROM most_collected_items"), before)  # pinned
     refresh(con)
-    assert rows(con, "SELECT * FROM totals ORDER BY n").to_series().to_list() == [2, 3]
-    assert rows(con, "SELECT checkpoint FROM projections").item() == 10
+    assert_frame_equal(rows(con, "SELECT * FROM most_collected_items"), filled.projection("most_collected_items").read())
+    assert rows(con, "SELECT checkpoint FROM projections WHERE name = 'most_collected_items'").item() == filled.log.head()
 
 
 def test_refresh_takes_only_its_own_connections() -> None:
@@ -472,7 +555,7 @@ def test_golden_sql_of_a_store_with_a_snapshot_and_a_projection(inv: Inventory) 
     record(inv, [(ITEMS[1], True, 1, None, "castle", TIMES[1])])
     inv.snapshot()
     record(inv, [("sword", False, 3, None, None, TIMES[3])])
-    make_projection(inv.path, "top items", pl.DataFrame({"item": ["sword"], "total": [4]}))
+    inv.update_projections(["most_collected_items"])
     check_golden("sql_store.sql", normalise(definitions(inv), inv.path))
 
 

@@ -217,6 +217,8 @@ class ProjectionStatus:
     built_at: str | None
     duration_s: float | None
     stale_definition: bool
+    #: The Delta version of the projection's table (for ``read(version=...)``); None before a build.
+    version: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

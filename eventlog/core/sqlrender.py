@@ -101,7 +101,8 @@ def finish(defn: Definition, stored: str, *, dialect: str = SOURCE_DIALECT,
     r = _Renderer(defn, dialect)
     names = [*defn.keys, *defn.aggregates]
     columns: list[exp.Expression] = [r.cast(exp.column(r.ident(n)), (casts or {}).get(n), n) for n in names]
-    columns += [exp.alias_(r.expression(text), r.ident(out)) for out, text in defn.derived.items()]
+    columns += [r.cast(r.expression(text), (casts or {}).get(out), out) if (casts or {}).get(out)
+                else exp.alias_(r.expression(text), r.ident(out)) for out, text in defn.derived.items()]
     query: exp.Select = exp.select(*columns).from_(r.source(stored))
     if defn.having:
         inner = query.subquery(alias="finished")

@@ -235,8 +235,7 @@ class Inventory:
         ``progress`` is called with the number of events checked after each group; ``expect``
         is a hash from ``log.head_hash()`` the log must still hold (see ``EventLog.verify``)."""
         self._check_state_definition()  # snapshots of another definition (an evolved schema) are not used
-        checks = inventory_checks(self.log, self.snapshots, self.projector,
-                                  lambda seq: self._fold(after=0, cut=seq))
+        checks = inventory_checks(self.log, self.snapshots, self.projector)
         return verify(self.log, extra_checks=checks, progress=progress, expect=expect)
 
     def _repr_html_(self) -> str:
@@ -281,6 +280,15 @@ class Inventory:
                            progress: Any = None) -> dict[str, ProjectionStatus]:
         """Update every projection (or ``names``), reading the log's tail once for all of them."""
         return self.projector.update(names, rebuild=rebuild, progress=progress)
+
+    def compact(self) -> dict[str, Any]:
+        """Merge small files of the log and of every projection table; every answer stays the same."""
+        return {"events": self.log.compact(), "projections": self.projector.compact()}
+
+    def vacuum(self, *, retention_hours: float = 168, dry_run: bool = False) -> dict[str, Any]:
+        """The log's retention, applied to the log and to every projection table alike."""
+        return {"events": self.log.vacuum(retention_hours=retention_hours, dry_run=dry_run),
+                "projections": self.projector.vacuum(retention_hours=retention_hours, dry_run=dry_run)}
 
     def projections_status(self) -> list[ProjectionStatus]:
         head = self.log.head()

@@ -39,11 +39,14 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from eventlog.core.frames import narrow_integers
 from eventlog.errors import OutputFileError, QueryLimitError, ReadOnlyError, ValidationError
 from eventlog.log import EventLog
 from eventlog.model.schema import is_inventory
 from eventlog.sql.lockdown import check_params, check_select, lock_down, run, run_script
+from eventlog.projector import Projector
 from eventlog.sql.pin import read_pin
+from eventlog.sql.views import stale_projection
 from eventlog.sql.views import Sources, statements
 from eventlog.store.atomic import atomic_file
 
@@ -83,7 +86,8 @@ def connect(store: Store, /) -> duckdb.DuckDBPyConnection:
         [(0,)]
     """
     log, is_inventory = _open(store)
-    pin = read_pin(log, is_inventory)
+    projector = _projector_of(store)
+    pin = read_pin(log, is_inventory, projector)
     con = duckdb.connect()
     try:
         run(con, "SET TimeZone = 'UTC'")
@@ -101,7 +105,7 @@ def connect(store: Store, /) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     with _REGISTRY_LOCK:
-        _REGISTRY[con] = _Handle(log, is_inventory, frozenset(sources.files), pin.version)
+        _REGISTRY[con] = _Handle(log, is_inventory, frozenset(sources.files), pin.version, projector)
     return con
 
 
@@ -134,7 +138,7 @@ def refresh(con: duckdb.DuckDBPyConnection, /) -> int:
         handle = _REGISTRY.get(con)
     if handle is None:
         raise ValidationError("refresh() takes a connection made by eventlog.sql.connect()", field="con")
-    pin = read_pin(handle.log, handle.inventory)
+    pin = read_pin(handle.log, handle.inventory, handle.projector)
     handle.generation += 1
     sources = Sources(con, readable=handle.readable, tag=f"r{handle.generation}",
                        uniform=handle.log.schema_version == 1)
@@ -203,7 +207,8 @@ def query(
             if timer is not None:
                 timer.daemon = True
                 timer.start()
-            return con.sql(query, params=params).pl() if params is not None else con.sql(query).pl()
+            result = con.sql(query, params=params).pl() if params is not None else con.sql(query).pl()
+            return narrow_integers(result)  # a SUM of BIGINT is a HUGEINT in DuckDB: BIGINT again where it fits
         except duckdb.InterruptException as exc:
             raise QueryLimitError(f"the query ran longer than its timeout of {timeout} s and was stopped; pass a "
                                   "larger timeout= (or None) to let it run", limit="time", value=timeout) from exc
@@ -215,8 +220,13 @@ def query(
             raise ReadOnlyError(
                 f"the SQL surface of {log.path} reads the store's committed files only: {exc}"
             ) from exc
-        except duckdb.ProgrammingError as exc:
-            raise ValidationError(str(exc), field="query") from exc
+        except duckdb.Error as exc:
+            refused = stale_projection(exc)
+            if refused is not None:  # a projection view that cannot show current numbers
+                raise refused from exc
+            if isinstance(exc, duckdb.ProgrammingError):
+                raise ValidationError(str(exc), field="query") from exc
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
@@ -257,7 +267,7 @@ def export_duckdb(store: Store, file: str | os.PathLike[str], /) -> Path:
         raise OutputFileError(f"{target} is a folder; export to a file path, e.g. {target / 'store.duckdb'}")
     if not _replaceable(target):
         raise OutputFileError(f"{target} exists and is not a DuckDB database; export to a new file or delete it first")
-    pin = read_pin(log, is_inventory)
+    pin = read_pin(log, is_inventory, _projector_of(store))
     with contextlib.ExitStack() as placing:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +313,7 @@ def definitions(store: Store, /) -> str:
         CREATE OR REPLACE VIEW events AS
     """
     log, is_inventory = _open(store)
-    return "\n".join(statements(read_pin(log, is_inventory), Sources(None, readable=None, tag="d",
+    return "\n".join(statements(read_pin(log, is_inventory, _projector_of(store)), Sources(None, readable=None, tag="d",
                                                                     uniform=log.schema_version == 1)))
 
 
@@ -315,12 +325,20 @@ class _Handle:
     inventory: bool
     readable: frozenset[str]
     version: int
+    projector: Projector | None = None
     generation: int = 0
     registered: list[str] = field(default_factory=list)
 
 
 _REGISTRY: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, _Handle] = weakref.WeakKeyDictionary()
 _REGISTRY_LOCK = threading.Lock()
+
+
+def _projector_of(store: Store) -> Projector | None:
+    """The projections an Inventory has registered (its own ones included); None for a path or
+    log, whose views then cover the built-ins of an inventory store and the tables on disk."""
+    projector = getattr(store, "projector", None)
+    return projector if isinstance(projector, Projector) else None
 
 
 def _open(store: Store) -> tuple[EventLog, bool]:

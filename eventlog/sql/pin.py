@@ -18,11 +18,16 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from eventlog.core.definitions import HIDDEN, AnyProjection, Projection
 from eventlog.core.evolution import SchemaHistory
-from eventlog.errors import CommitError, ProjectionWarning, SnapshotWarning
+from eventlog.engines._polars import finish_lazy, stored_schema
+from eventlog.errors import CommitError, ProjectionError, ProjectionWarning, SnapshotWarning, StorageError
 from eventlog.log import EventLog
+from eventlog.model.builtins import BUILTINS
 from eventlog.model.state import STATE_VERSION, STORED_SCHEMA, state_fingerprint
+from eventlog.projector import Projector
 from eventlog.store.snapshots import SnapshotInfo, SnapshotStore
+from eventlog.store.tables import TableVersion
 
 #: Views every connection defines; a projection of the same name gets no view.
 BUILT_IN_VIEWS = ("events", "inventory", "commits", "snapshots", "projections")
@@ -41,13 +46,34 @@ class Pin:
     files: pl.DataFrame  # path (absolute), min_seq, max_seq
     commits: list[dict[str, Any]]
     snapshots: list[tuple[SnapshotInfo, bool]]
-    projections: list[dict[str, Any]]  # name, checkpoint, file (absolute), manifest (JSON text)
+    projections: list[ProjectionPin]  # every registered projection, and every table on disk
     inventory: bool
     history: SchemaHistory  # schema versions: old events read through their read rules
 
 
-def read_pin(log: EventLog, is_inventory: bool) -> Pin:
-    """Files, head and commits of one version, with the snapshots and projections beside it."""
+@dataclass(frozen=True)
+class ProjectionPin:
+    """One projection as the views of a pinned version show it.
+
+    ``definition`` is None for a table on disk that nothing registered here (another process's
+    projection): its view can only serve the stored table, and only while it is current.
+    """
+
+    name: str
+    definition: AnyProjection | None
+    fingerprint: str | None  # of the definition now: a table built under another is not used
+    table: TableVersion | None
+    files: list[str]  # the Parquet files of that build (absolute)
+    columns: dict[str, pl.DataType]  # of the finished table (for a view with no rows yet)
+    stored: dict[str, pl.DataType]  # of the stored form (declarative projections)
+
+
+def read_pin(log: EventLog, is_inventory: bool, projector: Projector | None = None) -> Pin:
+    """Files, head and commits of one version, with the snapshots and projections beside it.
+
+    ``projector`` names the projections the views show (an Inventory's, its own included);
+    without one, an inventory store shows its built-ins, and any store the tables on disk.
+    """
     events = log.storage
     root = log.path.resolve()
     log.reload_schema()  # before the table: an evolution commits its columns before its schema
@@ -77,7 +103,7 @@ def read_pin(log: EventLog, is_inventory: bool) -> Pin:
         files=files,
         commits=commits,
         snapshots=_snapshots(root, head, state_fingerprint(log)) if is_inventory else [],
-        projections=_projections(root),
+        projections=_projections(log, _projector(log, is_inventory, projector)),
         inventory=is_inventory,
         history=log.schema_history,
     )
@@ -161,30 +187,55 @@ def _intact(path: Path, info: SnapshotInfo) -> bool:
     return False
 
 
-def _projections(root: Path) -> list[dict[str, Any]]:
-    """Each projection manifest that names a Parquet file inside its own folder."""
-    out: list[dict[str, Any]] = []
+def _projector(log: EventLog, is_inventory: bool, projector: Projector | None) -> Projector:
+    if projector is not None:
+        return projector
+    fresh = Projector(log)
+    if is_inventory:
+        for projection in BUILTINS:
+            fresh.register(projection)
+    return fresh
+
+
+def _projections(log: EventLog, projector: Projector) -> list[ProjectionPin]:
+    """Every registered projection, then every other table on disk, as their views will show them."""
+    tables = projector.tables
+    on_disk = sorted(p.name for p in tables.root.glob("*") if p.is_dir() and not p.name.startswith("."))
+    names = [*projector.registry, *(n for n in on_disk if n not in projector.registry)]
+    events = pl.Schema(log.schema.columns())
+    out: list[ProjectionPin] = []
     taken = set(BUILT_IN_VIEWS)
-    for manifest in sorted((root / "projections").glob("*/current.json")):
-        folder = manifest.parent
-        name = folder.name
-        try:
-            text = manifest.read_text()
-            data = json.loads(text)
-            target = (folder / data["file"]).resolve()
-            checkpoint = None if data.get("checkpoint") is None else int(data["checkpoint"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            warnings.warn(f"projection manifest {manifest} is unreadable ({exc!r}); no view {name!r}", ProjectionWarning,
-                          stacklevel=4)
-            continue
-        if not target.is_relative_to(folder.resolve()) or not target.is_file():
-            warnings.warn(f"projection manifest {manifest} names {target}, not a file in its folder; no view {name!r}",
-                          ProjectionWarning, stacklevel=4)
-            continue
+    for name in names:
         if name.lower() in taken:  # DuckDB matches names case-insensitively
-            warnings.warn(f"projection {name!r} would hide another view of that name; no view for it", ProjectionWarning,
-                          stacklevel=4)
+            warnings.warn(f"projection {name!r} would hide another view of that name; no view for it",
+                          ProjectionWarning, stacklevel=5)
             continue
         taken.add(name.lower())
-        out.append({"name": name, "checkpoint": checkpoint, "file": str(target), "manifest": text})
+        definition = projector.registry.get(name)
+        try:
+            table = tables.manifest(name)
+            files = tables.files(name, table) if table is not None else []
+        except (ProjectionError, StorageError, OSError, ValueError) as exc:
+            warnings.warn(f"the table of projection {name!r} is unreadable ({exc}); its view shows no stored rows",
+                          ProjectionWarning, stacklevel=5)
+            table, files = None, []
+        if definition is None and table is None:
+            continue
+        fingerprint = projector.fingerprint(definition) if definition is not None else None
+        columns, stored = _schemas(definition, files, events)
+        out.append(ProjectionPin(name, definition, fingerprint, table, files, columns, stored))
     return out
+
+
+def _schemas(definition: AnyProjection | None, files: list[str],
+             events: pl.Schema) -> tuple[dict[str, pl.DataType], dict[str, pl.DataType]]:
+    """The finished and stored columns: from the definition when it is declarative, else from the
+    stored files (a function's columns are known once it ran), else none."""
+    if isinstance(definition, Projection):
+        stored = stored_schema(definition, events)
+        finished = finish_lazy(definition, pl.LazyFrame(schema=stored)).collect_schema()
+        return dict(finished), dict(stored)
+    if files:
+        schema = pl.Schema(pl.read_parquet_schema(files[0]))
+        return {c: t for c, t in schema.items() if not c.startswith(HIDDEN)}, {}
+    return {}, {}

@@ -12,13 +12,16 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 
 from eventlog.core import cuts, sqlrender
-from eventlog.core.definitions import columns_read
+from eventlog.core.definitions import Projection, columns_read
 from eventlog.core.evolution import SchemaHistory
+from eventlog.errors import StaleProjectionError
 from eventlog.model.state import STATE, STATE_SCHEMA, STORED_SCHEMA
-from eventlog.sql.literals import duck_type, ident, indent, literal, string_list, timestamp, typed_nulls
-from eventlog.sql.pin import Pin
+from eventlog.sql.literals import duck_type, ident, indent, literal, string, string_list, timestamp, typed_nulls
+from eventlog.sql.pin import Pin, ProjectionPin
+from eventlog.store.tables import ROW
 
 _MAX_SEQ = "9223372036854775807"
 _NO_TIME = "TIMESTAMPTZ 'infinity'"
@@ -45,9 +48,13 @@ _SNAPSHOT_COLUMNS = {
 }
 _PROJECTION_COLUMNS = {
     "name": pl.String(),
+    "mode": pl.String(),
     "checkpoint": pl.Int64(),
-    "file": pl.String(),
-    "manifest": pl.String(),
+    "lag": pl.Int64(),
+    "table_version": pl.Int64(),
+    "rows": pl.Int64(),
+    "built_at": pl.Datetime("us", "UTC"),
+    "view": pl.String(),
 }
 # The as_of argument, by its type. Typed overloads (``as_of_seq(x BIGINT)``, ...) dispatch
 # well in plain queries, but DuckDB binds a table macro's body with x untyped and then finds
@@ -134,8 +141,7 @@ class Sources:
     def _register(self, files: list[str]) -> str:
         import pyarrow as pa
         import pyarrow.dataset as pads
-        import pyarrow.parquet as pq
-
+        
         if self._con is None:
             raise RuntimeError("Arrow sources need a connection")
         name = f"__eventlog_{self._tag}_{len(self.registered)}"
@@ -161,10 +167,11 @@ def statements(pin: Pin, sources: Sources) -> list[str]:
     ]
     if pin.inventory:
         out += _inventory_definitions(pin, sources)
-    out.append(f"CREATE OR REPLACE VIEW projections AS\n{_values(pin.projections, _PROJECTION_COLUMNS)};\n")
-    for projection in pin.projections:
-        source = sources.parquet([projection["file"]], {})
-        out.append(f"CREATE OR REPLACE VIEW {ident(projection['name'])} AS\nSELECT * FROM {source};\n")
+    views = {p.name: _projection_view(p, pin, sources) for p in pin.projections}
+    rows = [_projection_row(p, pin, how) for p, (how, _) in zip(pin.projections, views.values(), strict=True)]
+    out.append(f"CREATE OR REPLACE VIEW projections AS\n{_values(rows, _PROJECTION_COLUMNS)};\n")
+    for name, (_, sql) in views.items():
+        out.append(f"CREATE OR REPLACE VIEW {ident(name)} AS\n{sql};\n")
     return [s.strip() + "\n" for s in out]
 
 
@@ -240,6 +247,95 @@ def _state_source(history: SchemaHistory, source: str) -> str:
     columns, types = columns_read(STATE)
     rules = history.rules_for(columns, types) if history.rules else []
     return history.sql_source(source, rules) if rules else source
+
+
+def _projection_view(p: ProjectionPin, pin: Pin, sources: Sources) -> tuple[str, str]:
+    """How the view shows the projection, and its SQL: what ``projection(name).read()`` gives
+    at the pinned version, or an error naming why it cannot — never an old table without a word."""
+    if isinstance(p.definition, Projection):
+        return _merge_view(p.definition, p, pin, sources)
+    table = p.table
+    if table is None:
+        return "refused: not built", _refused(p, f"projection {p.name!r} has not been built yet")
+    if p.fingerprint is not None and table.fingerprint != p.fingerprint:
+        return "refused: another definition", _refused(
+            p, f"projection {p.name!r} was built by another definition of it")
+    if table.checkpoint != pin.head:
+        lag = pin.head - table.checkpoint
+        events = "1 event" if lag == 1 else f"{lag} events"
+        return f"refused: {events} behind", _refused(
+            p, f"projection {p.name!r} is {events} behind the log (built at seq {table.checkpoint}, "
+               f"the connection shows seq {pin.head})")
+    return "stored (current)", _stored_rows(p, sources)
+
+
+def _merge_view(definition: Projection, p: ProjectionPin, pin: Pin, sources: Sources) -> tuple[str, str]:
+    """Stored table ⊕ fold of the log after its checkpoint, finished: the projector's read, in SQL."""
+    table = p.table
+    usable = (table is not None and table.fingerprint == p.fingerprint and table.checkpoint <= pin.head)
+    after = table.checkpoint if usable and table is not None else 0
+    stored = ", ".join(ident(c) for c in p.stored)
+    base = (f"SELECT {stored} FROM {sources.parquet(p.files, {})}" if usable and p.files
+            else f"SELECT {typed_nulls(p.stored)} LIMIT 0")
+    tail = sqlrender.substitute(sqlrender.fold(definition, "__events", where=[f"seq > {after}"]),
+                               {"__events": "events"})
+    merged = sqlrender.merge(definition, ["__base", "__tail"])
+    casts = {c: duck_type(t) for c, t in p.columns.items()}
+    finished = sqlrender.finish(definition, "(__merged) AS merged", casts=casts)
+    sql = sqlrender.substitute(sqlrender.substitute(finished, {"__merged": merged}), {
+        "__base": f"(\n{indent(base)}\n) AS base",
+        "__tail": f"(\n{indent(tail)}\n) AS tail",
+    })
+    how = "stored + tail" if usable else "folded from the log (no usable table)"
+    return how, sql
+
+
+def _stored_rows(p: ProjectionPin, sources: Sources) -> str:
+    names = ", ".join(ident(c) for c in p.columns) or "*"
+    if not p.files:
+        return f"SELECT {typed_nulls(p.columns)} LIMIT 0"
+    order = f" ORDER BY {ident(ROW)}" if ROW in _file_columns(p.files[0]) else ""
+    return f"SELECT {names} FROM {sources.parquet(p.files, {})}{order}"
+
+
+_REFUSED = "eventlog: projection "
+
+
+def _refused(p: ProjectionPin, why: str) -> str:
+    """A view that raises ``why`` as soon as any of its rows or columns is read."""
+    message = string(f"eventlog: {why}; run `eventlog project update {p.name}` (or Inventory.update_projections())")
+    columns = p.columns or {"refused": pl.String()}
+    raising = ", ".join(f"CAST(error({message}) AS {duck_type(t)}) AS {ident(c)}" for c, t in columns.items())
+    return f"SELECT {typed_nulls(columns)} WHERE FALSE\nUNION ALL\nSELECT {raising}"
+
+
+def stale_projection(exc: Exception) -> StaleProjectionError | None:
+    """The typed error for DuckDB's error raised by a refusing projection view (None for any other)."""
+    text = str(exc)
+    start = text.find(_REFUSED)
+    if start < 0:
+        return None
+    message = text[start + len("eventlog: "):]
+    name = message.split("'")[1] if message.count("'") >= 2 else ""
+    return StaleProjectionError(message, projection=name)
+
+
+def _projection_row(p: ProjectionPin, pin: Pin, how: str) -> dict[str, Any]:
+    table = p.table
+    return {
+        "name": p.name,
+        "mode": p.definition.mode if p.definition is not None else (table.mode if table else None),
+        "checkpoint": table.checkpoint if table else None,
+        "lag": pin.head - table.checkpoint if table else None,
+        "table_version": table.version if table else None,
+        "rows": table.rows if table else None,
+        "built_at": table.built_at if table else None,
+        "view": how,
+    }
+
+
+def _file_columns(path: str) -> list[str]:
+    return list(pq.read_schema(path).names)
 
 
 def _snapshot_rows(pin: Pin) -> str:

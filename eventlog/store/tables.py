@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import shutil
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,7 +131,14 @@ class ProjectionTables:
         """
         legacy = (self.folder(name) / _LEGACY).exists() and not (self.folder(name) / "_delta_log").is_dir()
         rows = _with_month(table.with_row_index(ROW) if ordered else table, partition_by)
-        self._commit(name, rows, meta | {"rows": table.height}, partition_by=partition_by, schema_mode="overwrite")
+        try:
+            self._commit(name, rows, meta | {"rows": table.height}, partition_by=partition_by, schema_mode="overwrite")
+        except StorageError:
+            if not self._damaged(name):
+                raise
+            # A table whose own log cannot be read is derived data: a full build replaces it whole.
+            shutil.rmtree(self.folder(name))
+            self._commit(name, rows, meta | {"rows": table.height}, partition_by=partition_by, schema_mode="overwrite")
         if legacy:
             self._drop_legacy(name)
         return self._latest(name)
@@ -180,6 +188,15 @@ class ProjectionTables:
                 partition_by=[MONTH] if partition_by else [], schema_mode=schema_mode,
                 commit_properties=_properties(meta),
             )
+
+    def _damaged(self, name: str) -> bool:
+        try:
+            DeltaTable(str(self.folder(name))).version()
+        except TableNotFoundError:
+            return False
+        except (DeltaError, OSError, ValueError):
+            return True
+        return False
 
     def _commit_empty(self, name: str, meta: dict[str, Any]) -> TableVersion:
         """A commit that moves the checkpoint and changes no row (a tail that touched no group)."""
@@ -277,8 +294,11 @@ def _reading(name: str, folder: Path) -> Any:
         yield
     except TableNotFoundError:
         raise ProjectionError(f"projection {name!r}: no table at {folder}") from None
-    except (DeltaError, OSError) as exc:
-        raise StorageError(f"reading the projection table {folder} failed: {exc}", file=str(folder)) from exc
+    except (DeltaError, OSError, pa.ArrowException) as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise StorageError(f"reading the table of projection {name!r} at {folder} failed ({first.strip()}); "
+                           f"rebuild it: Inventory.projection({name!r}).rebuild() or `eventlog project rebuild {name}`",
+                           file=str(folder)) from exc
 
 
 @contextlib.contextmanager
@@ -286,5 +306,6 @@ def _writing(name: str, folder: Path) -> Any:
     try:
         yield
     except DeltaError as exc:
-        raise StorageError(f"writing the projection table {folder} failed (nothing was committed): {exc}",
-                           file=str(folder)) from exc
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise StorageError(f"writing the table of projection {name!r} at {folder} failed, nothing was committed "
+                           f"({first.strip()})", file=str(folder)) from exc

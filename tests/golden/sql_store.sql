@@ -261,10 +261,233 @@ ORDER BY
   "item";
 
 CREATE OR REPLACE VIEW projections AS
-SELECT CAST("name" AS VARCHAR) AS "name", CAST("checkpoint" AS BIGINT) AS "checkpoint", CAST("file" AS VARCHAR) AS "file", CAST("manifest" AS VARCHAR) AS "manifest"
+SELECT CAST("name" AS VARCHAR) AS "name", CAST("mode" AS VARCHAR) AS "mode", CAST("checkpoint" AS BIGINT) AS "checkpoint", CAST("lag" AS BIGINT) AS "lag", CAST("table_version" AS BIGINT) AS "table_version", CAST("rows" AS BIGINT) AS "rows", CAST("built_at" AS TIMESTAMPTZ) AS "built_at", CAST("view" AS VARCHAR) AS "view"
 FROM (VALUES
-    ('top items', 3, '<STORE>/projections/top items/t-1.parquet', '{"file": "t-1.parquet", "checkpoint": 3, "rows": 1}')
-) AS v("name", "checkpoint", "file", "manifest");
+    ('most_collected_items', 'merge', 4, 0, 0, 2, '<TIME>', 'stored + tail'),
+    ('item_origins', 'merge', NULL, NULL, NULL, NULL, NULL, 'folded from the log (no usable table)'),
+    ('daily_flows', 'merge', NULL, NULL, NULL, NULL, NULL, 'folded from the log (no usable table)'),
+    ('daily_stock', 'merge', NULL, NULL, NULL, NULL, NULL, 'folded from the log (no usable table)'),
+    ('stockouts', 'rebuild', NULL, NULL, NULL, NULL, NULL, 'refused: not built'),
+    ('top_movers', 'rebuild', NULL, NULL, NULL, NULL, NULL, 'refused: not built')
+) AS v("name", "mode", "checkpoint", "lag", "table_version", "rows", "built_at", "view");
 
-CREATE OR REPLACE VIEW "top items" AS
-SELECT * FROM read_parquet(['<STORE>/projections/top items/t-1.parquet'], hive_partitioning = false);
+CREATE OR REPLACE VIEW "most_collected_items" AS
+SELECT
+  CAST("item" AS TEXT) AS "item",
+  CAST("total_added" AS BIGINT) AS "total_added",
+  CAST("times_added" AS BIGINT) AS "times_added"
+FROM (
+  SELECT
+  "item" AS "item",
+  SUM("total_added") AS "total_added",
+  SUM("times_added") AS "times_added"
+FROM (
+  SELECT
+    "item",
+    "total_added",
+    "times_added"
+  FROM (
+    SELECT "item", "total_added", "times_added" FROM read_parquet(['<STORE>/projections/most_collected_items/part-00000-<UUID>-c000.snappy.parquet'], hive_partitioning = false)
+) AS base
+  UNION ALL
+  SELECT
+    "item",
+    "total_added",
+    "times_added"
+  FROM (
+    SELECT
+      stream_id AS "item",
+      COALESCE(SUM(quantity), 0) AS "total_added",
+      COUNT(*) AS "times_added"
+    FROM events
+    WHERE
+      event_type IN ('item_added') AND (
+        seq > 4
+      )
+    GROUP BY
+      stream_id
+) AS tail
+) AS "stored"
+GROUP BY
+  "item"
+) AS merged
+ORDER BY
+  "item";
+
+CREATE OR REPLACE VIEW "item_origins" AS
+SELECT
+  CAST("item" AS TEXT) AS "item",
+  CAST("origins" AS TEXT[]) AS "origins"
+FROM (
+  SELECT
+  "item" AS "item",
+  COALESCE(LIST_SORT(LIST_DISTINCT(FLATTEN(ARRAY_AGG("origins")))), []) AS "origins"
+FROM (
+  SELECT
+    "item",
+    "origins"
+  FROM (
+    SELECT CAST(NULL AS VARCHAR) AS "item", CAST(NULL AS VARCHAR[]) AS "origins" LIMIT 0
+) AS base
+  UNION ALL
+  SELECT
+    "item",
+    "origins"
+  FROM (
+    SELECT
+      stream_id AS "item",
+      COALESCE(LIST_SORT(LIST_DISTINCT(ARRAY_AGG(origin))), []) AS "origins"
+    FROM events
+    WHERE
+      event_type IN ('item_added') AND (
+        seq > 0
+      )
+    GROUP BY
+      stream_id
+) AS tail
+) AS "stored"
+GROUP BY
+  "item"
+) AS merged
+ORDER BY
+  "item";
+
+CREATE OR REPLACE VIEW "daily_flows" AS
+SELECT
+  CAST("day" AS DATE) AS "day",
+  CAST("item" AS TEXT) AS "item",
+  CAST("rarity" AS TEXT) AS "rarity",
+  CAST("origin" AS TEXT) AS "origin",
+  CAST("added" AS BIGINT) AS "added",
+  CAST("removed" AS BIGINT) AS "removed",
+  CAST("events" AS BIGINT) AS "events",
+  CAST(added - removed AS BIGINT) AS "net_change"
+FROM (
+  SELECT
+  "day" AS "day",
+  "item" AS "item",
+  "rarity" AS "rarity",
+  "origin" AS "origin",
+  SUM("added") AS "added",
+  SUM("removed") AS "removed",
+  SUM("events") AS "events"
+FROM (
+  SELECT
+    "day",
+    "item",
+    "rarity",
+    "origin",
+    "added",
+    "removed",
+    "events"
+  FROM (
+    SELECT CAST(NULL AS DATE) AS "day", CAST(NULL AS VARCHAR) AS "item", CAST(NULL AS VARCHAR) AS "rarity", CAST(NULL AS VARCHAR) AS "origin", CAST(NULL AS BIGINT) AS "added", CAST(NULL AS BIGINT) AS "removed", CAST(NULL AS BIGINT) AS "events" LIMIT 0
+) AS base
+  UNION ALL
+  SELECT
+    "day",
+    "item",
+    "rarity",
+    "origin",
+    "added",
+    "removed",
+    "events"
+  FROM (
+    SELECT
+      CAST(occurred_at AS DATE) AS "day",
+      stream_id AS "item",
+      rarity AS "rarity",
+      origin AS "origin",
+      COALESCE(SUM(quantity) FILTER(WHERE
+        event_type = 'item_added'), 0) AS "added",
+      COALESCE(SUM(quantity) FILTER(WHERE
+        event_type = 'item_removed'), 0) AS "removed",
+      COUNT(*) AS "events"
+    FROM events
+    WHERE
+      (
+        seq > 0
+      )
+    GROUP BY
+      CAST(occurred_at AS DATE),
+      stream_id,
+      rarity,
+      origin
+) AS tail
+) AS "stored"
+GROUP BY
+  "day",
+  "item",
+  "rarity",
+  "origin"
+) AS merged
+ORDER BY
+  "day",
+  "item",
+  "rarity",
+  "origin";
+
+CREATE OR REPLACE VIEW "daily_stock" AS
+SELECT
+  CAST("item" AS TEXT) AS "item",
+  CAST("day" AS DATE) AS "day",
+  CAST("added" AS BIGINT) AS "added",
+  CAST("removed" AS BIGINT) AS "removed",
+  CAST(added - removed AS BIGINT) AS "net_change",
+  CAST(SUM(added - removed) OVER (PARTITION BY item ORDER BY day) AS BIGINT) AS "stock"
+FROM (
+  SELECT
+  "item" AS "item",
+  "day" AS "day",
+  SUM("added") AS "added",
+  SUM("removed") AS "removed"
+FROM (
+  SELECT
+    "item",
+    "day",
+    "added",
+    "removed"
+  FROM (
+    SELECT CAST(NULL AS VARCHAR) AS "item", CAST(NULL AS DATE) AS "day", CAST(NULL AS BIGINT) AS "added", CAST(NULL AS BIGINT) AS "removed" LIMIT 0
+) AS base
+  UNION ALL
+  SELECT
+    "item",
+    "day",
+    "added",
+    "removed"
+  FROM (
+    SELECT
+      stream_id AS "item",
+      CAST(occurred_at AS DATE) AS "day",
+      COALESCE(SUM(quantity) FILTER(WHERE
+        event_type = 'item_added'), 0) AS "added",
+      COALESCE(SUM(quantity) FILTER(WHERE
+        event_type = 'item_removed'), 0) AS "removed"
+    FROM events
+    WHERE
+      (
+        seq > 0
+      )
+    GROUP BY
+      stream_id,
+      CAST(occurred_at AS DATE)
+) AS tail
+) AS "stored"
+GROUP BY
+  "item",
+  "day"
+) AS merged
+ORDER BY
+  "item",
+  "day";
+
+CREATE OR REPLACE VIEW "stockouts" AS
+SELECT CAST(NULL AS VARCHAR) AS "refused" WHERE FALSE
+UNION ALL
+SELECT CAST(error('eventlog: projection ''stockouts'' has not been built yet; run `eventlog project update stockouts` (or Inventory.update_projections())') AS VARCHAR) AS "refused";
+
+CREATE OR REPLACE VIEW "top_movers" AS
+SELECT CAST(NULL AS VARCHAR) AS "refused" WHERE FALSE
+UNION ALL
+SELECT CAST(error('eventlog: projection ''top_movers'' has not been built yet; run `eventlog project update top_movers` (or Inventory.update_projections())') AS VARCHAR) AS "refused";
