@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+from deltalake import DeltaTable
 import pytest
 import reference
 from hypothesis import HealthCheck, given, settings
@@ -438,3 +439,69 @@ def test_an_update_that_waited_for_another_does_not_move_the_tables_back(
     statuses = inventory.update_projections()
     assert {s.checkpoint for s in statuses.values()} == {4}
     assert inventory.projection("daily_stock").read().rows() == reference.daily_stock(events_of(inventory))
+
+
+# --- projection tables are Delta tables ------------------------------------------------------
+
+
+def _months(inventory: Inventory) -> None:
+    """Events over three months, so the daily tables have three month partitions."""
+    inventory.record([
+        {"event_type": "item_added", "item": item, "quantity": 5, "origin": "cave",
+         "occurred_at": T + dt.timedelta(days=31 * month + i)}
+        for month in range(3) for i, item in enumerate(["sword", "o'brien's axe"])
+    ])
+
+
+def test_a_projection_table_is_a_delta_table_with_its_build_in_the_commit_metadata(inventory: Inventory) -> None:
+    _months(inventory)
+    inventory.update_projections()
+    folder = inventory.projector.tables.folder("most_collected_items")
+    latest = DeltaTable(str(folder)).history(1)[0]
+    assert latest["eventlog.checkpoint"] == str(inventory.log.head())
+    assert latest["eventlog.fingerprint"] == inventory.projector.fingerprint(MOST_COLLECTED_ITEMS)
+    read = pl.from_arrow(DeltaTable(str(folder)).to_pyarrow_table())  # any Delta reader, no eventlog
+    assert read.sort("item").rows() == inventory.projection("most_collected_items").read().rows()
+    assert not (folder / "current.json").exists()
+
+
+def test_an_update_rewrites_only_the_months_its_events_touched(inventory: Inventory) -> None:
+    _months(inventory)
+    inventory.update_projections()
+    folder = inventory.projector.tables.folder("daily_flows")
+    before = set(DeltaTable(str(folder)).file_uris())
+    inventory.add_item("sword", occurred_at=T + dt.timedelta(days=63))  # the third month only
+    inventory.update_projections()
+    after = set(DeltaTable(str(folder)).file_uris())
+    assert len(before - after) == 1 and len(after - before) == 1  # one month's file replaced, two kept
+    assert "__month=2024-05-01" in next(iter(after - before))
+    assert inventory.projection("daily_flows").status().rows == len(inventory.projection("daily_flows").read())
+    assert inventory.projection("daily_flows").read().equals(inventory.projection("daily_flows").rebuild() and
+                                                             inventory.projection("daily_flows").read())
+
+
+def test_an_update_of_a_keyed_table_merges_the_touched_keys_in_one_commit(inventory: Inventory) -> None:
+    _months(inventory)
+    inventory.update_projections()
+    inventory.add_item("shield", 2)
+    inventory.update_projections()
+    latest = DeltaTable(str(inventory.projector.tables.folder("most_collected_items"))).history(1)[0]
+    assert latest["operation"] == "MERGE" and latest["eventlog.full_build"] == "false"
+    assert latest["operationMetrics"]["num_target_rows_inserted"] == 1  # shield; sword and the axe untouched
+    assert latest["operationMetrics"]["num_target_rows_updated"] == 0
+
+
+def test_read_version_reads_an_older_build_of_the_table_itself(inventory: Inventory) -> None:
+    _months(inventory)
+    handle = inventory.projection("most_collected_items")
+    first = handle.update()
+    then = handle.read()
+    inventory.add_item("sword", 4)
+    assert handle.update().version != first.version
+    assert handle.read(version=first.version).equals(then)
+    sword = pl.col("item") == "sword"
+    assert handle.read().filter(sword).item(0, "total_added") == then.filter(sword).item(0, "total_added") + 4
+    with pytest.raises(ProjectionError, match="versions 0 to"):
+        handle.read(version=99)
+    with pytest.raises(ValidationError, match="not both"):
+        handle.read(as_of=1, version=first.version)
