@@ -166,7 +166,7 @@ def _committed_result(log: LogView, key: str, digest: int) -> AppendResult | Non
     last = log.storage.transaction_version(f"{IDEMPOTENCY_APP}.last:{key}")
     committed = log.storage.transaction_version(f"{IDEMPOTENCY_APP}.digest:{key}")
     if committed is not None and committed != digest:  # None: committed before batches had a digest
-        raise IdempotencyConflictError(key, int(first), int(last))
+        raise IdempotencyConflictError(key, first, first if last is None else last)
     recorded = log.scan_range(int(last)).filter(pl.col("seq") == first).select("recorded_at").collect()
     return AppendResult(int(first), int(last), log.version, recorded.item() if recorded.height else None, duplicate=True)
 
