@@ -148,3 +148,20 @@ def test_the_importers_share_the_conversion(tmp_path: Path) -> None:
     other.record(SHAPES["pandas DataFrame"](_items()))
     assert inventory.stock().drop("first_added_at", "last_changed_at").equals(
         other.stock().drop("first_added_at", "last_changed_at"))
+
+
+def test_integer_sums_from_sql_come_back_as_int64_when_they_fit(tmp_path: Path) -> None:
+    inventory = Inventory.open(tmp_path / "store")
+    inventory.record(_items())
+    got = inventory.sql("SELECT SUM(quantity) AS units, SUM(quantity) * 1e0 AS ratio, COUNT(*) AS n FROM events")
+    assert got.schema == pl.Schema({"units": pl.Int64, "ratio": pl.Float64, "n": pl.Int64})
+    assert got.row(0) == (6, 6.0, 3)
+    views = eventlog.sql.query(inventory, "SELECT * FROM most_collected_items")
+    assert all(not isinstance(t, pl.Decimal) and t != pl.Int128 for t in views.dtypes), views.schema
+
+
+def test_a_sum_beyond_int64_keeps_its_wide_type() -> None:
+    from eventlog.core.frames import narrow_integers
+
+    wide = duckdb.sql("SELECT SUM(x) * CAST(10000000000000000000 AS HUGEINT) AS big, SUM(x) AS small FROM range(3) t(x)").pl()
+    assert narrow_integers(wide).dtypes == [pl.Decimal(38, 0), pl.Int64]

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from eventlog.errors import ValidationError
 
-__all__ = ["ArrowStreamExportable", "Batch", "as_frame"]
+__all__ = ["ArrowStreamExportable", "Batch", "as_frame", "narrow_integers"]
 
 
 class ArrowStreamExportable(Protocol):
@@ -97,3 +97,27 @@ def _offsets_as_utc(table: pa.Table) -> pa.Table:
         utc = pa.timestamp(fields[i].type.unit, tz="UTC")
         table = table.set_column(i, fields[i].with_type(utc), table.column(i).cast(utc))
     return table
+
+
+def narrow_integers(frame: pl.DataFrame) -> pl.DataFrame:
+    """Whole-number columns DuckDB widened (a ``SUM`` of BIGINT is a HUGEINT, which arrives as
+    ``Decimal(38, 0)``) as ``Int64`` again, when every value fits; wider values keep their type.
+
+    Example:
+        >>> import duckdb
+        >>> narrow_integers(duckdb.sql("SELECT SUM(x) AS s FROM range(4) t(x)").pl()).dtypes
+        [Int64]
+    """
+    wide = [
+        name for name, dtype in zip(frame.columns, frame.dtypes)
+        if dtype == pl.Int128 or (isinstance(dtype, pl.Decimal) and dtype.scale == 0)
+    ]
+    if not wide:
+        return frame
+    bounds = frame.select(
+        pl.all_horizontal(pl.col(name).is_null() | pl.col(name).cast(pl.Int128).is_between(-(2**63), 2**63 - 1))
+        .all()
+        .alias(name)
+        for name in wide
+    ).row(0, named=True)
+    return frame.with_columns(pl.col(name).cast(pl.Int64) for name, fits in bounds.items() if fits)
