@@ -21,7 +21,7 @@ from eventlog.core.definitions import columns_read
 from eventlog.engines._polars import finish_lazy, stored_schema
 from eventlog.engines.base import Events, EventSlice, lazy_events
 from eventlog.errors import StorageError
-from eventlog.store.delta import first_unreadable
+from eventlog.store.damage import first_unreadable
 
 if TYPE_CHECKING:
     from eventlog.core.definitions import Projection

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -19,7 +20,6 @@ from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from deltalake import (
     ColumnProperties,
     CommitProperties,
@@ -33,10 +33,10 @@ from deltalake import (
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from eventlog.core.schema import PARTITION_COLUMN
-from eventlog.core.text import is_utf8
 from eventlog.errors import CommitError, EventLogError, StorageError, StorePathError
 from eventlog.store.atomic import fsync_file, fsync_folder
 from eventlog.store.base import FILE_COLUMNS, META_PREFIX, CommitFileProblem, FileCover
+from eventlog.store.damage import check_store_path, storage_error
 from eventlog.store.paths import outside
 
 _CONFIGURATION = {
@@ -57,26 +57,6 @@ _HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=F
 # A file deltalake is still writing (or a killed writer left): "<name>#<n>".
 _STAGED = re.compile(r"#\d+$")
 
-# What deltalake 1.6 does with a local table path holding these characters, found by trying
-# each one (create, append, history, checkpoint, time travel, compact, vacuum), and what
-# DuckDB does with the file names it is given. Every other character works, given the
-# fallbacks in file_uris() and scan(): space, %, quotes, ;, =, {}, unicode letters... A ".."
-# or a symlink is resolved before deltalake sees the path.
-_UNUSABLE = {
-    "[": "deltalake panics opening such a table (it parses the path as a URL host)",
-    "]": "deltalake panics opening such a table (it parses the path as a URL host)",
-    "^": "deltalake panics opening such a table (it parses the path as a URL host)",
-    "|": "deltalake panics opening such a table (it parses the path as a URL host)",
-    "#": "deltalake reads an empty commit history there (it takes the rest as a URL fragment), and "
-         "appending after a reopen, verify and SQL need that history",
-    "?": "deltalake reads an empty commit history there (it takes the rest as a URL query), and "
-         "appending after a reopen, verify and SQL need that history",
-    "\\": "deltalake reads a backslash as a folder separator, so it would use another folder",
-    "*": "DuckDB (stock, SQL) reads it as a wildcard in the data file names, so it would read other "
-         "folders' files too",
-}
-# "%" followed by two hex digits is decoded as a URL escape: "a%41" would be read at "aA".
-_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 #: Where files() takes each neutral column from in deltalake's flattened add actions.
 _STATS = {
     "path": "path",
@@ -106,6 +86,7 @@ class DeltaEvents:
 
     def __init__(self, path: Path) -> None:
         check_store_path(path.parent)
+        _refuse_symlink(path)
         self.path = path
         self._files: tuple[int, pl.DataFrame] | None = None
         self._columns: tuple[int, dict[str, pl.DataType]] | None = None
@@ -284,7 +265,7 @@ class DeltaEvents:
         except EventLogError:
             raise
         except (DeltaError, OSError) as exc:  # TableNotFoundError is a DeltaError
-            raise _storage_error(doing, self.path, exc) from exc
+            raise storage_error(doing, self.path, exc) from exc
 
     # --- reads -------------------------------------------------------------------------
 
@@ -381,7 +362,7 @@ class DeltaEvents:
                     folders.add((self.path / relative).parent)
             files.append(commit)
             files.extend(sorted(p for p in log.glob(f"{version:020d}.checkpoint*.parquet") if p.is_file()))
-        if (log / "_last_checkpoint").is_file():
+        if files[-1].name.endswith(".parquet") and (log / "_last_checkpoint").is_file():  # a checkpoint was made
             files.append(log / "_last_checkpoint")
         try:
             for path in files:
@@ -486,121 +467,21 @@ class DeltaEvents:
         )
 
 
-def check_store_path(root: Path) -> None:
-    """Refuse a store path deltalake cannot work with (see _UNUSABLE), before anything is written."""
-    text = str(root)
-    if not is_utf8(text):
-        raise StorePathError(
-            f"cannot keep an event store at {text!r}: its path is not valid UTF-8, which deltalake needs; "
-            "rename the folder to a UTF-8 name"
-        )
-    bad = next((c for c in text if c in _UNUSABLE or ord(c) < 0x20 or ord(c) == 0x7F), None)
-    escape = _ESCAPE.search(text)
-    if bad is None and escape is None:
-        return
-    if bad is not None:
-        char, why = bad, _UNUSABLE.get(bad, "deltalake refuses control characters in a path")
-    else:
-        char = escape.group()  # type: ignore[union-attr]
-        why = f"deltalake reads it as a URL escape, so it would use the folder {unquote(text)!r} instead"
-    folder = next(part for part in root.parts if char in part)
-    raise StorePathError(
-        f"cannot keep an event store at {text}: the path contains {char!r}, and {why}; rename the folder "
-        f"{folder!r} (or choose another path) without {char!r}"
-    )
-
-
-def first_unreadable(paths: list[str]) -> tuple[str, str] | None:
-    """The first of ``paths`` that is missing or not a whole, valid Parquet file, and why.
-
-    For error paths only: it reads every file in full (strings checked as UTF-8), to name
-    the file behind an engine's error that does not say which one it was reading.
-    """
-    for path in paths:
-        try:
-            pq.read_table(path).validate(full=True)
-        except FileNotFoundError:
-            return path, "it is missing"
-        except (pa.ArrowException, OSError) as exc:
-            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-            return path, f"it is not valid Parquet: {first.strip()}"
-    return None
-
-
-def _storage_error(doing: str, table: Path, exc: Exception) -> StorageError:
-    store = table.parent
-    found = _damaged_file(table)
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    detail = detail if len(detail) <= 160 else detail[:159] + "…"  # deltalake's can run to a screen
-    if found is None:
-        return StorageError(
-            f"{doing} the event store at {store} failed ({detail}); if it happens again, run `eventlog verify` and "
-            "restore the store from a backup", store=str(store))
-    file, problem = found
-    return StorageError(
-        f"{doing} the event store at {store} failed: {file} {problem} ({detail}). The store is damaged: restore "
-        "it from a backup, then run `eventlog verify`", store=str(store), file=str(file))
-
-
-def _damaged_file(table: Path) -> tuple[Path, str] | None:
-    """The first Delta log file that keeps the table from loading, and what is wrong with it.
-
-    Only run after deltalake failed, whose messages rarely name the file. It looks where
-    deltalake does: the newest checkpoint, then every commit after it, in order.
-    """
-    log = table / _LOG
-    if not log.is_dir():
-        return log, "is missing"
-    commits = {int(p.name[:20]): p for p in log.glob("*.json") if re.fullmatch(r"\d{20}\.json", p.name)}
-    checkpoints: dict[int, list[Path]] = {}
-    for p in log.glob("*.checkpoint*.parquet"):
-        if re.fullmatch(r"\d{20}\.checkpoint(\.\d+\.\d+)?\.parquet", p.name):
-            checkpoints.setdefault(int(p.name[:20]), []).append(p)
-    start = 0
-    if checkpoints:
-        start = max(checkpoints) + 1
-        for part in sorted(checkpoints[start - 1]):
-            try:
-                pq.read_metadata(part)
-            except (OSError, pa.ArrowException):  # ArrowInvalid: not Parquet
-                return part, "is not a readable checkpoint (Parquet)"
-    if not commits and not checkpoints:
-        return log / f"{0:020d}.json", "is missing (the log holds no commit)"
-    for version in range(start, max(commits, default=start - 1) + 1):
-        path = commits.get(version)
-        if path is None:
-            return log / f"{version:020d}.json", f"is missing (the log has later versions, up to {max(commits)})"
-        problem = _commit_problem(path)
-        if problem is not None:
-            return path, problem
-    return None
-
-
-def _commit_problem(path: Path) -> str | None:
-    try:
-        lines = path.read_bytes().decode("utf-8").splitlines()
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    except UnicodeDecodeError:
-        return "is not text (UTF-8)"
-    if not any(line.strip() for line in lines):
-        return "is empty"
-    for number, line in enumerate(lines, start=1):
-        try:
-            ok = not line.strip() or isinstance(json.loads(line), dict)
-        except json.JSONDecodeError:
-            ok = False
-        if not ok:
-            return f"is not valid JSON at line {number} (truncated or overwritten)"
-    return None
-
-
 def _lexically_outside(root: Path, relative: str) -> str | None:
     """``outside`` for a file in a folder already checked: only the file itself may be a symlink."""
     if relative.startswith("/") or "\\" in relative or ".." in relative.split("/") or "://" in relative:
         return outside(root, relative)
     path = root / relative
     return outside(root, relative) if path.is_symlink() else None
+
+
+def _refuse_symlink(table: Path) -> None:
+    """The events folder must be the folder itself: deltalake resolves a symlink to another place."""
+    if table.is_symlink():
+        target = os.path.realpath(table)
+        raise StorePathError(
+            f"{table} is a symlink (to {target}); the events table must be a real folder of the store. Replace "
+            f"the link by the folder itself (remove the link, then move {target} to {table})")
 
 
 def _added_paths(commit: Path) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from eventlog.store.delta import first_unreadable
+from eventlog.store.damage import first_unreadable
 from eventlog.verify.report import VerifiedLog, Violation
 
 
