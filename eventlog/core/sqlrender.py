@@ -42,13 +42,21 @@ class _Agg(Protocol):
 class Definition(Protocol):
     """What rendering reads of a declarative projection (``eventlog.core.definitions.Projection``)."""
 
-    name: str
-    keys: Mapping[str, str]
-    aggregates: Mapping[str, Any]
-    event_types: Sequence[str] | None
-    where: str | None
-    derived: Mapping[str, str]
-    having: str | None
+    # Read-only: a Projection is a frozen dataclass.
+    @property
+    def name(self) -> str: ...
+    @property
+    def keys(self) -> Mapping[str, str]: ...
+    @property
+    def aggregates(self) -> Mapping[str, Any]: ...
+    @property
+    def event_types(self) -> Sequence[str] | None: ...
+    @property
+    def where(self) -> str | None: ...
+    @property
+    def derived(self) -> Mapping[str, str]: ...
+    @property
+    def having(self) -> str | None: ...
 
     def hidden(self, out: str) -> str: ...
 
@@ -78,11 +86,11 @@ def merge(defn: Definition, stored: Sequence[str], *, dialect: str = SOURCE_DIAL
     if not stored:
         raise ProjectionError(f"projection {defn.name!r}: merge needs at least one stored form")
     parts = [exp.select(*r.stored_columns()).from_(r.source(s)) for s in stored]
-    union: exp.Expression = parts[0]
+    union: exp.Expr = parts[0]
     for part in parts[1:]:
         union = exp.union(union, part, distinct=False)
     keys = [exp.column(r.ident(k)) for k in defn.keys]
-    columns: list[exp.Expression] = [exp.alias_(k.copy(), k.this.copy()) for k in keys]
+    columns: list[exp.Expr] = [exp.alias_(k.copy(), k.this.copy()) for k in keys]
     for out, agg in defn.aggregates.items():
         columns += r.merged(out, agg)
     query = exp.select(*columns).from_(exp.Subquery(this=union, alias=exp.TableAlias(this=r.ident("stored"))))
@@ -100,7 +108,7 @@ def finish(defn: Definition, stored: str, *, dialect: str = SOURCE_DIALECT,
     """
     r = _Renderer(defn, dialect)
     names = [*defn.keys, *defn.aggregates]
-    columns: list[exp.Expression] = [r.cast(exp.column(r.ident(n)), (casts or {}).get(n), n) for n in names]
+    columns: list[exp.Expr] = [r.cast(exp.column(r.ident(n)), (casts or {}).get(n), n) for n in names]
     columns += [r.cast(r.expression(text), (casts or {}).get(out), out) if (casts or {}).get(out)
                 else exp.alias_(r.expression(text), r.ident(out)) for out, text in defn.derived.items()]
     query: exp.Select = exp.select(*columns).from_(r.source(stored))
@@ -139,7 +147,7 @@ class _Renderer:
     def ident(self, name: str) -> exp.Identifier:
         return exp.to_identifier(name, quoted=True)
 
-    def expression(self, text: str) -> exp.Expression:
+    def expression(self, text: str) -> exp.Expr:
         """A user expression, parsed as DuckDB SQL; refused if the dialect cannot have it."""
         try:
             parsed = sqlglot.parse_one(text, read=SOURCE_DIALECT)
@@ -161,12 +169,12 @@ class _Renderer:
                     dialect=self.dialect) from None
         return parsed
 
-    def source(self, text: str) -> exp.Expression:
+    def source(self, text: str) -> exp.Expr:
         """A FROM item written in the target dialect (a table, a table function, a subquery)."""
         return sqlglot.parse_one(f"SELECT * FROM {text}", read=self.dialect).args["from_"].this
 
-    def filters(self, extra: Sequence[str]) -> exp.Expression | None:
-        conditions: list[exp.Expression] = []
+    def filters(self, extra: Sequence[str]) -> exp.Expr | None:
+        conditions: list[exp.Expr] = []
         if self.defn.event_types is not None:
             types = [exp.Literal.string(t) for t in self.defn.event_types]
             conditions.append(exp.In(this=exp.column("event_type"), expressions=types))
@@ -175,7 +183,7 @@ class _Renderer:
         conditions += [exp.Paren(this=sqlglot.parse_one(c, read=SOURCE_DIALECT)) for c in extra]
         return exp.and_(*conditions) if conditions else None
 
-    def partial(self, out: str, agg: _Agg) -> list[exp.Expression]:
+    def partial(self, out: str, agg: _Agg) -> list[exp.Expr]:
         cond = self.expression(agg.where) if agg.where else None
         name = self.ident(out)
         if agg.kind == "count":
@@ -199,7 +207,7 @@ class _Renderer:
             return [exp.alias_(self._sorted_set(gathered), name)]
         raise ProjectionError(f"projection {self.defn.name!r}: unknown aggregate kind {agg.kind!r}")
 
-    def merged(self, out: str, agg: _Agg) -> list[exp.Expression]:
+    def merged(self, out: str, agg: _Agg) -> list[exp.Expr]:
         col = exp.column(self.ident(out))
         name = self.ident(out)
         if agg.kind in ("count", "sum"):
@@ -216,7 +224,7 @@ class _Renderer:
             return [exp.alias_(self._sorted_set(exp.Flatten(this=exp.ArrayAgg(this=col))), name)]
         raise ProjectionError(f"projection {self.defn.name!r}: unknown aggregate kind {agg.kind!r}")
 
-    def stored_columns(self) -> list[exp.Expression]:
+    def stored_columns(self) -> list[exp.Expr]:
         names = [*self.defn.keys]
         for out, agg in self.defn.aggregates.items():
             names.append(out)
@@ -224,25 +232,25 @@ class _Renderer:
                 names.append(self.defn.hidden(out))
         return [exp.column(self.ident(n)) for n in names]
 
-    def cast(self, column: exp.Expression, to: str | None, name: str) -> exp.Expression:
+    def cast(self, column: exp.Expr, to: str | None, name: str) -> exp.Expr:
         if to is None:
             return column
         return exp.alias_(exp.cast(column, exp.DataType.build(to, dialect=self.dialect)), self.ident(name))
 
-    def sql(self, query: exp.Expression) -> str:
+    def sql(self, query: exp.Expr) -> str:
         return query.sql(dialect=self.dialect, pretty=True)
 
-    def _pick(self, kind: str, value: exp.Expression, by: exp.Expression) -> exp.Expression:
+    def _pick(self, kind: str, value: exp.Expr, by: exp.Expr) -> exp.Expr:
         """The value at the lowest/highest order key, a null value included (not skipped)."""
         if self.dialect == SOURCE_DIALECT:
             return exp.Anonymous(this=_FIRST_LAST[kind], expressions=[value, by])
         # Spark's min_by/max_by return the value at the extreme key, null or not: the same meaning.
         return _PORTABLE_FIRST_LAST[kind](this=value, expression=by)
 
-    def _filtered(self, agg: exp.Expression, cond: exp.Expression | None) -> exp.Expression:
+    def _filtered(self, agg: exp.Expr, cond: exp.Expr | None) -> exp.Expr:
         return agg if cond is None else exp.Filter(this=agg, expression=exp.Where(this=cond.copy()))
 
-    def _sorted_set(self, gathered: exp.Expression) -> exp.Expression:
+    def _sorted_set(self, gathered: exp.Expr) -> exp.Expr:
         """Sorted distinct non-null values; an empty list (not null) for a group with none."""
         unique = exp.ArraySort(this=exp.ArrayDistinct(this=gathered))
         empty = exp.Array(expressions=[])
