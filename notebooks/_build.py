@@ -32,6 +32,7 @@ from pathlib import Path
 import polars as pl
 
 import eventlog
+import eventlog.notebook
 from eventlog import Inventory
 
 # The embedded datasets live in the repository's data/ folder, beside the package.
@@ -40,6 +41,7 @@ DATA = Path(eventlog.__file__).resolve().parent.parent / "data"
 WORK = Path(tempfile.mkdtemp(prefix="eventlog-{slug}-"))
 pl.Config.set_tbl_rows(12)
 pl.Config.set_fmt_str_lengths(40)
+eventlog.notebook.plain_tables()  # tables below show strings as text, without polars' quotes
 '''
 
 
@@ -246,6 +248,20 @@ def quickstart() -> list[NotebookNode]:
         print("at the end of 2 Jan: ", game.get_items(as_of="2024-01-02"))
         print("now:                 ", game.get_items())
         print("torches on 4 Jan:", game.get_count("torch", as_of=dt.date(2024, 1, 4)), "- now:", game.get_count("torch"))
+        """),
+        md("""
+        **Any table in**: `record` takes a batch from whatever holds it — a Polars DataFrame or
+        LazyFrame, pandas, pyarrow, a DuckDB relation (anything with the Arrow stream interface),
+        or a list of dicts — through one conversion, with the same checks:
+        """),
+        code("""
+        import duckdb
+
+        bag = Inventory.open(WORK / "any-table")
+        bag.record(duckdb.sql("SELECT 'item_added' AS event_type, 'lantern' AS item, 2 AS quantity"))
+        bag.record(pl.LazyFrame({"event_type": ["item_added", "item_removed"], "item": ["rope", "lantern"], "quantity": [1, 1]}))
+        bag.record([{"event_type": "item_added", "item": "map", "quantity": 1}])
+        bag.stock().select("item", "quantity")
         """),
         md("""
         Nothing extra was stored for any of this: history, audit and time travel are reads of
@@ -670,14 +686,12 @@ def sql() -> list[NotebookNode]:
         # SQL for analysts
 
         Everything in the store is plain Parquet and Delta, so any SQL engine can read it.
-        `eventlog.sql.connect(store)` gives a DuckDB connection already set up with views over
+        `eventlog.connect(store)` (the same as `eventlog.sql.connect`) gives a DuckDB connection already set up with views over
         the store: `events` (the log), `inventory` (the current state), `commits`, `snapshots`
         and one view per projection, plus the time-travel table macros `events_as_of(x)` and
         `inventory_as_of(x)`.
         """),
-        setup("sql", """
-        import eventlog.sql
-        """),
+        setup("sql"),
         md("""
         A store from the embedded data: the original example's story, then the 100,000-event
         sample, with the projections built.
@@ -687,7 +701,7 @@ def sql() -> list[NotebookNode]:
         inv.record(pl.read_csv(DATA / "original_example.csv"))
         inv.record(pl.read_parquet(DATA / "sample_events.parquet"))
         inv.update_projections()
-        con = eventlog.sql.connect(inv.path)
+        con = eventlog.connect(inv.path)
         """),
         md("""
         ## The views
@@ -711,8 +725,13 @@ def sql() -> list[NotebookNode]:
 
         Top items by units collected, straight from the log:
         """),
+        md("""
+        `inv.sql(...)` (like `eventlog.sql.query`) runs one read-only query and returns a Polars
+        frame; its integer sums are `i64`, where a raw connection's `SUM` is DuckDB's 128-bit
+        `HUGEINT` (a `decimal[38,0]` in Polars).
+        """),
         code("""
-        con.sql('''
+        inv.sql('''
             SELECT stream_id AS item,
                    SUM(quantity) FILTER (WHERE event_type = 'item_added')   AS collected,
                    SUM(quantity) FILTER (WHERE event_type = 'item_removed') AS used,
@@ -721,7 +740,7 @@ def sql() -> list[NotebookNode]:
             GROUP BY ALL
             ORDER BY collected DESC NULLS LAST, item
             LIMIT 10
-        ''').pl()
+        ''')
         """),
         md("""
         The same ranking is already maintained as a projection, and every projection is a view:
@@ -733,7 +752,7 @@ def sql() -> list[NotebookNode]:
         Daily totals by business day (`occurred_at` is UTC), with a 7-day moving average:
         """),
         code("""
-        con.sql('''
+        inv.sql('''
             WITH daily AS (
                 SELECT CAST(occurred_at AS DATE) AS day,
                        SUM(quantity) FILTER (WHERE event_type = 'item_added')   AS added,
@@ -746,7 +765,7 @@ def sql() -> list[NotebookNode]:
                    ROUND(AVG(events) OVER (ORDER BY day ROWS BETWEEN 6 PRECEDING AND CURRENT ROW), 1) AS events_7d_avg
             FROM daily
             ORDER BY day
-        ''').pl().tail(7)
+        ''').tail(7)
         """),
         md("""
         ## Time travel in SQL

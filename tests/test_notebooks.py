@@ -104,3 +104,7 @@ def test_notebook_runs_headless(
         pytest.fail(f"{path.name} failed:\n{_ANSI.sub('', str(exc))}", pytrace=False)
     assert nb.cells[-1].outputs[0]["text"].strip() == sys.prefix
     assert not list(tmp_path.iterdir()), "the notebook wrote into its working directory"
+    tables = [out["data"]["text/html"] for cell in nb.cells if cell.cell_type == "code"
+              for out in cell.outputs if "text/html" in out.get("data", {})]
+    quoted = [t for t in tables if "<td>&quot;" in t]
+    assert not quoted, f"{path.name}: a table shows strings in quotes: {quoted[0][:300]}"
