@@ -108,8 +108,8 @@ def _every_day(frame: pl.DataFrame, *, fill: Sequence[str]) -> pl.DataFrame:
     """``frame`` (one row per ``day``) with a row for every day between its first and last, ``fill`` columns 0."""
     if frame.height == 0:
         return frame
-    days = pl.date_range(frame["day"].min(), frame["day"].max(), interval="1d", eager=True).alias("day")  # type: ignore[arg-type]
-    return days.to_frame().join(frame, on="day", how="left").with_columns(pl.col(list(fill)).fill_null(0)).sort("day")
+    days = frame.select(pl.date_range(pl.col("day").min(), pl.col("day").max(), interval="1d").alias("day"))
+    return days.join(frame, on="day", how="left").with_columns(pl.col(list(fill)).fill_null(0)).sort("day")
 
 
 def stock_history(inventory: Inventory, items: Sequence[str]) -> Figure:
@@ -220,8 +220,8 @@ def event_rate(inventory: Inventory, *, every: str = "1d") -> Figure:
                                     pl.col("occurred_at").max().alias("last")).collect().row(0)
         begin = dt.datetime.combine(first.date(), dt.time(), tzinfo=first.tzinfo)
         end = dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time(), tzinfo=last.tzinfo)
-        periods = pl.datetime_range(rate["period"].min(), rate["period"].max(), interval=every,  # type: ignore[arg-type]
-                                    eager=True).alias("period").to_frame()
+        periods = rate.select(pl.datetime_range(pl.col("period").min(), pl.col("period").max(), interval=every)
+                              .alias("period"))
         whole = periods.filter((pl.col("period") >= begin) & (pl.col("period").dt.offset_by(every) <= end))
         dropped = periods.height - whole.height
         for event_type in sorted(rate["event_type"].unique().to_list()):

@@ -164,11 +164,15 @@ def _committed_result(log: LogView, key: str, digest: int) -> AppendResult | Non
     if first is None:
         return None
     last = log.storage.transaction_version(f"{IDEMPOTENCY_APP}.last:{key}")
+    if last is None:  # one commit records both
+        raise IntegrityError(f"{log.path}: idempotency key {key!r} has a first seq but no last seq; run verify")
     committed = log.storage.transaction_version(f"{IDEMPOTENCY_APP}.digest:{key}")
     if committed is not None and committed != digest:  # None: committed before batches had a digest
-        raise IdempotencyConflictError(key, first, first if last is None else last)
-    recorded = log.scan_range(int(last)).filter(pl.col("seq") == first).select("recorded_at").collect()
-    return AppendResult(int(first), int(last), log.version, recorded.item() if recorded.height else None, duplicate=True)
+        raise IdempotencyConflictError(key, first, last)
+    recorded = log.scan_range(last).filter(pl.col("seq") == first).select("recorded_at").collect()
+    if recorded.height == 0:
+        raise IntegrityError(f"{log.path}: idempotency key {key!r} names seq {first}, which the log does not hold; run verify")
+    return AppendResult(first, last, log.version, recorded.item(), duplicate=True)
 
 
 def _check_expected(expected: Mapping[str, ExpectedVersion], actual: dict[str, int]) -> None:
@@ -202,7 +206,7 @@ def _check_event_ids_unused(log: LogView, frame: pl.DataFrame, head: int) -> Non
         .collect()
     )
     if clash.height:  # name the first row of the batch that clashes, like every other check
-        row = first_row(frame, pl.col("event_id").is_in(clash["event_id"].implode()))
+        row = first_row(frame, pl.col("event_id").is_in(clash["event_id"].implode())) or 0
         event_id = frame["event_id"][row]
         seq = clash.filter(pl.col("event_id") == event_id)["seq"][0]
         raise DuplicateEventError(f"event_id {event_id!r} is already in the log at seq {seq}", row=row, field="event_id")

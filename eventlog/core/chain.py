@@ -76,8 +76,8 @@ class EncodedEvents:
         digest = hashlib.sha256()
         for header, valid, values, offsets, data in self._columns:
             digest.update(header)
-            digest.update(b"\x01" * (stop - start) if valid is None else valid[start:stop])
-            digest.update(values[start:stop])
+            digest.update(b"\x01" * (stop - start) if valid is None else valid[start:stop].data)
+            digest.update(values[start:stop].data)
             if offsets is not None:
                 digest.update(data[int(offsets[start]) : int(offsets[stop])])
         return digest.hexdigest()

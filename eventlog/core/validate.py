@@ -149,7 +149,7 @@ def _series_from_python(name: str, values: list[Any], dtype: pl.DataType) -> pl.
         bad_date = isinstance(dtype, pl.Date) and isinstance(v, dt.datetime)
         if not isinstance(v, allowed) or bad_bool or bad_date:
             raise ValidationError(f"expected {dtype}, got {v!r} ({type(v).__name__})", row=i, field=name)
-        if isinstance(dtype, pl.Int64) and not -(2**63) <= v < 2**63:
+        if isinstance(dtype, pl.Int64) and isinstance(v, int) and not -(2**63) <= v < 2**63:
             raise ValidationError(f"{v} does not fit in int64", row=i, field=name)
     try:
         return pl.Series(name, values, dtype=dtype)
@@ -308,7 +308,7 @@ def _parse_timestamp_column(s: pl.Series, name: str) -> pl.Series:
         parsed = s.str.to_datetime(time_unit="us", strict=False)
     except pl.exceptions.ComputeError:  # no value gave polars a format to infer
         parsed = None
-    if parsed is None or parsed.dtype.time_zone is None:  # or it was inferred from a naive value
+    if parsed is None or not isinstance(parsed.dtype, pl.Datetime) or parsed.dtype.time_zone is None:  # or inferred from a naive value
         parsed = pl.repeat(None, s.len(), dtype=utc, eager=True)
     parsed = parsed.dt.convert_time_zone("UTC").cast(utc).alias(name)
     failed = (s.is_not_null() & parsed.is_null()).arg_true()

@@ -62,7 +62,7 @@ class DuckDBEngine:
             return tail
         with self._cursor() as cur:
             cur.register("__stored", stored.to_arrow())
-            cur.register("__tail", tail.select(stored.columns).cast(stored.schema).to_arrow())  # type: ignore[arg-type]
+            cur.register("__tail", tail.select(stored.columns).cast(stored.schema).to_arrow())
             out = cur.sql(sqlrender.merge(definition, ["__stored", "__tail"])).pl()
         return _cast(out, stored.schema)
 

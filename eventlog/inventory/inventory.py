@@ -241,8 +241,8 @@ class Inventory:
     def _repr_html_(self) -> str:
         head = self.log.head()
         snaps = self.snapshots.list()
-        newest = snaps[-1].seq if snaps else None
         rows = self.log.describe()
+        newest = snaps[-1].seq if snaps else 0
         rows.append(("snapshots", f"{len(snaps)}; newest at seq {newest:,} (lag {head - newest:,})" if snaps else "none"))
         for status in self.projections_status():
             lag = "not built" if status.checkpoint is None else f"lag {status.lag:,}"
@@ -485,8 +485,7 @@ def _last_seq_recorded_by(log: EventLog, when: dt.datetime) -> int:
 def _happened_by(state: pl.DataFrame, business: dt.datetime | None) -> bool:
     if business is None or state.height == 0:
         return True
-    latest = state.get_column("last_changed_at").max()
-    return latest is None or latest <= business  # type: ignore[operator]
+    return (state.get_column("last_changed_at") <= business).all()  # nulls are skipped: an all-null column is True
 
 
 __all__ = ["INVENTORY_SCHEMA", "Inventory", "Item"]

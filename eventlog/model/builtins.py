@@ -133,8 +133,8 @@ def dense_daily_stock(daily: pl.DataFrame) -> pl.DataFrame:
     """Expand sparse ``daily_stock`` to one row per item per day (stock carried forward)."""
     if daily.height == 0:
         return daily.select("item", "day", "stock")
-    days = pl.date_range(daily["day"].min(), daily["day"].max(), interval="1d", eager=True).alias("day")  # type: ignore[arg-type]
-    grid = daily.select(pl.col("item").unique()).join(days.to_frame(), how="cross")
+    days = daily.select(pl.date_range(pl.col("day").min(), pl.col("day").max(), interval="1d").alias("day"))
+    grid = daily.select(pl.col("item").unique()).join(days, how="cross")
     first = daily.group_by("item").agg(pl.col("day").min().alias("first_day"))
     return (
         grid.join(daily.select("item", "day", "stock"), on=["item", "day"], how="left")

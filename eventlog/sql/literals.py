@@ -39,7 +39,7 @@ def timestamp(iso: str) -> str:
 def duck_type(dtype: pl.DataType) -> str:
     if isinstance(dtype, pl.Datetime):
         return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
-    if isinstance(dtype, pl.List):
+    if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.DataType):  # polars makes it an instance
         return f"{duck_type(dtype.inner)}[]"
     names = {pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.String: "VARCHAR", pl.Boolean: "BOOLEAN", pl.Date: "DATE",
              pl.Int32: "INTEGER", pl.UInt32: "UINTEGER", pl.UInt64: "UBIGINT", pl.Int128: "HUGEINT",

@@ -31,7 +31,7 @@ class _File:
 
     @property
     def day(self) -> dt.date:
-        return self.events.get_column(PARTITION_COLUMN)[0]  # type: ignore[no-any-return]
+        return self.events.get_column(PARTITION_COLUMN)[0]
 
     @property
     def seqs(self) -> tuple[int, int]:

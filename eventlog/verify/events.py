@@ -212,7 +212,7 @@ def _check_metadata(commit: dict[str, Any], events: pl.DataFrame) -> Violation |
         claimed = None
     if claimed is None or stamps.len() == 0 or stamps.min() != claimed or stamps.max() != claimed:
         return Violation("commit metadata", f"the commit's recorded_at {commit['recorded_at']!r} is not the "
-                         f"recorded_at of its events ({stamps.min()}); its metadata was edited",
+                         f"recorded_at of its events ({stamps.min()!s}); its metadata was edited",
                          version=commit["version"], seq=commit["first_seq"])
     return None
 
