@@ -505,3 +505,15 @@ def test_read_version_reads_an_older_build_of_the_table_itself(inventory: Invent
         handle.read(version=99)
     with pytest.raises(ValidationError, match="not both"):
         handle.read(as_of=1, version=first.version)
+
+
+def test_an_update_merges_a_table_keyed_by_several_nullable_columns(inventory: Inventory) -> None:
+    """The merge's key predicate holds one IS NOT DISTINCT FROM per key (null keys match null keys)."""
+    keyed = inventory.register(Projection("by_origin_rarity", keys={"origin": "origin", "rarity": "rarity"},
+                                          aggregates={"units": Agg.sum("quantity"), "last": Agg.last("stream_id")}))
+    keyed.update()
+    inventory.record([{"event_type": "item_added", "item": "sword", "quantity": 2, "origin": "cave", "rarity": "rare"},
+                      {"event_type": "item_added", "item": "potion", "quantity": 1}])
+    updated = keyed.read()
+    assert updated.equals(keyed.rebuild() and keyed.read())
+    assert None in updated.get_column("origin").to_list()

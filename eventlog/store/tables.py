@@ -161,7 +161,7 @@ class ProjectionTables:
         """Upsert ``rows`` by ``keys`` (null keys match null keys), in one commit."""
         if rows.height == 0:
             return self._commit_empty(name, meta | {"rows": total_rows})
-        predicate = " AND ".join(f"t.\"{k}\" IS NOT DISTINCT FROM s.\"{k}\"" for k in keys)
+        predicate = " AND ".join(f"(t.\"{k}\" IS NOT DISTINCT FROM s.\"{k}\")" for k in keys)  # parenthesised: DataFusion binds AND tighter
         props = _properties(meta | {"rows": total_rows})
         with _writing(name, self.folder(name)):
             (self._current(name)
