@@ -39,7 +39,7 @@ def plain_tables() -> None:
     try:
         from IPython import get_ipython
     except ImportError:
-        get_ipython = None  # type: ignore[assignment]
+        get_ipython = None
     shell = get_ipython() if get_ipython is not None else None
     if shell is None:
         raise RuntimeError("plain_tables() changes how Jupyter shows DataFrames; call it in a notebook")

@@ -159,7 +159,19 @@ class Projection:
         Example:
             >>> p = Projection("per_item", keys={"item": "stream_id"}, aggregates={"n": Agg.count()})
             >>> print(p.to_sql("events", dialect="spark"))
-            SELECT `item`, `n` FROM (SELECT stream_id AS `item`, COUNT(*) AS `n` FROM events GROUP BY stream_id) AS folded ORDER BY `item` NULLS LAST
+            SELECT
+              `item`,
+              `n`
+            FROM (
+              SELECT
+                stream_id AS `item`,
+                COUNT(*) AS `n`
+              FROM events
+              GROUP BY
+                stream_id
+            ) AS folded
+            ORDER BY
+              `item` NULLS LAST
         """
         return sqlrender.to_sql(self, source, dialect=dialect)
 

@@ -26,7 +26,7 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -184,7 +184,7 @@ class ProjectionTables:
     # --- internals -----------------------------------------------------------------------
 
     def _commit(self, name: str, rows: pl.DataFrame, meta: dict[str, Any], *, partition_by: str | None,
-                predicate: str | None = None, schema_mode: str | None = None) -> None:
+                predicate: str | None = None, schema_mode: Literal["merge", "overwrite"] | None = None) -> None:
         folder = self.folder(name)
         folder.mkdir(parents=True, exist_ok=True)
         with _writing(name, folder):
@@ -290,7 +290,7 @@ class ProjectionTables:
 
 
 def _version(name: str, version: int, entry: dict[str, Any], partitions: list[str]) -> TableVersion:
-    meta = {k: entry.get(f"{META_PREFIX}{k}") for k in _FIELDS}
+    meta: dict[str, Any] = {k: entry.get(f"{META_PREFIX}{k}") for k in _FIELDS}  # commit metadata: strings
     return TableVersion(
         name=name, version=version, checkpoint=int(meta["checkpoint"]), fingerprint=str(meta["fingerprint"]),
         built_at=str(meta["built_at"]), duration_s=float(meta["duration_s"] or 0), rows=int(meta["rows"] or 0),
