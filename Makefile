@@ -34,6 +34,7 @@ demo: $(DEMO_STAMP)
 	$(PY) -m eventlog.demo
 
 test: $(DEV_STAMP)
+	$(PY) -m mypy eventlog
 	$(PY) -m pytest -q
 
 test-fast: $(DEV_STAMP)
