@@ -16,7 +16,7 @@ projection and the expression, rather than failing later inside the engine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import sqlglot
@@ -60,12 +60,34 @@ class Definition(Protocol):
 
     def hidden(self, out: str) -> str: ...
 
+    def fingerprint(self) -> str: ...
+
+
+#: Rendered statements by (statement, definition fingerprint, arguments): rendering parses every
+#: expression with sqlglot (~15 ms for the state), and a cold stock() renders the same fold again.
+_RENDERED: dict[tuple[Any, ...], str] = {}
+_RENDERED_MAX = 512
+
+
+def _remembered(key: tuple[Any, ...], render: Callable[[], str]) -> str:
+    text = _RENDERED.get(key)
+    if text is None:
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()
+        text = _RENDERED[key] = render()
+    return text
+
 
 def fold(defn: Definition, source: str, *, where: Sequence[str] = (), dialect: str = SOURCE_DIALECT) -> str:
     """Partial aggregates of the events in ``source`` (a FROM item in ``dialect``), grouped by the keys.
 
     ``where`` adds conditions (in the source dialect) to the definition's own filters.
     """
+    key = ("fold", defn.fingerprint(), source, tuple(where), dialect)
+    return _remembered(key, lambda: _fold(defn, source, where, dialect))
+
+
+def _fold(defn: Definition, source: str, where: Sequence[str], dialect: str) -> str:
     r = _Renderer(defn, dialect)
     keys = [(out, r.expression(text)) for out, text in defn.keys.items()]
     columns = [exp.alias_(e, r.ident(out)) for out, e in keys]
@@ -82,6 +104,10 @@ def fold(defn: Definition, source: str, *, where: Sequence[str] = (), dialect: s
 
 def merge(defn: Definition, stored: Sequence[str], *, dialect: str = SOURCE_DIALECT) -> str:
     """Stored forms (FROM items with the fold's columns) combined into one, group by group."""
+    return _remembered(("merge", defn.fingerprint(), tuple(stored), dialect), lambda: _merge(defn, stored, dialect))
+
+
+def _merge(defn: Definition, stored: Sequence[str], dialect: str) -> str:
     r = _Renderer(defn, dialect)
     if not stored:
         raise ProjectionError(f"projection {defn.name!r}: merge needs at least one stored form")
@@ -106,6 +132,11 @@ def finish(defn: Definition, stored: str, *, dialect: str = SOURCE_DIALECT,
     ``casts`` (column -> type in ``dialect``) fixes output types where engines differ
     (DuckDB sums integers into HUGEINT).
     """
+    key = ("finish", defn.fingerprint(), stored, dialect, tuple(sorted((casts or {}).items())))
+    return _remembered(key, lambda: _finish(defn, stored, dialect, casts))
+
+
+def _finish(defn: Definition, stored: str, dialect: str, casts: Mapping[str, str] | None) -> str:
     r = _Renderer(defn, dialect)
     names = [*defn.keys, *defn.aggregates]
     columns: list[exp.Expr] = [r.cast(exp.column(r.ident(n)), (casts or {}).get(n), n) for n in names]

@@ -93,6 +93,7 @@ class ProjectionTables:
         folder = self.folder(name)
         if (folder / "_delta_log").is_dir():
             return self._latest(name)
+        self._forget(name)  # no table (any more): an open one of before must not be caught up
         if (folder / _LEGACY).exists():
             return self._legacy(name)
         return None
@@ -188,7 +189,10 @@ class ProjectionTables:
         folder = self.folder(name)
         folder.mkdir(parents=True, exist_ok=True)
         with _writing(name, folder):
-            target: DeltaTable | str = self._current(name) if (folder / "_delta_log").is_dir() else str(folder)
+            exists = (folder / "_delta_log").is_dir()
+            if not exists:
+                self._forget(name)
+            target: DeltaTable | str = self._current(name) if exists else str(folder)
             write_deltalake(
                 target, rows.rechunk().to_arrow(), mode="overwrite", predicate=predicate,
                 partition_by=[MONTH] if partition_by else [], schema_mode=schema_mode,
