@@ -133,6 +133,7 @@ class _OnePass:
     def _projection_targets(self) -> tuple[set[str], dict[str, TableVersion], Violation | None]:
         """The declarative projections to recompute, every table of this definition, or a violation."""
         tables: dict[str, TableVersion] = {}
+        self.projector.tables.forget()  # read every table from disk, not from what this process holds
         for name, proj in self.projector.registry.items():
             try:
                 table = self.projector.tables.manifest(name)
@@ -152,12 +153,16 @@ class _OnePass:
             except StorageError as exc:
                 return Violation("projections", str(exc), file=f"projections/{name}")
             if isinstance(proj, Projection):
-                fresh = _ENGINE.finish(proj, _state_or_empty(targets[f"projection {name}"], proj, self.log))
-                finished[(name, table.checkpoint)] = fresh
-                stored = _ENGINE.finish(proj, stored)
+                # Stored forms are compared (finishing is a function of them): no window over a
+                # large table twice. A function built on this projection gets it finished, once.
+                fresh = _state_or_empty(targets[f"projection {name}"], proj, self.log).select(stored.columns)
+                if any(p.source == name for p in self.projector.registry.values()):
+                    finished[(name, table.checkpoint)] = _ENGINE.finish(proj, fresh)
+                order = list(proj.keys)
             else:
                 fresh = self._function_at(proj, table.checkpoint, finished)
-            if not _same(stored, fresh, stored.columns):
+                order = stored.columns
+            if not _same(stored, fresh, order):
                 return Violation("projections", f"projection {name!r} differs from a rebuild at its checkpoint "
                                  f"{table.checkpoint}", seq=table.checkpoint,
                                  file=f"projections/{name} (table version {table.version})")

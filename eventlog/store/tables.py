@@ -254,6 +254,11 @@ class ProjectionTables:
         current = self._current(name)
         return current if current.version() == version else DeltaTable(str(self.folder(name)), version=version)
 
+    def forget(self) -> None:
+        """Drop every open table: the next read opens each from disk (verify trusts no cache)."""
+        self._open.clear()
+        self._builds.clear()
+
     def _forget(self, name: str) -> None:
         self._open.pop(name, None)
         self._builds.pop(name, None)
