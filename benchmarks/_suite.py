@@ -18,7 +18,6 @@ order rotated) so that a noisy neighbour slows them all alike.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 import shutil
 import tempfile

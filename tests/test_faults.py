@@ -49,7 +49,7 @@ import eventlog.store.delta
 import eventlog.store.tables
 from eventlog import Inventory, SnapshotWarning
 from eventlog.model.state import STATE, STATE_VERSION, empty_state
-from eventlog.errors import CommitError, EventLogError, ProjectionError, SnapshotError
+from eventlog.errors import CommitError, EventLogError, SnapshotError
 from eventlog.store.snapshots import SnapshotStore
 
 # --- the store every fault starts from ---------------------------------------------------------

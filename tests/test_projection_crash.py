@@ -7,14 +7,12 @@ must be a complete table whose rows are the reference's at its checkpoint.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import random
 import signal
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 import reference
 from inventory_helpers import (

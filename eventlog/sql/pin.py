@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import threading
 import warnings
 from dataclasses import dataclass
