@@ -280,15 +280,6 @@ class Projector:
     def _built(self) -> list[str]:
         return [n for n in sorted(self.registry) if (self.tables.folder(n) / "_delta_log").is_dir()]
 
-    def finish(self, name: str, stored: pl.DataFrame) -> pl.DataFrame:
-        """A stored table of a declarative projection as its readers see it (functions' as stored)."""
-        proj = self.get(name)
-        return self.engine.finish(proj, stored) if isinstance(proj, Projection) else stored
-
-    def fold_at(self, name: str, cut: int) -> pl.DataFrame:
-        """A declarative projection's stored form rebuilt from the log up to ``cut`` (no stored table used)."""
-        return self.engine.fold(self._declarative(name), self._slice(cut))
-
     # --- helpers -------------------------------------------------------------------------
 
     def _slice(self, cut: int, *, after: int = 0, business: dt.datetime | None = None) -> EventSlice:

@@ -26,7 +26,7 @@ from eventlog.model.builtins import BUILTINS
 from eventlog.model.state import STATE_VERSION, STORED_SCHEMA, state_fingerprint
 from eventlog.projector import Projector
 from eventlog.store.snapshots import SnapshotInfo, SnapshotStore
-from eventlog.store.tables import TableVersion
+from eventlog.store.tables import ROW, TableVersion
 
 #: Views every connection defines; a projection of the same name gets no view.
 BUILT_IN_VIEWS = ("events", "inventory", "commits", "snapshots", "projections")
@@ -65,6 +65,7 @@ class ProjectionPin:
     files: list[str]  # the Parquet files of that build (absolute)
     columns: dict[str, pl.DataType]  # of the finished table (for a view with no rows yet)
     stored: dict[str, pl.DataType]  # of the stored form (declarative projections)
+    ordered: bool = False  # the stored rows carry their order (a function's output: hidden __row)
 
 
 def read_pin(log: EventLog, is_inventory: bool, projector: Projector | None = None) -> Pin:
@@ -221,20 +222,21 @@ def _projections(log: EventLog, projector: Projector) -> list[ProjectionPin]:
         if definition is None and table is None:
             continue
         fingerprint = projector.fingerprint(definition) if definition is not None else None
-        columns, stored = _schemas(definition, files, events)
-        out.append(ProjectionPin(name, definition, fingerprint, table, files, columns, stored))
+        columns, stored, ordered = _schemas(definition, files, events)
+        out.append(ProjectionPin(name, definition, fingerprint, table, files, columns, stored, ordered))
     return out
 
 
 def _schemas(definition: AnyProjection | None, files: list[str],
-             events: pl.Schema) -> tuple[dict[str, pl.DataType], dict[str, pl.DataType]]:
-    """The finished and stored columns: from the definition when it is declarative, else from the
-    stored files (a function's columns are known once it ran), else none."""
+             events: pl.Schema) -> tuple[dict[str, pl.DataType], dict[str, pl.DataType], bool]:
+    """The finished and stored columns, and whether stored rows carry their order: from the
+    definition when it is declarative, else from the stored files (a function's columns are
+    known once it ran), else none."""
     if isinstance(definition, Projection):
         stored = stored_schema(definition, events)
         finished = finish_lazy(definition, pl.LazyFrame(schema=stored)).collect_schema()
-        return dict(finished), dict(stored)
+        return dict(finished), dict(stored), False
     if files:
         schema = pl.Schema(pl.read_parquet_schema(files[0]))
-        return {c: t for c, t in schema.items() if not c.startswith(HIDDEN)}, {}
-    return {}, {}
+        return {c: t for c, t in schema.items() if not c.startswith(HIDDEN)}, {}, ROW in schema
+    return {}, {}, False

@@ -294,7 +294,7 @@ def _stored_rows(p: ProjectionPin, sources: Sources) -> str:
     names = ", ".join(ident(c) for c in p.columns) or "*"
     if not p.files:
         return f"SELECT {typed_nulls(p.columns)} LIMIT 0"
-    order = f" ORDER BY {ident(ROW)}" if ROW in _file_columns(p.files[0]) else ""
+    order = f" ORDER BY {ident(ROW)}" if p.ordered else ""
     return f"SELECT {names} FROM {sources.parquet(p.files, {})}{order}"
 
 
@@ -332,10 +332,6 @@ def _projection_row(p: ProjectionPin, pin: Pin, how: str) -> dict[str, Any]:
         "built_at": table.built_at if table else None,
         "view": how,
     }
-
-
-def _file_columns(path: str) -> list[str]:
-    return list(pq.read_schema(path).names)
 
 
 def _snapshot_rows(pin: Pin) -> str:
