@@ -33,12 +33,16 @@ $(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
 demo: $(DEMO_STAMP)
 	$(PY) -m eventlog.demo
 
+# Two pytest workers (one per core here); tests that must share one process, such as the Spark
+# session, are grouped with @pytest.mark.xdist_group.
+PYTEST_PARALLEL := -n auto --dist loadgroup
+
 test: $(DEV_STAMP)
 	$(PY) -m mypy eventlog
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_PARALLEL)
 
 test-fast: $(DEV_STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow"
 
 # Runs land in benchmarks/runs (ignored by git); `make bench-publish` copies the newest one
 # into benchmarks/results, the copy the repository keeps.
