@@ -79,6 +79,24 @@ class DuplicateEventError(ValidationError):
     """An ``event_id`` is already in the log or twice in the batch."""
 
 
+class PromoteConflictError(EventLogError, ValueError):
+    """An event of a branch no longer fits its origin; the promote wrote nothing.
+
+    ``branch_seq`` and ``event_id`` name the first such event (its seq in the branch),
+    ``stream`` its stream and ``reason`` what no longer holds.
+    """
+
+    def __init__(self, *, branch_seq: int, event_id: str, stream: str, reason: str) -> None:
+        super().__init__(
+            f"the branch's event at seq {branch_seq} (event_id {event_id!r}, stream {stream!r}) no longer fits the "
+            f"origin: {reason}; nothing was promoted. Record it again on the origin, or branch again from its head"
+        )
+        self.branch_seq = branch_seq
+        self.event_id = event_id
+        self.stream = stream
+        self.reason = reason
+
+
 class InsufficientStockError(EventLogError, ValueError):
     """A removal would take an item's stock below zero; nothing was written."""
 

@@ -28,7 +28,9 @@ from eventlog.errors import (
     ValidationError,
 )
 from eventlog.core.schema import EventSchema, Upcaster
-from eventlog.verify import VerifyReport, verify
+from eventlog.lineage import Lineage, check_origin, check_record, fork, promote, read_inherited, read_lineage
+from eventlog.core.cuts import Cut
+from eventlog.verify import Check, VerifyReport, verify
 from eventlog.writer import AppendResult, ChainTip, ExpectedVersion, StreamVersions, WriteTxn
 
 _STORE_FILE = "eventlog.json"
@@ -67,6 +69,7 @@ class EventLog:
         self._lock = FileLock(str(path / ".writer.lock"), timeout=lock_timeout, thread_local=True)
         self._streams = StreamVersions()
         self._chain = ChainTip()
+        self._lineage: tuple[tuple[int, int, int] | None, Lineage | None] | None = None
 
     # --- opening -------------------------------------------------------------------------
 
@@ -236,7 +239,75 @@ class EventLog:
         ``expect``, a hash ``head_hash()`` gave earlier, must still be a commit of the log:
         without it, a log whose newest commits were deleted verifies as a shorter log.
         """
-        return verify(self, progress=progress, expect=expect)
+        return verify(self, extra_checks=self.lineage_checks(), progress=progress, expect=expect)
+
+    # --- branches ------------------------------------------------------------------------
+
+    @property
+    def lineage(self) -> Lineage | None:
+        """Where this store was branched from (origin, fork seq, fork hash), or None for a store that is no branch."""
+        stamp = _stamp(self.path / "branch.json")
+        if self._lineage is None or self._lineage[0] != stamp:
+            self._lineage = (stamp, read_lineage(self.path) if stamp is not None else None)
+        return self._lineage[1]
+
+    def inherited_commits(self) -> list[dict[str, Any]]:
+        """The origin's append commits a branch starts with (seq ranges and hashes), oldest first."""
+        return read_inherited(self.path) if self.lineage is not None else []
+
+    def branch(self, path: str | os.PathLike[str], *, at: Cut = None) -> EventLog:
+        """A new store at ``path`` whose history is this log up to ``at``, as a branch in Git.
+
+        ``at`` is a seq, a business time (a datetime, a date = the end of that UTC day, an ISO
+        string: the longest prefix of the log that happened by then) or the head (None). The
+        branch has its own Delta log, schema history, snapshots and projections; its hash
+        chain continues from the fork. Data files are shared by hard links (copied where the
+        file system cannot link); a fork inside a commit rewrites only the files that hold
+        events on both sides of it. Writes to either store never change the other.
+
+        Example:
+            >>> import tempfile
+            >>> from eventlog import EventLog, EventSchema, EventType
+            >>> root = tempfile.mkdtemp()
+            >>> log = EventLog.create(root + "/main", EventSchema([EventType("ping", ())]))
+            >>> _ = log.append([{"event_type": "ping", "stream_id": "a"}] * 3)
+            >>> trial = log.branch(root + "/trial", at=2)
+            >>> trial.head(), trial.lineage.fork_seq, trial.verify().ok
+            (2, 2, True)
+        """
+        fork(self, Path(path), at)
+        return EventLog.open(path, lock_timeout=self.lock_timeout)
+
+    def origin(self) -> EventLog | None:
+        """The store this branch was made from, when it is still there (None otherwise, or for no branch)."""
+        lineage = self.lineage
+        if lineage is None or not EventLog.exists(lineage.origin):
+            return None
+        return EventLog.open(lineage.origin, lock_timeout=self.lock_timeout)
+
+    def promote(self, branch: EventLog) -> AppendResult:
+        """Append ``branch``'s events after the fork to this log (its origin), all or nothing.
+
+        Fast-forward when this log has not moved since the fork; otherwise the events are
+        appended after the head and checked again (new event ids, streams the branch created
+        still absent). A retried promote appends nothing and returns the first result.
+
+        Raises:
+            PromoteConflictError: an event no longer fits; it is named, and nothing was written.
+        """
+        with self.writing() as txn:
+            return promote(self, branch, txn)
+
+    def lineage_checks(self) -> list[tuple[str, Check]]:
+        """verify's checks of a branch: its record of the fork, then its origin's prefix when reachable."""
+        lineage = self.lineage
+        if lineage is None:
+            return []
+        checks: list[tuple[str, Check]] = [("branch record", lambda lg, h: check_record(self, lineage))]
+        origin = self.origin()
+        if origin is None:
+            return [*checks, (f"origin (not reachable at {lineage.origin}: not checked)", lambda lg, h: None)]
+        return [*checks, ("origin", lambda lg, h: check_origin(lineage, origin))]
 
     def files(self) -> pl.DataFrame:
         """Live data files with their statistics: path (relative to ``<store>/events``), size_bytes,
@@ -392,6 +463,7 @@ class EventLog:
             ("Delta version", self.version),
             ("events by type", ", ".join(f"{t}: {n:,}" for t, n in counts.rows()) or "none"),
             ("last commit", f"{operation} at {ms_to_iso(when)}" if when else "none"),
+            *([("origin", f"{self.lineage.origin} at seq {self.lineage.fork_seq:,}")] if self.lineage else []),
         ]
 
     def _repr_html_(self) -> str:

@@ -332,7 +332,8 @@ class ChainTip:
         while True:
             entries = storage.history(limit)
             for entry in entries:
-                if entry.get("eventlog.operation") == "append" and int(entry["eventlog.last_seq"]) == head:
+                # A branch's fork commit ends at the fork seq with the origin's hash there.
+                if entry.get("eventlog.operation") in ("append", "branch") and int(entry["eventlog.last_seq"]) == head:
                     # A commit made before the chain existed has no hash: the chain restarts
                     # after it, and verify reports the unchained commit.
                     tip = entry.get("eventlog.hash")

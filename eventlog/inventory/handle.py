@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Union
 
 import polars as pl
 
@@ -12,6 +13,7 @@ from eventlog._display import html_table
 from eventlog.core.cuts import Cut, parse_point
 from eventlog.core.definitions import AnyProjection, ProjectionStatus
 from eventlog.errors import ProjectionError, StaleProjectionWarning, ValidationError
+from eventlog.inventory.branches import compare_tables
 from eventlog.projector import Projector
 
 
@@ -26,6 +28,12 @@ class ProjectionOwner(Protocol):
 
     @property
     def projection_reads(self) -> str: ...
+
+
+class HasProjections(Protocol):
+    """Another inventory, as ``ProjectionHandle.compare`` reads it."""
+
+    def projection(self, name: str) -> ProjectionHandle: ...
 
 
 class ProjectionHandle:
@@ -75,6 +83,24 @@ class ProjectionHandle:
         # maintain_order: a projection without keys (a function's table) keeps its own order among ties.
         return table.sort([by, *keys], descending=[True] + [False] * len(keys), nulls_last=True,
                           maintain_order=True).head(n)
+
+    def compare(self, other: Union[ProjectionHandle, HasProjections, Cut] = None, *, as_of: Cut = None) -> pl.DataFrame:
+        """This projection (at ``as_of``) beside the same projection elsewhere: another inventory (a
+        branch, its origin), another handle, or a cut of this log (default: now).
+
+        Rows are matched by the projection's keys: the keys, each value column and
+        ``other_<column>``, then ``status`` (``added``, ``removed``, ``changed``, ``same``, read
+        from this side to the other). A projection without keys (``stockouts``) is compared by
+        whole rows: each row once, ``added``, ``removed`` or ``same``.
+        """
+        this = self.read(as_of)
+        if other is None or isinstance(other, (int, str, dt.date)):
+            that = self.read(other)
+        elif isinstance(other, ProjectionHandle):
+            that = other.read()
+        else:
+            that = other.projection(self.name).read()
+        return compare_tables(this, that, list(self.definition.keys))
 
     def update(self) -> ProjectionStatus:
         return self._inventory.projector.update([self.name])[self.name]

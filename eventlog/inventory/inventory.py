@@ -41,7 +41,9 @@ from eventlog.errors import (
 )
 from eventlog.log import AppendResult, EventLog
 from eventlog.core.definitions import AnyProjection, ProjectionStatus
+from eventlog.inventory.branches import compare_stock, take_snapshots
 from eventlog.inventory.checks import inventory_checks
+from eventlog.lineage import fork, promote
 from eventlog.inventory.handle import ProjectionHandle
 from eventlog.model.schema import ADDED, INVENTORY_SCHEMA, REMOVED, check_inventory_schema
 from eventlog.projector import Projector
@@ -235,8 +237,54 @@ class Inventory:
         ``progress`` is called with the number of events checked after each group; ``expect``
         is a hash from ``log.head_hash()`` the log must still hold (see ``EventLog.verify``)."""
         self._check_state_definition()  # snapshots of another definition (an evolved schema) are not used
-        checks = inventory_checks(self.log, self.snapshots, self.projector)
+        checks = [*self.log.lineage_checks(), *inventory_checks(self.log, self.snapshots, self.projector)]
         return verify(self.log, extra_checks=checks, progress=progress, expect=expect)
+
+    # --- branches ------------------------------------------------------------------------
+
+    def branch(self, path: str | os.PathLike[str], *, at: Cut = None) -> Inventory:
+        """A new inventory at ``path`` whose history is this one's up to ``at``: try a what-if there.
+
+        See ``EventLog.branch``: the data files are shared, not copied; the snapshots at or
+        before the fork come along (shared too). Writes to the branch never change this store.
+
+        Example:
+            >>> import tempfile
+            >>> root = tempfile.mkdtemp()
+            >>> inv = Inventory.open(root + "/main")
+            >>> _ = inv.add_item("sword", 2)
+            >>> trial = inv.branch(root + "/trial")
+            >>> _ = trial.remove_item("sword", 2)
+            >>> inv.compare(trial).rows()
+            [('sword', 2, 0, -2)]
+        """
+        fork(self.log, Path(path), at, before_done=lambda root, seq: take_snapshots(self.snapshots, root, seq))
+        return Inventory.open(path, snapshot_every=self.snapshot_every, keep_snapshots=self.keep_snapshots,
+                              projection_reads=self.projection_reads,
+                              lock_timeout=self.log.lock_timeout)
+
+    def compare(self, other: Inventory | None = None, *, as_of: Cut = None, other_as_of: Cut = None) -> pl.DataFrame:
+        """Stock here (at ``as_of``) beside stock in ``other`` (default: this store) at ``other_as_of``.
+
+        One row per item in stock on either side: ``item``, ``quantity``, ``other_quantity``
+        and ``change`` (other minus this). ``inv.compare(as_of="2024-12-31")`` is "then vs now";
+        ``origin.compare(branch)`` is what a what-if changes.
+        """
+        return compare_stock(self.stock(as_of), (other if other is not None else self).stock(other_as_of))
+
+    def promote(self, branch: Inventory) -> AppendResult:
+        """Append ``branch``'s events after the fork to this inventory (its origin), all or nothing.
+
+        As ``EventLog.promote``; when this store moved since the fork, the stock check runs
+        again against its head: a removal that no longer has the stock is a conflict.
+
+        Raises:
+            PromoteConflictError: names the first event that no longer fits; nothing was written.
+        """
+        with self.log.writing() as txn:
+            result = promote(self.log, branch.log, txn,
+                             check=lambda t, frame: _check_stock(frame, self._state_at_seq(t.head)))
+        return result
 
     def _repr_html_(self) -> str:
         head = self.log.head()

@@ -187,6 +187,25 @@ class DeltaEvents:
         root = str(self.path)
         return FileCover([f"{root}/{p}" for p in chosen.get_column("path").to_list()], bool(inside))
 
+    def add_actions(self) -> pa.Table:
+        """The live files' add actions with their statistics (path, size_bytes, modification_time,
+        num_records, null_count, min, max, partition), for a branch built over the same files.
+
+        Every path was checked to lie inside the table (``files()``) before it is handed out.
+        """
+        self.files()
+        with self._reading("listing the data files of"):
+            return pa.table(self._table.get_add_actions(flatten=False))
+
+    def table_schema(self) -> Schema:
+        """The table's Delta schema, for a branch made with the same columns."""
+        return self._table.schema()
+
+    def configuration(self) -> dict[str, str]:
+        """The table's Delta configuration (checkpoint interval, retention), for a branch made alike."""
+        with self._reading("reading the metadata of"):
+            return {k: v for k, v in self._table.metadata().configuration.items() if v is not None}
+
     def table_id(self) -> str:
         """The id Delta gave the table at creation (a table re-created at the same path gets another)."""
         with self._reading("reading the metadata of"):

@@ -85,7 +85,9 @@ _ONE_PASS = ("hash chain", "seq", "streams", "event ids", "recorded_at")
 
 def append_commits(log: VerifiedLog) -> pl.DataFrame:
     """One row per append commit, oldest first: version, first/last seq and the chain hashes."""
-    rows = []
+    # A branch's first commits are its origin's, recorded at the fork: versions -n..-1 here.
+    inherited = log.inherited_commits()
+    rows = [{**c, "version": i - len(inherited)} for i, c in enumerate(inherited)]
     for entry in log.history():
         if entry.get("eventlog.operation") != "append":
             continue
@@ -133,10 +135,12 @@ def _located(log: VerifiedLog, violation: Violation, commits: pl.DataFrame) -> V
     seq = violation.seq
     if seq is None:
         return violation
+    if violation.version is not None and violation.version < 0:  # inherited: in the fork commit
+        violation = replace(violation, version=0, message=violation.message + " (a commit inherited from the origin)")
     if violation.version is None:
         holding = commits.filter((pl.col("first_seq") <= seq) & (pl.col("last_seq") >= seq))
         if holding.height:
-            violation = replace(violation, version=int(holding.item(0, "version")))
+            violation = replace(violation, version=max(0, int(holding.item(0, "version"))))
     if violation.file is None:
         violation = replace(violation, file=file_of(log, seq))
     return violation

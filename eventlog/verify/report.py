@@ -31,6 +31,10 @@ class VerifiedLog(Protocol):
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]: ...
 
+    def inherited_commits(self) -> list[dict[str, Any]]:
+        """A branch's commits inherited from its origin (oldest first; none for another log)."""
+        ...
+
     def scan_range(self, cut: int, *, after: int = 0, streams: list[str] | None = None,
                    event_types: list[str] | None = None, upcast: bool = True) -> pl.LazyFrame: ...
 

@@ -1,0 +1,158 @@
+"""A branch's events table: the origin's data files shared by hard links, one Delta commit over them.
+
+Delta data files are immutable, so a branch needs no copy of them: each file wholly inside
+the cut is hard-linked under the same relative path into the branch's own table (copied
+where the file system cannot link, e.g. across devices), and version 0 of that table is one
+commit adding them all (``deltalake.transaction.create_table_with_add_actions``, with the
+origin's statistics). Only a file that holds events on both sides of the cut is rewritten,
+keeping the events up to it. Delta add actions must name files inside the table (deltalake
+does not read absolute paths), which is what linking gives. Nothing outside the branch's
+table is written; the origin's files are only read, at the paths its own log names and its
+own storage checked to lie inside it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from deltalake import CommitProperties, PostCommitHookProperties, Transaction
+from deltalake.exceptions import DeltaError
+from deltalake.transaction import AddAction, create_table_with_add_actions
+
+from eventlog.core.schema import PARTITION_COLUMN
+from eventlog.errors import CommitError
+from eventlog.store.atomic import fsync_file, fsync_folder
+from eventlog.store.base import META_PREFIX
+from eventlog.store.delta import DeltaEvents
+
+#: What makes ``os.link`` impossible here while a copy works (another device, a file system without links).
+_CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
+
+
+@dataclass(frozen=True)
+class ForkedFiles:
+    """How the branch got its data files: shared (hard links), copied, or rewritten at the cut."""
+
+    linked: int
+    copied: int
+    rewritten: int
+
+
+def fork_table(source: DeltaEvents, target: Path, *, cut: int, metadata: Mapping[str, str],
+               transactions: Mapping[str, int]) -> ForkedFiles:
+    """Create the table at ``target`` holding ``source``'s events with seq <= ``cut``, in one commit.
+
+    ``metadata`` goes into the commit under ``eventlog.``; ``transactions`` become its Delta app
+    transactions. ``target`` must not hold a table yet; the caller removes it when this raises.
+    """
+    actions = pl.from_arrow(source.add_actions())
+    if not isinstance(actions, pl.DataFrame):  # pragma: no cover - a table always converts to a frame
+        raise TypeError("add actions did not convert to a frame")
+    adds: list[AddAction] = []
+    linked = copied = rewritten = 0
+    folders = {target}
+    for row in actions.iter_rows(named=True):
+        lo, hi = (row["min"] or {}).get("seq"), (row["max"] or {}).get("seq")
+        if lo is not None and lo > cut:
+            continue  # wholly after the cut
+        relative = row["path"]
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        folders.add(destination.parent)
+        partition = {k: _partition_value(v) for k, v in (row["partition"] or {}).items()}
+        if hi is not None and hi <= cut:
+            copied += share_file(source.path / relative, destination)
+            linked += 1
+            adds.append(AddAction(relative, row["size_bytes"], partition, row["modification_time"], True,
+                                  _stats(row["num_records"], row["min"], row["max"], row["null_count"])))
+            continue
+        kept = pl.read_parquet(source.path / relative, hive_partitioning=False).filter(pl.col("seq") <= cut)
+        if kept.height == 0:
+            continue
+        name = f"{Path(relative).parent.as_posix()}/part-00000-{uuid.uuid4()}-c000.zstd.parquet".lstrip("./")
+        written = target / name
+        written.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_parquet(written, compression="zstd", compression_level=1, statistics=True)
+        fsync_file(written)
+        rewritten += 1
+        adds.append(AddAction(name, written.stat().st_size, partition, int(written.stat().st_mtime * 1000), True,
+                              _frame_stats(kept)))
+    linked -= copied
+    try:
+        create_table_with_add_actions(
+            str(target), source.table_schema(), adds, mode="error", partition_by=[PARTITION_COLUMN],
+            configuration=source.configuration(),
+            commit_properties=CommitProperties(
+                custom_metadata={META_PREFIX + k: v for k, v in metadata.items()},
+                app_transactions=[Transaction(app, version) for app, version in transactions.items()]),
+            post_commithook_properties=PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False),
+        )
+    except (DeltaError, OSError) as exc:
+        raise CommitError(f"creating the branch's events table at {target} failed: {exc}; nothing was committed") from exc
+    log = target / "_delta_log"
+    fsync_file(log / f"{0:020d}.json")
+    for folder in sorted({*folders, log}, key=lambda f: len(f.parts), reverse=True):  # deepest first
+        fsync_folder(folder)
+    return ForkedFiles(linked=linked, copied=copied, rewritten=rewritten)
+
+
+def share_file(source: Path, destination: Path) -> int:
+    """Hard-link ``source`` at ``destination`` (0), or copy it where links cannot be made (1)."""
+    try:
+        os.link(source, destination)
+        return 0
+    except OSError as exc:
+        if exc.errno not in _CANNOT_LINK:
+            raise
+    shutil.copyfile(source, destination)
+    fsync_file(destination)
+    return 1
+
+
+def _partition_value(value: object) -> str | None:
+    return value.isoformat() if isinstance(value, dt.date) else (None if value is None else str(value))
+
+
+def _stats(rows: int | None, lo: Mapping[str, Any] | None, hi: Mapping[str, Any] | None,
+           nulls: Mapping[str, Any] | None) -> str:
+    """Delta's statistics JSON for a file (timestamps to the millisecond, as delta-rs writes them)."""
+    return json.dumps({
+        "numRecords": rows,
+        "minValues": {k: _stat(v, up=False) for k, v in (lo or {}).items() if v is not None},
+        "maxValues": {k: _stat(v, up=True) for k, v in (hi or {}).items() if v is not None},
+        "nullCount": {k: v for k, v in (nulls or {}).items() if v is not None},
+    })
+
+
+def _frame_stats(frame: pl.DataFrame) -> str:
+    """Statistics of a rewritten file, from its rows (strings are left out: statistics are optional)."""
+    ranged = [c for c, t in frame.schema.items() if t != pl.String]
+    bounds = frame.select(*(pl.col(c).min().alias(f"lo:{c}") for c in ranged),
+                          *(pl.col(c).max().alias(f"hi:{c}") for c in ranged),
+                          *(pl.col(c).null_count().alias(f"nulls:{c}") for c in frame.columns)).row(0, named=True)
+    return _stats(frame.height, {c: bounds[f"lo:{c}"] for c in ranged}, {c: bounds[f"hi:{c}"] for c in ranged},
+                  {c: bounds[f"nulls:{c}"] for c in frame.columns})
+
+
+def _stat(value: Any, *, up: bool) -> Any:
+    """A statistic as Delta's JSON has it; a timestamp rounded outwards to the millisecond (never narrower)."""
+    if isinstance(value, dt.datetime):
+        utc = value.astimezone(dt.timezone.utc)
+        micros = utc.microsecond
+        ms = math.ceil(micros / 1000) if up else micros // 1000
+        rounded = utc.replace(microsecond=0) + dt.timedelta(milliseconds=ms)
+        return rounded.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rounded.microsecond // 1000:03d}Z"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
