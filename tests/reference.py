@@ -254,3 +254,11 @@ PROJECTIONS = {
     "stockouts": stockouts,
     "top_movers": top_movers,
 }
+
+
+def compare(this: list[tuple], other: list[tuple]) -> list[tuple]:
+    """Rows of Inventory.compare: (item, quantity here, quantity there, change), for items in stock on either side."""
+    here = {row[0]: row[1] for row in this}
+    there = {row[0]: row[1] for row in other}
+    return [(item, here.get(item, 0), there.get(item, 0), there.get(item, 0) - here.get(item, 0))
+            for item in sorted(set(here) | set(there))]
