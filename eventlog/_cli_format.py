@@ -123,6 +123,8 @@ def store_info(log: EventLog) -> dict[str, Any]:
         "total_bytes": int(files.get_column("size_bytes").sum()) if files.height else 0,
         "streams": int(streams or 0),
         "snapshots": snapshots,
+        **({"origin": log.lineage.origin, "fork_seq": log.lineage.fork_seq, "fork_hash": log.lineage.fork_hash}
+           if log.lineage is not None else {}),
         "events_by_type": dict(by_type.rows()),
     }
 

@@ -430,6 +430,73 @@ def generate(
     click.echo(f"recorded {events(results)} in {store.path}{seq_range(results)}")
 
 
+# --- branches --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("new", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--at", type=_CUT, default=None,
+              help="Fork at a seq, or at an ISO date or timestamp (the longest prefix of the log that happened by "
+              "then). Default: the head.")
+@click.pass_obj
+def branch(store: _Store, new: Path, at: int | str | None) -> None:
+    """Make NEW a branch of the store: its history up to --at, data files shared, not copied.
+
+    Write to the branch, compare it with `eventlog compare`, bring it back with `eventlog promote`,
+    or delete its folder to discard it: the store itself never changes.
+    """
+    from eventlog.inventory.inventory import Inventory
+
+    made = store.target().branch(new, at=at)
+    log = made.log if isinstance(made, Inventory) else made
+    lineage = log.lineage
+    if lineage is None:  # pragma: no cover - branch() always writes its record
+        raise ValidationError(f"{log.path} was made without a branch record", field="branch")
+    click.echo(f"branched {store.path} at seq {lineage.fork_seq} into {log.path} ({lineage.linked} data files "
+               f"shared, {lineage.copied} copied, {lineage.rewritten} rewritten)")
+
+
+@main.command()
+@click.argument("other", required=False, type=click.Path(file_okay=False, path_type=Path))
+@_as_of_option
+@click.option("--other-as-of", type=_CUT, default=None, help="The cut of OTHER (or of this store); default: its head.")
+@_format_option("table", "csv", "json")
+@click.pass_obj
+def compare(store: _Store, other: Path | None, as_of: int | str | None, other_as_of: int | str | None, fmt: str) -> None:
+    """Stock here (at --as-of) beside stock in OTHER (default: this store) at --other-as-of.
+
+    One row per item: quantity, other_quantity and change (other minus here). Without OTHER
+    it is "then vs now": `eventlog compare --as-of 2024-12-31`.
+    """
+    from eventlog._cli_format import emit
+
+    theirs = _Store(other).inventory() if other is not None else None
+    emit(store.inventory().compare(theirs, as_of=as_of, other_as_of=other_as_of), fmt)
+
+
+@main.command()
+@click.argument("branch_path", metavar="BRANCH", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def promote(store: _Store, branch_path: Path) -> None:
+    """Append BRANCH's events after its fork to this store (its origin), all or nothing.
+
+    A fast-forward when the store has not moved since the fork; otherwise every event is
+    checked again and the first that no longer fits is named, with nothing written. A
+    retried promote appends nothing.
+    """
+    from eventlog._cli_format import plural
+
+    target = store.target()
+    result = target.promote(_Store(branch_path).target())  # type: ignore[arg-type]
+    events, seqs = plural(result.count, "event"), f"seq {result.first_seq}..{result.last_seq}"
+    if result.count == 0:
+        click.echo(f"nothing to promote: {branch_path} has no events after its fork")
+    elif result.duplicate:
+        click.echo(f"already promoted: {events} at {seqs}")
+    else:
+        click.echo(f"promoted {events} from {branch_path} ({seqs})")
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 

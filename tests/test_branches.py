@@ -306,3 +306,40 @@ def test_a_plain_event_log_branches_and_promotes_too(tmp_path: Path) -> None:
     branch.append([{"event_type": "ping", "stream_id": "b"}])
     assert log.promote(branch).last_seq == 4 and log.verify().ok
     assert branch.describe()[-1] == ("origin", f"{log.path} at seq 2")
+
+
+# --- SQL and the command line -----------------------------------------------------------------------
+
+
+def test_the_sql_macro_compares_two_cuts_as_compare_does(origin: Inventory) -> None:
+    for x, y in ((2, 6), (0, "2024-01-02"), ("2024-01-01", 4)):
+        got = origin.sql("SELECT * FROM inventory_compare($x, $y)", {"x": x, "y": y})
+        assert got.rows() == origin.compare(as_of=x, other_as_of=y).rows(), (x, y)
+        assert got.schema == origin.compare(as_of=x, other_as_of=y).schema
+
+
+def test_the_cli_branches_compares_promotes_and_shows_the_origin(origin: Inventory, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from eventlog.cli import main
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    trial = tmp_path / "trial"
+    assert "at seq 4 into" in run("--store", str(origin.path), "branch", str(trial), "--at", "4")
+    run("--store", str(trial), "add", "sword", "--quantity", "4")
+    rows = json.loads(run("--store", str(origin.path), "compare", str(trial), "--format", "json"))
+    assert {r["item"]: r["change"] for r in rows}["sword"] == 4
+    then = json.loads(run("--store", str(origin.path), "compare", "--as-of", "2", "--format", "json"))
+    assert [tuple(r.values()) for r in then] == origin.compare(as_of=2).rows()
+    info = json.loads(run("--store", str(trial), "info", "--format", "json"))
+    assert (info["origin"], info["fork_seq"]) == (str(origin.path), 4)
+    assert "promoted 1 event from" in run("--store", str(origin.path), "promote", str(trial))
+    assert "already promoted" in run("--store", str(origin.path), "promote", str(trial))
+    refused = CliRunner().invoke(main, ["--store", str(origin.path), "branch", str(tmp_path / "x"), "--at", "99"])
+    assert refused.exit_code == 1 and refused.stderr.startswith("error: field 'at'")

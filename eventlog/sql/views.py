@@ -104,6 +104,20 @@ END;
 """
 
 
+# Inventory.compare over two cuts of the pinned store: change is y's quantity minus x's.
+_INVENTORY_COMPARE = """\
+CREATE OR REPLACE MACRO inventory_compare(x, y) AS TABLE
+SELECT
+    coalesce(here.item, there.item) AS item,
+    coalesce(here.quantity, 0) AS quantity,
+    coalesce(there.quantity, 0) AS other_quantity,
+    coalesce(there.quantity, 0) - coalesce(here.quantity, 0) AS change
+FROM inventory_as_of(x) AS here
+FULL JOIN inventory_as_of(y) AS there ON here.item = there.item
+ORDER BY item;
+"""
+
+
 class Sources:
     """How views read Parquet files: a literal read_parquet list, or Arrow datasets for files
     a locked connection may not open (after refresh)."""
@@ -214,6 +228,7 @@ def _inventory_definitions(pin: Pin, sources: Sources) -> list[str]:
     return [
         f"CREATE OR REPLACE VIEW inventory AS\n{view};\n",
         f"CREATE OR REPLACE MACRO inventory_as_of(x) AS TABLE\n{macro};\n",
+        _INVENTORY_COMPARE,
     ]
 
 

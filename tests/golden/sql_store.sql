@@ -260,6 +260,16 @@ WHERE
 ORDER BY
   "item";
 
+CREATE OR REPLACE MACRO inventory_compare(x, y) AS TABLE
+SELECT
+    coalesce(here.item, there.item) AS item,
+    coalesce(here.quantity, 0) AS quantity,
+    coalesce(there.quantity, 0) AS other_quantity,
+    coalesce(there.quantity, 0) - coalesce(here.quantity, 0) AS change
+FROM inventory_as_of(x) AS here
+FULL JOIN inventory_as_of(y) AS there ON here.item = there.item
+ORDER BY item;
+
 CREATE OR REPLACE VIEW projections AS
 SELECT CAST("name" AS VARCHAR) AS "name", CAST("mode" AS VARCHAR) AS "mode", CAST("checkpoint" AS BIGINT) AS "checkpoint", CAST("lag" AS BIGINT) AS "lag", CAST("table_version" AS BIGINT) AS "table_version", CAST("rows" AS BIGINT) AS "rows", CAST("built_at" AS TIMESTAMPTZ) AS "built_at", CAST("view" AS VARCHAR) AS "view"
 FROM (VALUES
