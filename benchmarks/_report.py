@@ -98,6 +98,8 @@ LABELS = {
     ("eventsourcing", "reconstruct"): "eventsourcing (SQLite): reconstruct all aggregates",
     ("eventsourcing", ""): "eventsourcing (SQLite)",
     ("delta", ""): "raw write_deltalake, no checks",
+    ("copy", ""): "copying the events table (no links)",
+    ("eventlog-mid", "mid-commit"): "eventlog, at a seq inside the last commit",
 }
 OP_TITLES = {
     "cold_stock": "cold `stock()`",
@@ -107,6 +109,8 @@ OP_TITLES = {
     "get_count": "`get_count(item)`",
     "sql_inventory": "`sql.query('SELECT * FROM inventory')`",
     "verify": "`EventLog.verify()` (whole log)",
+    "branch": "`Inventory.branch()` (zero copy)",
+    "compare": "`origin.compare(branch)`",
     "rebuild": "full rebuild of all projections",
     "incremental": "incremental projection update after +1%",
     "record": "`record()` batch",
@@ -287,6 +291,13 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     goal("`add_item()` p50 latency", "≤ 20 ms", add_p50)
     goal("`verify()` ÷ cold `stock()` (same runs)", "about 1×",
          lambda s: _plain_ratio(get(s, "verify"), get(s, "verify", "stock", "cold"), 1.5))
+    def seconds(s: str, op: str, limit: float) -> dict[str, Any] | None:
+        r = get(s, op)
+        return None if r is None else {"value": r["median"], "text": fmt_s(r["median"]), "met": r["median"] <= limit}
+
+    goal("`branch()` at the head, no data copied", "≤ 1 s", lambda s: seconds(s, "branch", 1.0))
+    goal("`origin.compare(branch)` ÷ cold `stock()` (same runs)", "≤ 2×",
+         lambda s: _plain_ratio(get(s, "compare"), get(s, "compare", "stock", "cold"), 2.0))
     goal("full rebuild of all projections ÷ cold `stock()`", "≤ 2×",
          lambda s: _plain_ratio(get(s, "rebuild"), get(s, "cold_stock"), 2.0))
     goal("incremental update after +1% ÷ full rebuild", "≤ 5%",

@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from benchmarks import _limits, _peers
+from benchmarks import _limits, _peers, branching
 from benchmarks._data import Dataset, size_label
 from benchmarks._measure import Results, peak_rss_mib, quantities, same_frames, same_quantities, timed
 from eventlog import EventLog, Inventory, Projection
@@ -115,6 +115,7 @@ class SizeBench:
             self.get_count()
             self.sql_surface()
             self.verify()
+            branching.run(self)
             self.memory()
             self.rebuild()
             self.append_tail()

@@ -270,7 +270,27 @@ class Inventory:
         and ``change`` (other minus this). ``inv.compare(as_of="2024-12-31")`` is "then vs now";
         ``origin.compare(branch)`` is what a what-if changes.
         """
+        if other is not None and as_of is None and other_as_of is None:
+            self._share_prefix(other)
         return compare_stock(self.stock(as_of), (other if other is not None else self).stock(other_as_of))
+
+    def _share_prefix(self, other: Inventory) -> None:
+        """A branch and its origin hold the same events up to the fork: fold them once, for both.
+
+        Only when the two read under the same state definition; each side then folds just its
+        own events after the fork onto that state (verify checks the prefix is the same).
+        """
+        pairs = [(self, other), (other, self)]
+        for origin, branch in pairs:
+            lineage = branch.log.lineage
+            if lineage is None or Path(lineage.origin) != origin.path or lineage.fork_seq == 0:
+                continue
+            origin._check_state_definition()
+            branch._check_state_definition()
+            if origin.snapshots.fingerprint != branch.snapshots.fingerprint:
+                return
+            branch._remember((lineage.fork_seq, None), origin._state_at_seq(lineage.fork_seq))
+            return
 
     def promote(self, branch: Inventory) -> AppendResult:
         """Append ``branch``'s events after the fork to this inventory (its origin), all or nothing.
