@@ -187,47 +187,83 @@ def fork(log: BranchLog, target: Path, at: Cut, *,
     with log.writing():
         cut = fork_point(log, at)
         records, base_seq, base_hash = _inherited(log, cut)
-        fork_hash = records[-1]["hash"] if records else None
-        _claim(root, log.path)
-        body = _records_frame(records)
-        with atomic_file(root / INHERITED_FILE) as tmp:
-            body.write_parquet(tmp)
-        inherited_sha = hashlib.sha256((root / INHERITED_FILE).read_bytes()).hexdigest()
-        table_id = storage.table_id()
-        metadata = {"operation": "branch", "origin": str(log.path), "origin_table_id": table_id,
-                    "fork_seq": str(cut), "last_seq": str(cut), "inherited_sha256": inherited_sha}
-        if fork_hash is not None:
-            metadata["hash"] = fork_hash  # the chain tip a first append on the branch links to
-        files = fork_table(storage, root / "events", cut=cut, metadata=metadata, transactions={})
-        lineage = Lineage(origin=str(log.path), origin_table_id=table_id, origin_version=storage.version,
-                          fork_seq=cut, fork_hash=fork_hash, base_seq=base_seq, base_hash=base_hash,
-                          inherited_sha256=inherited_sha, linked=files.linked, copied=files.copied,
-                          rewritten=files.rewritten, created_at=dt.datetime.now(dt.timezone.utc).isoformat())
-        write_json_atomically(root / BRANCH_FILE, asdict(lineage))
-        kept = SchemaHistory([v for v in log.schema_history.versions if v.first_seq <= cut + 1])
-        if before_done is not None:
-            before_done(root, cut)
-        write_json_atomically(root / STORE_FILE, {"format": 2 if len(kept.versions) > 1 else 1, **kept.to_meta()},
-                              default=str)  # the store exists from here
+        made = not root.exists()
+        _check_free(root)
+        try:
+            _claim(root, log.path)
+            lineage = _make(log, storage, root, cut, records, base_seq, base_hash, before_done)
+        except BaseException:  # re-raised: a failed branch leaves nothing behind, not even on Ctrl-C
+            if not (root / STORE_FILE).exists():
+                _abandon(root, made=made)
+            raise
     (root / MARKER).unlink(missing_ok=True)
     return lineage
 
 
-def _claim(root: Path, origin: Path) -> None:
-    """Make ``root`` ours: new or empty, or left by a failed branch (whose files are then removed)."""
+def _make(log: BranchLog, storage: DeltaEvents, root: Path, cut: int, records: list[dict[str, Any]], base_seq: int,
+          base_hash: str | None, before_done: Callable[[Path, int], object] | None) -> Lineage:
+    """The branch's files in the order that makes ``eventlog.json`` (written last) its commit point."""
+    fork_hash = records[-1]["hash"] if records else None
+    body = _records_frame(records)
+    with atomic_file(root / INHERITED_FILE) as tmp:
+        body.write_parquet(tmp)
+    inherited_sha = hashlib.sha256((root / INHERITED_FILE).read_bytes()).hexdigest()
+    table_id = storage.table_id()
+    metadata = {"operation": "branch", "origin": str(log.path), "origin_table_id": table_id,
+                "fork_seq": str(cut), "last_seq": str(cut), "inherited_sha256": inherited_sha}
+    if fork_hash is not None:
+        metadata["hash"] = fork_hash  # the chain tip a first append on the branch links to
+    files = fork_table(storage, root / "events", cut=cut, metadata=metadata, transactions={})
+    lineage = Lineage(origin=str(log.path), origin_table_id=table_id, origin_version=storage.version,
+                      fork_seq=cut, fork_hash=fork_hash, base_seq=base_seq, base_hash=base_hash,
+                      inherited_sha256=inherited_sha, linked=files.linked, copied=files.copied,
+                      rewritten=files.rewritten, created_at=dt.datetime.now(dt.timezone.utc).isoformat())
+    write_json_atomically(root / BRANCH_FILE, asdict(lineage))
+    kept = SchemaHistory([v for v in log.schema_history.versions if v.first_seq <= cut + 1])
+    if before_done is not None:
+        before_done(root, cut)
+    write_json_atomically(root / STORE_FILE, {"format": 2 if len(kept.versions) > 1 else 1, **kept.to_meta()},
+                          default=str)  # the store exists from here
+    return lineage
+
+
+def _abandon(root: Path, *, made: bool) -> None:
+    """Remove what a failed branch wrote (its own folder too when it made it); errors leave it to a retry."""
+    try:
+        _clear(root)
+        (root / MARKER).unlink(missing_ok=True)
+        if made:
+            root.rmdir()
+    except OSError:
+        pass  # the marker stays: the next branch() at this path clears the rest
+
+
+def _check_free(root: Path) -> None:
+    """``root`` may take a branch: new or empty, or left by a failed branch (marked as such)."""
     if (root / STORE_FILE).exists():
         raise StoreExistsError(f"{root} already holds an event store; pick another path for the branch")
-    if root.exists() and any(root.iterdir()):
-        if not (root / MARKER).is_file():
-            raise StoreExistsError(f"{root} is not empty and holds no store; a branch needs a new or empty folder")
-        for name in ("events", "snapshots", "cache"):
-            if (root / name).is_dir() and not (root / name).is_symlink():
-                shutil.rmtree(root / name)
-        for path in root.iterdir():
-            if path.is_file() or path.is_symlink():
-                path.unlink()
+    if root.exists() and any(root.iterdir()) and not (root / MARKER).is_file():
+        raise StoreExistsError(f"{root} is not empty and holds no store; a branch needs a new or empty folder")
+
+
+def _claim(root: Path, origin: Path) -> None:
+    """Make ``root`` ours, removing what a failed branch left there."""
+    if root.exists():
+        _clear(root)
     root.mkdir(parents=True, exist_ok=True)
     write_json_atomically(root / MARKER, {"origin": str(origin), "pid": os.getpid()})
+
+
+def _clear(root: Path) -> None:
+    """Remove the files a branch writes into ``root`` (the marker last): nothing else is touched."""
+    for name in ("events", "snapshots"):
+        if (root / name).is_dir() and not (root / name).is_symlink():
+            shutil.rmtree(root / name)
+    for name in (INHERITED_FILE, BRANCH_FILE, STORE_FILE):
+        (root / name).unlink(missing_ok=True)
+    for leftover in root.glob(".tmp-*"):
+        if leftover.is_file():
+            leftover.unlink()
 
 
 def _inherited(log: BranchLog, cut: int) -> tuple[list[dict[str, Any]], int, str | None]:
