@@ -124,20 +124,31 @@ class WriteTxn:
         )
         first, last = self.head + 1, self.head + frame.height
         previous = self._chain.at(log.storage, self.head, log.path)
-        digest = events_hash(events, log.schema.columns())  # the columns of the version it commits under
-        own = commit_hash(previous, first, last, digest)
-        metadata = {"first_seq": str(first), "last_seq": str(last), "count": str(frame.height),
-                    "recorded_at": recorded_at.isoformat(), "operation": "append",
-                    "prev_hash": previous or GENESIS, "events_hash": digest, "hash": own}
-        if log.schema_version > 1:  # verify hashes each commit with its version's columns
-            metadata["schema_version"] = str(log.schema_version)
+        table = events.to_arrow()  # once: the storage writes it while the chain hashes it
+        hashed_columns = log.schema.columns()  # the columns of the version it commits under
+        schema_version = log.schema_version
         transactions = {}
         if idempotency_key is not None:
-            metadata["idempotency_key"] = idempotency_key
             transactions = {f"{IDEMPOTENCY_APP}.first:{idempotency_key}": first,
                             f"{IDEMPOTENCY_APP}.last:{idempotency_key}": last,
                             f"{IDEMPOTENCY_APP}.digest:{idempotency_key}": batch_digest}
-        version = log.storage.append(events.to_arrow(), metadata=metadata, transactions=transactions)
+        hashes: list[str] = []
+
+        def metadata() -> dict[str, str]:
+            digest = events_hash(table, hashed_columns)
+            own = commit_hash(previous, first, last, digest)
+            hashes.append(own)
+            out = {"first_seq": str(first), "last_seq": str(last), "count": str(frame.height),
+                   "recorded_at": recorded_at.isoformat(), "operation": "append",
+                   "prev_hash": previous or GENESIS, "events_hash": digest, "hash": own}
+            if schema_version > 1:  # verify hashes each commit with its version's columns
+                out["schema_version"] = str(schema_version)
+            if idempotency_key is not None:
+                out["idempotency_key"] = idempotency_key
+            return out
+
+        version = log.storage.append(table, metadata=metadata, transactions=transactions)
+        own = hashes[0]
         self._streams.advance(events, last)
         self._chain.advance(last, own)
         self.head, self.last_recorded = last, recorded_at

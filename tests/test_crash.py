@@ -111,3 +111,43 @@ def test_writer_killed_while_writing_a_data_file_leaves_an_orphan_that_vacuum_re
     assert _files_on_disk(log) > {str(p) for p in log.files()["path"]}  # the half-written file is left behind
     _assert_whole_batches_and_usable(log)
     _assert_vacuum_removes_orphans_and_keeps_reads(log)
+
+
+# Appends one batch with the commit blocked: its data files are written and synced, then it waits.
+BLOCKED_AT_COMMIT = r"""
+import sys, time
+from deltalake import DeltaTable
+from eventlog import EventLog
+
+def blocked(*args, **kwargs):
+    print("files written", flush=True)
+    time.sleep(600)
+
+DeltaTable.create_write_transaction = blocked
+EventLog.open(sys.argv[1]).append([{"event_type": "item_added", "stream_id": "s", "sku": "x", "quantity": 1}])
+"""
+
+
+@pytest.mark.slow
+def test_a_writer_killed_between_its_data_files_and_its_commit_leaves_orphans_readers_ignore(
+    empty_log: EventLog,
+) -> None:
+    empty_log.append([added("before")])
+    writer = subprocess.Popen([sys.executable, "-c", BLOCKED_AT_COMMIT, str(empty_log.path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "files written"
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=10)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.communicate()
+    log = EventLog.open(empty_log.path)
+    live = {str(p) for p in log.files()["path"]}
+    orphans = _files_on_disk(log) - live
+    assert orphans and all(name.endswith(".parquet") for name in orphans)  # whole files, in place, never committed
+    assert log.head() == 1
+    assert log.verify().ok  # verify reads what the log commits, never a file it does not name
+    _assert_vacuum_removes_orphans_and_keeps_reads(log)

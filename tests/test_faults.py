@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 import reference
 from deltalake import DeltaTable
@@ -124,7 +125,8 @@ SEAMS: dict[str, tuple[Any, str]] = {
     "unlink": (pathlib.Path, "unlink"),
     "refresh": (DeltaTable, "update_incremental"),
     "history": (DeltaTable, "history"),
-    "write_deltalake": (eventlog.store.delta, "write_deltalake"),
+    "write_table": (pq, "write_table"),
+    "commit": (DeltaTable, "create_write_transaction"),
     "tables.write_deltalake": (eventlog.store.tables, "write_deltalake"),
     "merge.execute": (TableMerger, "execute"),
     "optimize.compact": (TableOptimizer, "compact"),
@@ -157,11 +159,18 @@ class Fault:
 
 
 FAULTS = [
-    # append = catch up under the lock, read the chain tip, write data files + commit (one Rust call).
+    # append = catch up under the lock, read the chain tip, write each data file (NEW_BATCH: two) under a
+    # staged name, fsync it, rename it into place, fsync the folders; then commit, fsync the commit file
+    # and the log folder. A sync failing after the commit: committed, reported as not durable.
     Fault("append", "refresh", step="catch up with the table under the lock"),
     Fault("append", "history", step="read the previous commit's hash"),
-    Fault("append", "write_deltalake", raises=CommitError, step="write the data files or the commit"),
-    Fault("append", "write_deltalake", after=True, done=1, raises=None, step="after the commit (post-commit hooks)"),
+    Fault("append", "write_table", raises=CommitError, step="write a data file"),
+    Fault("append", "fsync", raises=CommitError, step="fsync a data file"),
+    Fault("append", "replace", raises=CommitError, step="rename a data file into place"),
+    Fault("append", "fsync", call=3, raises=CommitError, step="fsync a data file's folder"),
+    Fault("append", "commit", raises=CommitError, step="commit the synced data files"),
+    Fault("append", "commit", after=True, done=1, raises=None, step="after the commit (post-commit hooks)"),
+    Fault("append", "fsync", call=6, done=1, raises=CommitError, step="fsync the commit file"),
     # snapshot = data to a temp file, fsync, rename, fsync the folder; manifest the same (its rename is the
     # commit); prune. A folder fsync failing after the manifest's rename: committed, reported as not durable.
     Fault("snapshot", "mkstemp", raises=SnapshotError, step="create the temp data file"),
@@ -337,7 +346,7 @@ RECORD_SNAPSHOT_FAULTS = [
     Fault("append", "write_parquet", error=pl.exceptions.ComputeError,
           step="the snapshot before the append, polars reporting a full disk"),
     Fault("append", "unlink", step="pruning before the append"),
-    Fault("append", "replace", call=4, step="the snapshot after the append"),
+    Fault("append", "replace", call=6, step="the snapshot after the append"),  # 3 and 4: the data files
 ]
 
 
@@ -658,3 +667,33 @@ def test_a_build_killed_before_its_commit_never_displaces_the_previous_version(b
     inventory.update_projections()
     for name, manifest in held.items():
         assert tables.read(name, manifest).height == manifest.rows  # type: ignore[union-attr]
+
+
+# --- a full disk, for real: every write past a size fails (RLIMIT_FSIZE), no patching -------------------
+
+FULL_DISK_CHILD = r"""
+import resource, signal, sys
+from eventlog import Inventory
+from eventlog.errors import CommitError
+inventory = Inventory.open(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (2048, resource.RLIM_INFINITY))
+for _ in range(3):
+    try:
+        inventory.record([{"event_type": "item_added", "item": f"item {i}", "quantity": 1} for i in range(2000)])
+    except CommitError as exc:
+        print("refused", "nothing was committed" in str(exc), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+def test_an_append_on_a_full_disk_is_a_commit_error_with_nothing_on_stderr_and_nothing_left(path: Path) -> None:
+    before, files = observe(path), _files_on_disk(path)
+    child = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(path)], capture_output=True, text=True,
+                           timeout=120)
+    assert child.stdout.split("\n")[:3] == ["refused True"] * 3, child.stderr
+    assert child.stderr == ""  # deltalake's own writer printed Rust panic traces here
+    assert observe(path) == before
+    assert _files_on_disk(path) == files
+    assert Inventory.open(path).record(NEW_BATCH).first_seq == len(before["events"]) + 1

@@ -42,9 +42,13 @@ ENCODING_VERSION = "v1"
 GENESIS = "0" * 64
 
 
-def events_hash(events: pl.DataFrame, columns: dict[str, pl.DataType]) -> str:
-    """The event hash of ``events`` (in seq order) for the schema's ``columns``."""
-    return EncodedEvents(events, columns).digest(0, events.height)
+def events_hash(events: pl.DataFrame | pa.Table, columns: dict[str, pl.DataType]) -> str:
+    """The event hash of ``events`` (in seq order) for the schema's ``columns``.
+
+    An Arrow table is hashed as it is (the writer's copy of the commit), a frame is converted once.
+    """
+    encoded = EncodedEvents(events, columns)
+    return encoded.digest(0, encoded.height)
 
 
 def commit_hash(previous: str | None, first_seq: int, last_seq: int, events_digest: str) -> str:
@@ -59,16 +63,21 @@ class EncodedEvents:
     small commits: each commit costs a few buffer slices per column, not a conversion.
     """
 
-    def __init__(self, events: pl.DataFrame, columns: dict[str, pl.DataType]) -> None:
-        self.height = events.height
-        present = [name for name in columns if name in events.columns]
-        table = events.select(present).to_arrow() if present else None
+    def __init__(self, events: pl.DataFrame | pa.Table, columns: dict[str, pl.DataType]) -> None:
+        height = events.num_rows if isinstance(events, pa.Table) else events.height
+        self.height = height
+        names = events.column_names if isinstance(events, pa.Table) else events.columns
+        present = [name for name in columns if name in names]
+        if isinstance(events, pa.Table):
+            table = events.select(present) if present else None
+        else:
+            table = events.select(present).to_arrow() if present else None
         self._columns = []
         for name, dtype in columns.items():
             if table is not None and name in present:
                 array = table.column(name).combine_chunks()
             else:
-                array = pa.nulls(events.height, type=pa.int64() if dtype != pl.String else pa.large_string())
+                array = pa.nulls(height, type=pa.int64() if dtype != pl.String else pa.large_string())
             self._columns.append((f"col:{name}\n".encode(), *_encode(array, dtype)))
 
     def digest(self, start: int, stop: int) -> str:

@@ -9,6 +9,7 @@ their seq range and day, commit metadata, idempotency transactions.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -100,8 +101,12 @@ class EventStore(Protocol):
         """The first commit record that lost its content, if any (a store without files has none)."""
         ...
 
-    def append(self, data: pa.Table, *, metadata: dict[str, str], transactions: dict[str, int]) -> int:
-        """Commit ``data`` (all stored columns) as one version and return it; callers hold the writer lock."""
+    def append(self, data: pa.Table, *, metadata: dict[str, str] | Callable[[], dict[str, str]],
+               transactions: dict[str, int]) -> int:
+        """Commit ``data`` (all stored columns) as one version and return it; callers hold the writer lock.
+
+        ``metadata`` may be a function: it is called once, while the data is being written.
+        """
         ...
 
     def add_columns(self, columns: dict[str, pl.DataType], *, metadata: dict[str, str]) -> int:

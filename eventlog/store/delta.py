@@ -12,7 +12,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from deltalake import (
     Schema,
     Transaction,
     WriterProperties,
-    write_deltalake,
 )
 from deltalake.exceptions import CommitFailedError, DeltaError
 
@@ -37,6 +36,7 @@ from eventlog.errors import CommitError, EventLogError, StorageError, StorePathE
 from eventlog.store.atomic import fsync_file, fsync_folder
 from eventlog.store.base import FILE_COLUMNS, META_PREFIX, CommitFileProblem, FileCover
 from eventlog.store.damage import check_store_path, storage_error
+from eventlog.store.datafiles import DataFiles, remove
 from eventlog.store.paths import outside
 
 _CONFIGURATION = {
@@ -68,6 +68,8 @@ _STATS = {
     "day": f"partition.{PARTITION_COLUMN}",
 }
 _LOG = "_delta_log"
+#: An append's commit metadata, or a function that computes it while the data files are written.
+Metadata = dict[str, str] | Callable[[], dict[str, str]]
 
 
 def table_exists(path: Path) -> bool:
@@ -327,8 +329,25 @@ class DeltaEvents:
 
     # --- writes (callers hold the writer lock) -----------------------------------------
 
-    def append(self, data: pa.Table, *, metadata: dict[str, str], transactions: dict[str, int]) -> int:
-        custom = {META_PREFIX + k: v for k, v in metadata.items()}
+    def append(self, data: pa.Table, *, metadata: Metadata, transactions: dict[str, int]) -> int:
+        """Write ``data``'s files, sync them, then commit them with ``metadata`` (computed while they are written).
+
+        The order is what survives a power loss: data files and their folders are synced before the
+        commit file exists, and the commit file and the log folder before this returns.
+        """
+        given = dict(pl.DataFrame(data.schema.empty_table()).schema)
+        if given != self.columns():
+            raise CommitError(f"the batch's columns {given} are not the table's {self.columns()}; nothing was committed")
+        files = DataFiles(self.path, data)
+        try:
+            custom = {META_PREFIX + k: v for k, v in (metadata() if callable(metadata) else metadata).items()}
+        except BaseException:
+            files.cancel()
+            raise
+        try:
+            written = files.wait()
+        except (OSError, pa.ArrowException) as exc:
+            raise CommitError(f"writing to {self.path} failed: {exc}; nothing was committed") from exc
         props = CommitProperties(
             custom_metadata=custom,
             app_transactions=[Transaction(app_id, version) for app_id, version in transactions.items()],
@@ -336,30 +355,27 @@ class DeltaEvents:
         )
         before = self.version
         try:
-            write_deltalake(
-                self._table,
-                data,
-                mode="append",
-                partition_by=[PARTITION_COLUMN],
-                writer_properties=_WRITER,
-                commit_properties=props,
-                post_commithook_properties=_HOOKS,
-            )
+            self._table.create_write_transaction(
+                [w.action for w in written], "append", schema=self._table.schema(), partition_by=[PARTITION_COLUMN],
+                commit_properties=props, post_commithook_properties=_HOOKS)
         except CommitFailedError as exc:
+            remove(w.path for w in written)
             raise CommitError(f"the commit to {self.path} was refused ({exc}); nothing was written, retry") from exc
         except (DeltaError, OSError) as exc:
             # The post-commit hook (the checkpoint) runs after the commit and its failure is
             # raised too: reporting that batch as not written would make the caller append it twice.
             landed = self._committed_since(before, custom, exc)
             if landed is None:
+                remove(w.path for w in written)
                 raise CommitError(f"writing to {self.path} failed: {exc}; nothing was committed") from exc
-            self._make_durable(landed, landed, committed=True)
+            self._make_durable(landed, landed, committed=True, data=False)
             return landed
-        version = self.version  # write_deltalake moved self._table to the new version
-        self._make_durable(before + 1, version, committed=True)
+        self.refresh()
+        version = self.version
+        self._make_durable(before + 1, version, committed=True, data=False)
         return version
 
-    def _make_durable(self, first: int, last: int, *, committed: bool) -> None:
+    def _make_durable(self, first: int, last: int, *, committed: bool, data: bool = True) -> None:
         """fsync what versions ``first..last`` wrote, before the caller is told they are committed.
 
         deltalake writes data files, commit files and checkpoints without fsync, and never syncs
@@ -372,10 +388,10 @@ class DeltaEvents:
         """
         log = self.path / _LOG
         files: list[Path] = []
-        folders = {self.path, log}
+        folders = {self.path, log} if data else {log}
         for version in range(first, last + 1):
             commit = log / f"{version:020d}.json"
-            for relative in _added_paths(commit):
+            for relative in _added_paths(commit) if data else ():  # an append synced its data files itself
                 if outside(self.path, relative) is None:  # never touch what a hostile entry names
                     files.append(self.path / relative)
                     folders.add((self.path / relative).parent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 import time
 import uuid
 from dataclasses import dataclass
@@ -124,8 +125,10 @@ class MemoryEvents:
 
     # --- writes ------------------------------------------------------------------------
 
-    def append(self, data: pa.Table, *, metadata: dict[str, str], transactions: dict[str, int]) -> int:
+    def append(self, data: pa.Table, *, metadata: dict[str, str] | Callable[[], dict[str, str]],
+               transactions: dict[str, int]) -> int:
         events = pl.DataFrame(data)
+        metadata = metadata() if callable(metadata) else metadata
         if dict(events.schema) != self.columns():
             raise CommitError(f"the batch's columns {dict(events.schema)} are not the table's {self.columns()}; "
                               "nothing was committed")

@@ -1,0 +1,104 @@
+"""What survives a power loss: an append's data files are on disk before a commit names them.
+
+The order of an append's calls into the file system is recorded (``os.fsync`` of each file and
+folder, ``os.replace``, Delta's commit): a commit file must never reach the disk while a data
+file it adds, or that file's folder entry, could still be lost; and the commit file and the
+log folder are synced before the caller is told the batch is committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deltalake import DeltaTable
+from support import added
+
+from eventlog import EventLog
+from eventlog.errors import CommitError
+
+T0 = dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+
+
+def _path_of(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(what, path) of every fsync, rename and Delta commit, in the order they happened."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name the file of an fsync")
+    seen: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    real_commit = DeltaTable.create_write_transaction
+
+    def fsync(fd: int) -> None:
+        seen.append(("fsync", _path_of(fd)))
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        real_replace(src, dst, *args, **kwargs)
+        seen.append(("rename", str(dst)))
+
+    def commit(self: DeltaTable, *args: Any, **kwargs: Any) -> None:
+        seen.append(("commit", ""))
+        real_commit(self, *args, **kwargs)
+        seen.append(("committed", ""))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", commit)
+    return seen
+
+
+def _added_files(events: Path, version: int) -> list[Path]:
+    lines = (events / "_delta_log" / f"{version:020d}.json").read_text().splitlines()
+    return [events / json.loads(line)["add"]["path"] for line in lines if '"add"' in line]
+
+
+def _batch() -> list[dict[str, Any]]:
+    """Three business days, one of them new to the table: three files, one new partition folder."""
+    return [added(f"item {i}", occurred_at=T0 + dt.timedelta(days=i % 3)) for i in range(6)]
+
+
+def test_data_files_and_their_folders_are_synced_before_the_commit(empty_log: EventLog,
+                                                                   calls: list[tuple[str, str]]) -> None:
+    empty_log.append([added("first", occurred_at=T0)])
+    calls.clear()
+    result = empty_log.append(_batch())
+    events = empty_log.path / "events"
+    files = _added_files(events, result.version)
+    assert len(files) == 3
+    commit_at = calls.index(("commit", ""))
+    before = calls[:commit_at]
+    for file in files:
+        assert ("fsync", str(file) + "#1") in before, f"{file.name} was not synced before the commit"
+        assert ("rename", str(file)) in before
+        synced_folder = before.index(("fsync", str(file.parent)))
+        assert synced_folder > before.index(("rename", str(file))), "its folder was synced before the rename"
+    assert ("fsync", str(events)) in before  # the new partition folder's entry
+    after = calls[calls.index(("committed", "")):]
+    commit_file = events / "_delta_log" / f"{result.version:020d}.json"
+    assert ("fsync", str(commit_file)) in after
+    assert after.index(("fsync", str(events / "_delta_log"))) > after.index(("fsync", str(commit_file)))
+
+
+def test_a_failed_commit_removes_the_files_it_wrote(empty_log: EventLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty_log.append([added("first", occurred_at=T0)])
+    events = empty_log.path / "events"
+    before = {p for p in events.rglob("*.parquet*")}
+
+    def refuse(self: DeltaTable, *args: Any, **kwargs: Any) -> None:
+        assert {p for p in events.rglob("*.parquet")} > before  # the files are in place, synced
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", refuse)
+    with pytest.raises(CommitError, match="nothing was committed"):
+        empty_log.append(_batch())
+    assert {p for p in events.rglob("*.parquet*")} == before
+    assert EventLog.open(empty_log.path).head() == 1
