@@ -323,7 +323,8 @@ def test_a_data_file_garbled_in_place_is_found_not_raised(inventory: Inventory, 
     # Bytes flipped without changing the size: the size check passes, the read fails.
     target = data_files(inventory)[1]
     data = bytearray(target.read_bytes())
-    at = len(data) // 2 if where == "middle" else len(data) - 20
+    footer = pq.read_metadata(target).serialized_size  # "middle": of the column data, not of the footer's statistics
+    at = (len(data) - footer - 8) // 2 if where == "middle" else len(data) - 20
     data[at : at + 6] = bytes(b ^ 0xFF for b in data[at : at + 6])
     target.write_bytes(bytes(data))
     report = Inventory.open(inventory.path).log.verify()
