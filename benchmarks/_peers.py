@@ -179,3 +179,37 @@ def es_single_saves(app: Any, aggregate: Any, count: int) -> list[float]:
         app.save(aggregate)
         out.append(time.perf_counter() - start)
     return out
+
+
+# --- the database that overwrites the row: the current state in a SQLite table ---------------
+
+_STATE_COLUMNS = ["item", "quantity", "rarity", "origin", "first_added_at", "last_changed_at", "stream_version"]
+_TIMES = ("first_added_at", "last_changed_at")
+
+
+def sqlite_write_state(db: Path, state: pl.DataFrame) -> None:
+    """The current state as a SQLite table (standard library), times as microseconds (untimed setup)."""
+    import sqlite3
+
+    db.unlink(missing_ok=True)
+    rows = state.select(_STATE_COLUMNS).with_columns(pl.col(c).dt.epoch("us") for c in _TIMES).rows()
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE inventory (item TEXT PRIMARY KEY, quantity INTEGER, rarity TEXT, origin TEXT, "
+                    "first_added_at INTEGER, last_changed_at INTEGER, stream_version INTEGER)")
+        con.executemany("INSERT INTO inventory VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    con.close()
+
+
+def sqlite_read_state(db: Path) -> pl.DataFrame:
+    """``SELECT * FROM inventory`` into a DataFrame with the state's types: a new connection each time."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT * FROM inventory").fetchall()
+    finally:
+        con.close()
+    schema = {"item": pl.String, "quantity": pl.Int64, "rarity": pl.String, "origin": pl.String,
+              "first_added_at": pl.Int64, "last_changed_at": pl.Int64, "stream_version": pl.Int64}
+    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    return frame.with_columns(pl.from_epoch(c, "us").dt.replace_time_zone("UTC") for c in _TIMES)

@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from benchmarks import _limits, _peers, branching
+from benchmarks import _limits, _peers, _reads, branching
 from benchmarks._data import Dataset, size_label
 from benchmarks._measure import Results, peak_rss_mib, quantities, same_frames, same_quantities, timed
 from eventlog import EventLog, Inventory, Projection
@@ -113,13 +113,16 @@ class SizeBench:
             self.as_of_seq()
             self.as_of_date()
             self.get_count()
+            _reads.get_count_cold(self)
             self.sql_surface()
-            self.verify()
+            _reads.verify(self)
             branching.run(self)
             self.memory()
             self.rebuild()
+            _reads.inventory_verify(self)
             self.append_tail()
             self.warm_stock()
+            _reads.verify_tail(self)
             self.incremental()
             self.record()
             self.add_item()
@@ -156,21 +159,6 @@ class SizeBench:
             impl, _, variant = name.partition("/")
             self.add("cold_stock", impl, samples, variant=variant,
                      note="new Inventory, no snapshot" if impl == "eventlog" else "")
-
-    def verify(self) -> None:
-        """``EventLog.verify()`` (hash chain and envelope) against cold stock() in the same runs."""
-        out = self.interleaved(
-            self.cfg.runs,
-            {
-                "eventlog": lambda i: Inventory.open(self.store).stock(),
-                "verify": lambda i: EventLog.open(self.store).verify(),
-            },
-            before=lambda i: self.set_snapshots(None),  # before each stock(): it finds no snapshot
-        )
-        for i, report in enumerate(out["verify"][1]):
-            self.check(f"verify run {i + 1} passes", (report.ok, str(report)))
-        self.add("verify", "eventlog", out["verify"][0], note="new EventLog, all log checks")
-        self.add("verify", "stock", out["eventlog"][0], variant="cold", note="new Inventory, no snapshot")
 
     def expected_at(self, seq: int) -> dict[str, int]:
         """eventlog's quantities at ``seq`` (untimed, snapshots restored afterwards)."""
@@ -397,6 +385,7 @@ class SizeBench:
         self.add("rebuild", "eventlog", out["eventlog"][0], note=f"update_projections(rebuild=True): all {n_all} built-ins")
         self.add("rebuild", "duckdb", out["duckdb/state"][0], variant="state",
                  note=f"the {n_decl} declarative ones' to_sql(), one query each")
+        self.n_projections = n_all
         self.proj_n = self.work / "projections-at-n"
         shutil.copytree(self.store / "projections", self.proj_n)
 
@@ -407,16 +396,20 @@ class SizeBench:
         Inventory.open(self.store).record(self.ds.tail_events())
 
     def warm_stock(self) -> None:
+        sqlite = _reads.sqlite_state(self, _limits.duckdb_stock(self.events, shape="state"))
         out = self.interleaved(
             self.cfg.runs,
             {
                 "eventlog": lambda i: Inventory.open(self.store).stock(),
                 "duckdb/state": lambda i: _limits.duckdb_stock(self.events, shape="state"),
                 "polars/state": lambda i: _limits.polars_stock(self.events, shape="state"),
+                **sqlite,
             },
             before=lambda i: self.set_snapshots(self.snap_n),
         )
         self._check_cuts("warm stock() with snapshot + tail", out, ["head"] * self.cfg.runs)
+        for i, state in enumerate(out["sqlite/state"][1]):
+            self.check(f"warm stock() run {i + 1} = SQLite state table", same_frames(out["eventlog"][1][i], state, STATE_KEYS))
         tail = self.ds.tail
         for name, (samples, _) in out.items():
             impl, _, variant = name.partition("/")

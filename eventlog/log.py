@@ -232,14 +232,18 @@ class EventLog:
         head = self.head()
         return self._chain.at(self.storage, head, self.path)
 
-    def verify(self, *, progress: Callable[[int], None] | None = None, expect: str | None = None) -> VerifyReport:
+    def verify(self, *, deep: bool = False, progress: Callable[[int], None] | None = None,
+               expect: str | None = None) -> VerifyReport:
         """Recompute the hash chain and check the log's invariants (see ``eventlog.verify``).
 
+        Events an earlier verify checked are not recomputed while the files holding them keep
+        their bytes (hashed at I/O speed); ``deep=True`` recomputes every value.
         ``progress``, if given, is called with the number of events checked after each group.
         ``expect``, a hash ``head_hash()`` gave earlier, must still be a commit of the log:
-        without it, a log whose newest commits were deleted verifies as a shorter log.
+        without it, a log whose newest commits were deleted verifies as a shorter log. It
+        implies ``deep``.
         """
-        return verify(self, extra_checks=self.lineage_checks(), progress=progress, expect=expect)
+        return verify(self, deep=deep, extra_checks=self.lineage_checks(), progress=progress, expect=expect)
 
     # --- branches ------------------------------------------------------------------------
 

@@ -93,7 +93,10 @@ class DuckDBEngine:
         if events.business is not None:
             where.append("occurred_at <= $business")
             params["business"] = events.business
-        if events.streams is not None:
+        if events.streams is not None and len(events.streams) == 1:
+            where.append("stream_id = $item")  # an equality DuckDB checks against row-group statistics
+            params["item"] = events.streams[0]
+        elif events.streams is not None:
             where.append("list_contains($items, stream_id)")
             params["items"] = list(events.streams)
         history = events.history

@@ -198,10 +198,13 @@ class Inventory:
         return self.stock(as_of).select("item", "quantity").rows()
 
     def get_count(self, name: Item | str, as_of: Cut = None) -> int:
-        """How many of ``name`` are in stock (0 for an unknown item)."""
+        """How many of ``name`` are in stock (0 for an unknown item).
+
+        With a base to start from (a state in memory, a snapshot) the whole state is brought
+        up to the cut and kept, as for ``stock()``; with none, only that item's stream is folded.
+        """
         key = name.name if isinstance(name, Item) else name
-        state = self._state(_resolve(self.log, as_of, None))
-        hit = state.filter(pl.col("item") == key).get_column("quantity")
+        hit = self._item_state(key, _resolve(self.log, as_of, None)).get_column("quantity")
         return int(hit[0]) if hit.len() else 0
 
     def history(self, name: Item | str) -> pl.DataFrame:
@@ -231,14 +234,16 @@ class Inventory:
 
         return run_query(self, query, params)
 
-    def verify(self, *, progress: Callable[[int], None] | None = None, expect: str | None = None) -> VerifyReport:
+    def verify(self, *, deep: bool = False, progress: Callable[[int], None] | None = None,
+               expect: str | None = None) -> VerifyReport:
         """The log's checks plus the inventory's: stock never negative, snapshots and projections
-        equal to a recomputation from the log. ``report.ok`` is False at the first violation.
-        ``progress`` is called with the number of events checked after each group; ``expect``
-        is a hash from ``log.head_hash()`` the log must still hold (see ``EventLog.verify``)."""
+        equal to a recomputation from the log, made in verify's one read of the events.
+        ``report.ok`` is False at the first violation. ``deep``, ``progress`` and ``expect`` are
+        as for ``EventLog.verify``."""
         self._check_state_definition()  # snapshots of another definition (an evolved schema) are not used
-        checks = [*self.log.lineage_checks(), *inventory_checks(self.log, self.snapshots, self.projector)]
-        return verify(self.log, extra_checks=checks, progress=progress, expect=expect)
+        checks, reader = inventory_checks(self.log, self.snapshots, self.projector, deep=deep or expect is not None)
+        return verify(self.log, deep=deep, extra_checks=[*self.log.lineage_checks(), *checks], readers=[reader],
+                      progress=progress, expect=expect)
 
     # --- branches ------------------------------------------------------------------------
 
@@ -367,7 +372,7 @@ class Inventory:
     def _state_at_seq(self, seq: int) -> pl.DataFrame:
         return self._state(TimeCut(seq=seq))
 
-    def _state(self, cut: TimeCut) -> pl.DataFrame:
+    def _state(self, cut: TimeCut, base: tuple[int, pl.DataFrame, bool] | None = None) -> pl.DataFrame:
         """Full state (items at zero included) at a cut: best base ⊕ fold of the rest."""
         head = self.log.head()
         self._check_state_definition()
@@ -376,12 +381,26 @@ class Inventory:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        base_seq, base, rebuild = self._best_base(seq, cut.business)
-        state = self.engine.merge(STATE, base, self._fold(after=base_seq, cut=seq, business=cut.business))
+        base_seq, base_state, rebuild = base if base is not None else self._best_base(seq, cut.business)
+        state = self.engine.merge(STATE, base_state, self._fold(after=base_seq, cut=seq, business=cut.business))
         self._remember(key, state)
         if cut.business is None:
             self._maybe_snapshot(state, seq, force=rebuild or seq - base_seq > self.snapshot_every)
         return state
+
+    def _item_state(self, key: str, cut: TimeCut) -> pl.DataFrame:
+        """One item's stored state at a cut: its row of the best base ⊕ the fold of its own stream."""
+        head = self.log.head()
+        self._check_state_definition()
+        seq = head if cut.seq is None else min(cut.seq, head)
+        base = None
+        if (seq, cut.business) not in self._cache:
+            base = self._best_base(seq, cut.business)
+            if base[0] == 0:
+                events = EventSlice(self.log.storage, self.log.schema_history, cut=seq, business=cut.business,
+                                    streams=[key])
+                return self.engine.fold(STATE, events)
+        return self._state(TimeCut(seq=seq, business=cut.business), base).filter(pl.col("item") == key)
 
     def _check_state_definition(self) -> None:
         """After a schema evolution whose upcasters change what the state reads (made here or by

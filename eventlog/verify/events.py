@@ -6,18 +6,20 @@ import datetime as dt
 import functools
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import polars as pl
 
 from eventlog.core.chain import GENESIS, EncodedEvents, commit_hash
 from eventlog.core.schema import PARTITION_COLUMN
 from eventlog.verify.files import unreadable
 from eventlog.verify.report import VerifiedLog, Violation
+from eventlog.verify.seal import Carry
 
 #: Read and hash the events of about this many seqs at a time (bounded memory on large logs).
 _CHUNK = 1_000_000
@@ -25,25 +27,62 @@ _CHUNK = 1_000_000
 _THREADS = 2
 
 
+class GroupReader(Protocol):
+    """A check that rides on verify's read of the events instead of reading the log again.
+
+    ``read`` runs on a worker thread with each group's events (seq order, every stored
+    column, no read rules applied); what it returns is given to ``absorb`` on the main
+    thread, group by group in log order, once the group passed the log's own checks.
+    ``begin`` comes first, with the seal the pass starts after (None: from seq 1), the head
+    and the append commits (``append_commits``); ``end`` last, with what the pass carried past the head, once the log's checks passed.
+    """
+
+    def begin(self, sealed: Carry | None, head: int, commits: pl.DataFrame) -> None: ...
+
+    def read(self, events: pl.DataFrame) -> Any: ...
+
+    def absorb(self, partial: Any) -> None: ...
+
+    def end(self, carry: Carry) -> None: ...
+
+
 def check_events(log: VerifiedLog, head: int, commits: pl.DataFrame,
-                 progress: Callable[[int], None] | None = None) -> Violation | None:
+                 progress: Callable[[int], None] | None = None, *, sealed: Carry | None = None,
+                 readers: Sequence[GroupReader] = (), carried: list[Carry] | None = None) -> Violation | None:
     """Steps 2-4 in one read of the events, a group of commits at a time, in seq order.
 
     Two threads load and hash the next groups (Parquet decoding, sorting and SHA-256 all
     release the GIL) while this one links the chain and checks the envelope, carrying what
     spans groups: the chain tip, each stream's last version, the last recorded_at and a
-    64-bit hash of every event_id.
+    64-bit hash of every event_id. With ``sealed`` (a seal that still describes the log up
+    to its head), the commits up to there are linked from their metadata alone and only
+    the events after it are read, starting from the carried state. Returns the first
+    violation; when there is none, the state carried past the head (for the next seal) is
+    appended to ``carried``.
     """
+    start = sealed.head if sealed is not None else 0
     chain = _Chain(log, head)
-    envelope = _Envelope()
-    for group in _loaded_groups(log, commits.rows(named=True)):
+    envelope = _Envelope(sealed)
+    rows = commits.rows(named=True)
+    for commit in (r for r in rows if r["last_seq"] <= start):
+        violation = chain.trust(commit)
+        if violation is not None:
+            return violation
+    if start and progress is not None:
+        progress(start)
+    for group in _loaded_groups(log, [r for r in rows if r["last_seq"] > start], readers):
         violation = (group.unreadable or chain.check(group) or envelope.check(group.events)
                      or next(filter(None, (_check_metadata(c, group.events) for c in group.commits)), None))
         if violation is not None:
             return violation
+        for reader, partial in zip(readers, group.partials, strict=True):
+            reader.absorb(partial)
         if progress is not None:
             progress(group.events.height)
-    return chain.finish() or envelope.finish(log, head)
+    violation = chain.finish() or envelope.finish(log, head)
+    if violation is None and carried is not None:
+        carried.append(Carry(head, chain.tip, envelope.streams, envelope.last_recorded, envelope.id_hashes))
+    return violation
 
 
 @dataclass
@@ -55,14 +94,15 @@ class _Group:
     digests: dict[int, str]
     broken: Violation | None  # the first seq missing or twice in the group's range, if any
     unreadable: Violation | None = None  # a data file of the group could not be read at all
+    partials: list[Any] = field(default_factory=list)  # what each GroupReader read of the group
 
 
-def _loaded_groups(log: VerifiedLog, commits: list[dict[str, Any]]) -> Iterator[_Group]:
+def _loaded_groups(log: VerifiedLog, commits: list[dict[str, Any]], readers: Sequence[GroupReader]) -> Iterator[_Group]:
     """Groups in order, loaded two ahead on worker threads (bounded memory: about three groups)."""
     files = log.storage.files()
     stored = {c: t for c, t in log.storage.columns().items() if c != PARTITION_COLUMN}
     columns = {v.version: v.schema.columns() for v in log.schema_history.versions}
-    load = functools.partial(_load_group, log.storage.path, files, stored, columns)
+    load = functools.partial(_load_group, log.storage.path, files, stored, columns, readers)
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
         pending: deque[Future[_Group]] = deque()
         groups = _chunks(commits)
@@ -76,7 +116,8 @@ def _loaded_groups(log: VerifiedLog, commits: list[dict[str, Any]]) -> Iterator[
 
 
 def _load_group(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType],
-                columns: dict[int, dict[str, pl.DataType]], commits: list[dict[str, Any]]) -> _Group:
+                columns: dict[int, dict[str, pl.DataType]], readers: Sequence[GroupReader],
+                commits: list[dict[str, Any]]) -> _Group:
     first, last = commits[0]["first_seq"], commits[-1]["last_seq"]
     paths = _paths_holding(root, files, first, last)
     try:
@@ -98,7 +139,8 @@ def _load_group(root: Path, files: pl.DataFrame, stored: dict[str, pl.DataType],
             encoded[version] = EncodedEvents(events, columns[version])
         digests[commit["version"]] = encoded[version].digest(commit["first_seq"] - first, commit["last_seq"] - first + 1)
     envelope = events.select("seq", "stream_id", "stream_version", "event_id", "recorded_at")
-    return _Group(commits, envelope, digests, broken)
+    partials = [reader.read(events) for reader in readers] if broken is None else []
+    return _Group(commits, envelope, digests, broken, partials=partials)
 
 
 def _paths_holding(root: Path, files: pl.DataFrame, first: int, last: int) -> list[str]:
@@ -151,6 +193,11 @@ class _Chain:
         self._previous: str | None = None
         self._expected_first = 1
 
+    @property
+    def tip(self) -> str | None:
+        """The hash of the last commit linked so far."""
+        return self._previous
+
     def check(self, group: _Group) -> Violation | None:
         for commit in group.commits:
             violation = self._check_commit(commit, group)
@@ -159,8 +206,37 @@ class _Chain:
             self._previous, self._expected_first = commit["hash"], commit["last_seq"] + 1
         return None
 
+    def trust(self, commit: dict[str, Any]) -> Violation | None:
+        """Link a sealed commit: every check but the recomputation of its event hash (the seal vouches for it)."""
+        violation = self._check_links(commit) or self._check_hash(commit, commit["events_hash"])
+        if violation is None:
+            self._previous, self._expected_first = commit["hash"], commit["last_seq"] + 1
+        return violation
+
     def _check_commit(self, commit: dict[str, Any], group: _Group) -> Violation | None:
+        violation = self._check_links(commit)
+        if violation is not None:
+            return violation
         version, first, last = commit["version"], commit["first_seq"], commit["last_seq"]
+        broken = group.broken
+        if broken is not None and broken.seq is not None and broken.seq <= last:
+            return Violation(broken.check, f"{broken.message}; commit {version} holds seq {first}..{last}",
+                             version=version, seq=broken.seq)
+        digest = group.digests[version]
+        if digest != commit["events_hash"]:
+            return Violation("hash chain", "stored events differ from what was committed (event hash mismatch)",
+                             version=version, seq=first)
+        return self._check_hash(commit, digest)
+
+    def _check_hash(self, commit: dict[str, Any], digest: str | None) -> Violation | None:
+        first, last = commit["first_seq"], commit["last_seq"]
+        if digest is None or commit_hash(self._previous, first, last, digest) != commit["hash"]:
+            return Violation("hash chain", "commit hash mismatch", version=commit["version"], seq=first)
+        return None
+
+    def _check_links(self, commit: dict[str, Any]) -> Violation | None:
+        """What the commit's metadata alone must satisfy: its schema version, its place, its previous hash."""
+        version, first = commit["version"], commit["first_seq"]
         history = self._log.schema_history
         expected_version = max(v.version for v in history.versions if v.first_seq <= first)
         if history.schema_of(commit["schema_version"]) is None or commit["schema_version"] != expected_version:
@@ -175,16 +251,6 @@ class _Chain:
         if (commit["prev_hash"] or GENESIS) != (self._previous or GENESIS):
             return Violation("hash chain", "previous-commit hash does not match the commit before it",
                              version=version, seq=first)
-        broken = group.broken
-        if broken is not None and broken.seq is not None and broken.seq <= last:
-            return Violation(broken.check, f"{broken.message}; commit {version} holds seq {first}..{last}",
-                             version=version, seq=broken.seq)
-        digest = group.digests[version]
-        if digest != commit["events_hash"]:
-            return Violation("hash chain", "stored events differ from what was committed (event hash mismatch)",
-                             version=version, seq=first)
-        if commit_hash(self._previous, first, last, digest) != commit["hash"]:
-            return Violation("hash chain", "commit hash mismatch", version=version, seq=first)
         return None
 
     def finish(self) -> Violation | None:
@@ -220,27 +286,31 @@ def _check_metadata(commit: dict[str, Any], events: pl.DataFrame) -> Violation |
 class _Envelope:
     """stream_version gapless per stream, recorded_at never decreasing, event_id unique."""
 
-    def __init__(self) -> None:
-        self._streams = pl.DataFrame(schema={"stream_id": pl.String, "base": pl.Int64})
-        self._last_recorded: Any = None
+    def __init__(self, sealed: Carry | None = None) -> None:
+        self.streams = pl.DataFrame(schema={"stream_id": pl.String, "base": pl.Int64})
+        self.last_recorded: Any = None
+        #: Hashes of the ids checked before (sorted); those of the groups read now are collected apart.
+        self.id_hashes = np.empty(0, dtype=np.uint64)
+        if sealed is not None:
+            self.streams, self.last_recorded, self.id_hashes = sealed.streams, sealed.last_recorded, sealed.id_hashes
         self._id_hashes: list[pl.Series] = []
 
     def check(self, events: pl.DataFrame) -> Violation | None:
         checked = (
             events.with_columns(
                 rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("stream_id"),
-                back_in_time=pl.col("recorded_at") < pl.col("recorded_at").shift(1, fill_value=self._last_recorded),
+                back_in_time=pl.col("recorded_at") < pl.col("recorded_at").shift(1, fill_value=self.last_recorded),
             )
-            .join(self._streams, on="stream_id", how="left", maintain_order="left")
+            .join(self.streams, on="stream_id", how="left", maintain_order="left")
             .with_columns(expected=pl.col("rank") + pl.col("base").fill_null(0))
         )
         bad = checked.filter((pl.col("stream_version") != pl.col("expected")) | pl.col("back_in_time")).head(1)
         if bad.height:
             return self._violation(bad.row(0, named=True))
         advanced = checked.group_by("stream_id").agg(pl.col("expected").max().alias("base"))
-        self._streams = pl.concat([self._streams.join(advanced, on="stream_id", how="anti"), advanced])
+        self.streams = pl.concat([self.streams.join(advanced, on="stream_id", how="anti"), advanced])
         if events.height:
-            self._last_recorded = events.get_column("recorded_at")[-1]
+            self.last_recorded = events.get_column("recorded_at")[-1]
         self._id_hashes.append(events.get_column("event_id").hash())
         return None
 
@@ -253,14 +323,21 @@ class _Envelope:
         return Violation("recorded_at", f"recorded_at {row['recorded_at']} is earlier than the event before it", seq=seq)
 
     def finish(self, log: VerifiedLog, head: int) -> Violation | None:
-        """event_id unique: 64-bit hashes first; a repeated hash is then checked on the ids themselves."""
+        """event_id unique: 64-bit hashes first; a repeated hash is then checked on the ids themselves.
+
+        The new hashes are sorted and merged into the sorted ones checked before (a seal's):
+        a repeat is then a neighbour equal to its neighbour, found without a hash table.
+        """
         if not self._id_hashes:
             return None
-        hashes = pl.concat(self._id_hashes)
+        new = np.sort(pl.concat(self._id_hashes).to_numpy())
         self._id_hashes = []
-        if hashes.n_unique() == hashes.len():
+        merged = np.insert(self.id_hashes, np.searchsorted(self.id_hashes, new), new)
+        self.id_hashes = merged
+        repeats = merged[1:][merged[1:] == merged[:-1]]
+        if repeats.size == 0:
             return None
-        suspects = hashes.filter(hashes.is_duplicated()).unique().implode()
+        suspects = pl.Series(np.unique(repeats)).implode()
         ids = (
             log.scan_range(head, upcast=False).select("seq", "event_id")
             .filter(pl.col("event_id").hash().is_in(suspects))

@@ -63,6 +63,10 @@ class VerifyReport:
     commits: int
     checks: list[str] = field(default_factory=list)
     violation: Violation | None = None
+    #: Whether every value was recomputed (``deep=True``, or ``expect``) rather than a seal read.
+    deep: bool = True
+    #: The events up to this seq were vouched for by an earlier verify's seal, their files' bytes unchanged.
+    sealed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -75,7 +79,10 @@ class VerifyReport:
 
     def __str__(self) -> str:
         state = "OK" if self.ok else f"FAILED — {self.violation}"
-        return f"verify {state}: head {self.head}, Delta version {self.version}, {self.commits} append commits; checked {', '.join(self.checks)}"
+        how = (f"; seq 1..{self.sealed} as sealed by an earlier verify (file contents unchanged), the rest recomputed"
+               if self.sealed else "")
+        return (f"verify {state}: head {self.head}, Delta version {self.version}, {self.commits} append commits; "
+                f"checked {', '.join(self.checks)}{how}")
 
 
 #: A check: given the log and its head, the first violation it finds (None: none).
