@@ -23,9 +23,9 @@ from typing import Any
 import polars as pl
 import pytest
 import reference
+from deltalake import DeltaTable
 from inventory_helpers import T0, events_of, store
 
-import eventlog.store.delta
 import eventlog.store.fork
 from eventlog import EventLog, Inventory
 from eventlog.errors import CommitError
@@ -36,7 +36,7 @@ SEAMS: dict[str, tuple[Any, str]] = {
     "os.fsync": (os, "fsync"),
     "write_parquet": (pl.DataFrame, "write_parquet"),
     "create_table": (eventlog.store.fork, "create_table_with_add_actions"),
-    "write_deltalake": (eventlog.store.delta, "write_deltalake"),
+    "commit": (DeltaTable, "create_write_transaction"),  # an append's commit, its data files written and synced
 }
 
 #: (seam, call): every step of a branch at a seq inside a commit, with a snapshot to take along.
@@ -116,7 +116,7 @@ def test_a_promote_whose_commit_fails_writes_nothing_and_a_retry_appends_once(or
     branch = origin.branch(tmp_path / "b")
     branch.add_item("shield", 2)
     before = _observe(origin)
-    with failing("write_deltalake", 1) as fired, pytest.raises(CommitError):
+    with failing("commit", 1) as fired, pytest.raises(CommitError):
         origin.promote(branch)
     assert fired
     _assert_whole(origin, before, branch.path)
@@ -130,14 +130,15 @@ def test_a_promote_whose_commit_fails_writes_nothing_and_a_retry_appends_once(or
 # "create_table#1+": right after the first returned) to say "blocked" and wait for the kill.
 CHILD = r"""
 import os, sys, time
-import eventlog.store.delta, eventlog.store.fork
+import eventlog.store.fork
+from deltalake import DeltaTable
 from eventlog import Inventory
 
 origin, target, op, step = sys.argv[1:5]
 import polars as pl
 SEAMS = {"os.link": (os, "link"), "os.replace": (os, "replace"), "write_parquet": (pl.DataFrame, "write_parquet"),
          "create_table": (eventlog.store.fork, "create_table_with_add_actions"),
-         "write_deltalake": (eventlog.store.delta, "write_deltalake")}
+         "commit": (DeltaTable, "create_write_transaction")}
 name, call = step.split("#")
 after, call = call.endswith("+"), int(call.rstrip("+"))
 owner, attr = SEAMS[name]
@@ -166,8 +167,8 @@ KILL_STEPS = [
     ("branch", "create_table#1+"),  # the fork commit made, no branch.json
     ("branch", "os.replace#4"),  # branch.json in place, the snapshot's manifest not
     ("branch", "os.replace#5+"),  # eventlog.json in place: the branch exists, its marker not yet removed
-    ("promote", "write_deltalake#1"),  # about to commit to the origin
-    ("promote", "write_deltalake#1+"),  # committed, not yet reported
+    ("promote", "commit#1"),  # about to commit to the origin
+    ("promote", "commit#1+"),  # committed, not yet reported
 ]
 
 
