@@ -846,11 +846,182 @@ def sql() -> list[NotebookNode]:
     ]
 
 
+# --- 05 -------------------------------------------------------------------------------------
+
+
+def what_if() -> list[NotebookNode]:
+    return [
+        md("""
+        # What if? Branches of the log
+
+        The story this package starts from ends on "a log is like Git". We have Git's history,
+        hashes and time travel; this notebook adds its most used feature: **branches**. We fork
+        the store, record a hypothetical restock on the branch, compare its stockouts with the
+        original, and then promote the branch into the store, or throw it away. The original
+        never changes until we promote.
+        """),
+        setup("what-if", """
+        import os
+        import shutil
+
+        import matplotlib.pyplot as plt
+
+        from eventlog.errors import PromoteConflictError
+
+        %matplotlib inline
+        """),
+        md("""
+        The store: the 100,000 sample events of one year.
+        """),
+        code("""
+        inv = Inventory.open(WORK / "store")
+        inv.record(pl.read_parquet(DATA / "sample_events.parquet"))
+        print(f"{inv.log.head():,} events, head hash {inv.log.head_hash()[:16]}…")
+        """),
+        md("""
+        ## A branch costs no copy
+
+        `branch()` makes a new store whose history is this one's up to a cut (a seq, a date, or
+        the head by default). Its data files are the original's, shared by hard links: the same
+        files on disk, not copies. It has its own Delta log, snapshots and projections, and its
+        hash chain continues from the fork.
+        """),
+        code("""
+        t0 = time.perf_counter()
+        what_if = inv.branch(WORK / "what-if")
+        elapsed = time.perf_counter() - t0
+        lineage = what_if.log.lineage
+        shared = sum(
+            os.stat(inv.path / "events" / p).st_ino == os.stat(what_if.path / "events" / p).st_ino
+            for p in what_if.log.files()["path"]
+        )
+        print(f"branched at seq {lineage.fork_seq:,} in {elapsed:.2f} s: {shared} of "
+              f"{what_if.log.files().height} data files shared, {lineage.copied} copied, {lineage.rewritten} rewritten")
+        print("its first commit continues from the original's hash:", lineage.fork_hash == inv.log.head_hash())
+        """),
+        md("""
+        ## A hypothetical restock
+
+        Which items were out of stock in the last four weeks of the year? On the branch we
+        restock the twenty that were out longest, with 50 each on Monday 2 December.
+        """),
+        code("""
+        monday = dt.datetime(2024, 12, 2, 9, 0, tzinfo=dt.timezone.utc)
+        stockouts = inv.projection("stockouts").read()
+        late = stockouts.filter(pl.col("end_day").is_null() | (pl.col("end_day") >= monday.date()))
+        twenty = (late.with_columns(until=pl.col("end_day").fill_null(dt.date(2024, 12, 31)))
+                  .group_by("item").agg((pl.col("until") - pl.max_horizontal("start_day", pl.lit(monday.date())))
+                                         .dt.total_days().sum().alias("days_out"))
+                  .sort(["days_out", "item"], descending=[True, False]).head(20))
+        restock = twenty.select("item", event_type=pl.lit("item_added"), quantity=pl.lit(50),
+                                occurred_at=pl.lit(monday))
+        what_if.record(restock)
+        twenty.head()
+        """),
+        md("""
+        `compare` puts the two side by side, item by item: the quantity here, there, and the
+        change (there minus here). Only the restocked items moved.
+        """),
+        code("""
+        inv.compare(what_if).filter(pl.col("change") != 0).head()
+        """),
+        md("""
+        ## Which stockouts go away?
+
+        Every projection compares the same way, matched by its keys (`stockouts` has none, so
+        whole rows are matched): `removed` rows are stockouts only the original has.
+        """),
+        code("""
+        diff = inv.projection("stockouts").compare(what_if)
+        print(diff.group_by("status").len().sort("status"))
+        diff.filter(pl.col("status") == "removed").head()
+        """),
+        code("""
+        def days_out(table: pl.DataFrame) -> pl.DataFrame:
+            return (table.filter(pl.col("item").is_in(twenty["item"].implode()))
+                    .with_columns(until=pl.col("end_day").fill_null(dt.date(2024, 12, 31)))
+                    .filter(pl.col("until") >= monday.date())
+                    .group_by("item").agg((pl.col("until") - pl.max_horizontal("start_day", pl.lit(monday.date())))
+                                          .dt.total_days().sum().alias("days")))
+
+        both = (twenty.select("item")
+                .join(days_out(inv.projection("stockouts").read()), on="item", how="left")
+                .join(days_out(what_if.projection("stockouts").read()), on="item", how="left", suffix="_what_if")
+                .fill_null(0).sort("days", descending=True))
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        x = range(both.height)
+        ax.bar([i - 0.2 for i in x], both["days"], width=0.4, label="as it was")
+        ax.bar([i + 0.2 for i in x], both["days_what_if"], width=0.4, label="restocked on 2 Dec")
+        ax.set_xticks(list(x), both["item"].to_list(), rotation=70, ha="right")
+        ax.set_ylabel("days out of stock since 2 Dec")
+        ax.set_title("Stockouts of the twenty items, original vs branch")
+        ax.legend()
+        fig.tight_layout()
+        """),
+        md("""
+        ## The original did not change
+
+        Writes to the branch never reach the original, and the other way round. `verify()` of
+        a branch checks its own chain back to the fork and that the original still holds the
+        history it was made from (the same anchor as `verify(expect=...)`).
+        """),
+        code("""
+        item = twenty["item"][0]
+        print(f"{item!r}: {inv.get_count(item)} in the store, {what_if.get_count(item)} on the branch")
+        print(what_if.verify())
+        """),
+        md("""
+        ## Then vs now
+
+        One store at two cuts compares the same way, and SQL has the macro
+        `inventory_compare(x, y)` over two cuts.
+        """),
+        code("""
+        inv.compare(as_of="2024-06-30").sort("change").head()
+        """),
+        code("""
+        inv.sql("SELECT * FROM inventory_compare('2024-06-30', $head) ORDER BY change LIMIT 5",
+                {"head": inv.log.head()})
+        """),
+        md("""
+        ## Promote, or discard
+
+        A branch that is not wanted is just a folder to delete. Promoting appends the branch's
+        events after the fork to the original, all or nothing. When the original moved
+        meanwhile, every event is checked again against its head, and the first that no
+        longer fits is named, with nothing written:
+        """),
+        code("""
+        best_seller = inv.stock().sort("quantity", descending=True)["item"][0]
+        sell_out = inv.branch(WORK / "sell-out")
+        sell_out.remove_item(best_seller, sell_out.get_count(best_seller))  # the branch sells every unit...
+        inv.remove_item(best_seller, 1)                                      # ...while the store sells one
+        try:
+            inv.promote(sell_out)
+        except PromoteConflictError as exc:
+            print(exc)
+        shutil.rmtree(sell_out.path)  # discarded
+        """),
+        md("""
+        The restock still fits: it only adds. A retried promote appends nothing (it is
+        idempotent by the branch's commit hashes). What still differs afterwards is the unit
+        the store sold after the fork.
+        """),
+        code("""
+        result = inv.promote(what_if)
+        print(f"promoted seq {result.first_seq:,}..{result.last_seq:,}; again: duplicate={inv.promote(what_if).duplicate}")
+        print(inv.verify())
+        inv.compare(what_if).filter(pl.col("change") != 0)
+        """),
+    ]
+
+
 NOTEBOOKS = {
     "01_quickstart": quickstart,
     "02_time_travel_and_snapshots": time_travel,
     "03_projections_and_charts": projections,
     "04_sql_for_analysts": sql,
+    "05_what_if": what_if,
 }
 
 

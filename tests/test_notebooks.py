@@ -26,6 +26,7 @@ EXPECTED = [
     "02_time_travel_and_snapshots.ipynb",
     "03_projections_and_charts.ipynb",
     "04_sql_for_analysts.ipynb",
+    "05_what_if.ipynb",
 ]
 CELL_TIMEOUT = 120  # seconds; each whole notebook takes well under a minute
 KERNEL_NAME = "eventlog-test-python"
