@@ -199,14 +199,24 @@ def rebuild_until_killed(path: str, kill_point: str, started: Any) -> None:
             time.sleep(1)
 
     if kill_point in ("before_first_commit", "after_first_commit"):
-        real_write, calls = tables.write_deltalake, [0]
+        import threading
+
+        real_write, calls, lock = tables.write_deltalake, [0], threading.Lock()
         stop_at = 1 if kill_point == "before_first_commit" else 2
+        committed = threading.Event()  # the first write has returned (tables commit on several threads)
+        if stop_at == 1:
+            committed.set()
 
         def write_or_stop(*args: Any, **kwargs: Any) -> Any:
-            calls[0] += 1
-            if calls[0] == stop_at:
+            with lock:
+                calls[0] += 1
+                call = calls[0]
+            if call >= stop_at:  # every later write too
+                committed.wait()
                 wait_for_the_kill()
-            return real_write(*args, **kwargs)
+            out = real_write(*args, **kwargs)
+            committed.set()
+            return out
 
         tables.write_deltalake = write_or_stop  # type: ignore[assignment]
     inventory = Inventory.open(path)

@@ -7,7 +7,8 @@ incremental update (stored table ⊕ fold of the events after its checkpoint) an
 reads; the engines (``eventlog.engines``) render it for Polars, DuckDB and Spark.
 
 A :class:`FunctionProjection` is a free function over the events (or over another
-projection's table); it is rebuilt rather than merged, and its status says so.
+projection's table); it is recomputed rather than merged — wholly, or from the days a
+trailing window reads — and its status says which.
 """
 
 from __future__ import annotations
@@ -176,13 +177,35 @@ class Projection:
         return sqlrender.to_sql(self, source, dialect=dialect)
 
 
+#: How a function projection is brought up to date (see :class:`FunctionProjection`).
+Updates = Literal["rebuild", "from_day"]
+
+
 @dataclass(frozen=True)
 class FunctionProjection:
-    """A projection computed by a function, rebuilt from scratch whenever its source moves.
+    """A projection computed by a function, recomputed whenever its source moves.
 
     ``source`` is ``"events"`` (the function gets the events LazyFrame, cut at the build's
     seq) or the name of another projection (the function gets that projection's finished
     table as a DataFrame), so cheap summaries can build on an incremental one.
+
+    ``updates`` says how much an update recomputes:
+
+    - ``"rebuild"`` (the default): the function runs on the whole source every time.
+    - ``"from_day"``: the output depends only on the source's rows from ``window_days`` days
+      before its latest ``day`` on (a trailing window: ``day >= latest - window_days + 1``).
+      An update then reads only those days of the source (a ``partition_by`` projection, by
+      ``day``) and recomputes from them, and skips the function when the days that changed
+      all lie before a window that did not move. ``columns`` (the source columns the function
+      reads) lets those days be finished on their own when some derived column of the
+      source, such as a running total, would need every earlier day.
+
+    Example:
+        >>> import polars as pl
+        >>> last = FunctionProjection("last_day", lambda d: d.filter(pl.col("day") == pl.col("day").max()),
+        ...                           source="daily_stock", updates="from_day", day="day", window_days=1)
+        >>> last.mode
+        'from_day'
     """
 
     name: str
@@ -191,19 +214,42 @@ class FunctionProjection:
     version: int = 1
     rank_by: str | None = None
     description: str = ""
+    updates: Updates = "rebuild"
+    day: str | None = None
+    window_days: int | None = None
+    columns: Sequence[str] | None = None
 
-    mode = "rebuild"
     keys: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_name(self.name)
+        if self.updates not in ("rebuild", "from_day"):
+            raise ProjectionError(f"projection {self.name!r}: updates is 'rebuild' or 'from_day', not {self.updates!r}")
+        if self.updates == "from_day":
+            if self.source == "events" or self.day is None:
+                raise ProjectionError(f"projection {self.name!r}: updates='from_day' needs a source projection "
+                                      "partitioned by day and day= naming that column")
+            if not isinstance(self.window_days, int) or isinstance(self.window_days, bool) or self.window_days < 1:
+                raise ProjectionError(f"projection {self.name!r}: updates='from_day' needs window_days, a whole "
+                                      f"number of days >= 1, not {self.window_days!r}")
+            if self.columns is not None and self.day not in self.columns:
+                raise ProjectionError(f"projection {self.name!r}: columns must include the day column {self.day!r}")
+
+    @property
+    def mode(self) -> str:
+        return self.updates
 
     def definition(self) -> dict[str, Any]:
         try:
             code = inspect.getsource(self.function)
         except (OSError, TypeError):
             code = getattr(self.function, "__qualname__", repr(self.function))
-        return {"kind": "function", "name": self.name, "version": self.version, "source": self.source, "code": code}
+        out = {"kind": "function", "name": self.name, "version": self.version, "source": self.source, "code": code}
+        if self.updates != "rebuild":  # only when set: fingerprints of earlier definitions stay
+            out |= {"updates": self.updates, "day": self.day, "window_days": self.window_days}
+        if self.columns is not None:
+            out["columns"] = list(self.columns)
+        return out
 
     def fingerprint(self) -> str:
         return stable_hash(self.definition())

@@ -119,6 +119,14 @@ class ProjectionTables:
         table = self._at_version(name, version)
         return table, self.read(name, table)
 
+    def newest_month(self, name: str, table: TableVersion) -> dt.date | None:
+        """The latest month partition of a month-partitioned build (None: no rows), from the Delta log alone."""
+        if table.legacy_file is not None or table.partition_by is None:
+            return None
+        with _reading(name, self.folder(name)):
+            months = [p[MONTH] for p in self._at(name, table.version).partitions() if p.get(MONTH)]
+        return max((dt.date.fromisoformat(m) for m in months), default=None)
+
     def files(self, name: str, table: TableVersion) -> list[str]:
         """The Parquet files of that build (absolute paths), for readers that take a file list (SQL)."""
         if table.legacy_file is not None:
@@ -170,6 +178,10 @@ class ProjectionTables:
                     commit_properties=props)
              .when_matched_update_all().when_not_matched_insert_all().execute())
         return self._latest(name)
+
+    def touch(self, name: str, meta: dict[str, Any]) -> TableVersion:
+        """Move the checkpoint without changing a row (one commit that adds no file)."""
+        return self._commit_empty(name, meta | {"rows": self._latest(name).rows})
 
     def compact(self, name: str) -> dict[str, Any]:
         """Merge small files (an update adds a few per commit); every read stays the same."""

@@ -278,7 +278,7 @@ FROM (VALUES
     ('daily_flows', 'merge', NULL, NULL, NULL, NULL, NULL, 'folded from the log (no usable table)'),
     ('daily_stock', 'merge', NULL, NULL, NULL, NULL, NULL, 'folded from the log (no usable table)'),
     ('stockouts', 'rebuild', NULL, NULL, NULL, NULL, NULL, 'refused: not built'),
-    ('top_movers', 'rebuild', NULL, NULL, NULL, NULL, NULL, 'refused: not built')
+    ('top_movers', 'from_day', NULL, NULL, NULL, NULL, NULL, 'refused: not built')
 ) AS v("name", "mode", "checkpoint", "lag", "table_version", "rows", "built_at", "view");
 
 CREATE OR REPLACE VIEW "most_collected_items" AS
@@ -444,7 +444,7 @@ SELECT
   CAST("added" AS BIGINT) AS "added",
   CAST("removed" AS BIGINT) AS "removed",
   CAST(added - removed AS BIGINT) AS "net_change",
-  CAST(SUM(added - removed) OVER (PARTITION BY item ORDER BY day) AS BIGINT) AS "stock"
+  CAST(SUM(added - removed) OVER (PARTITION BY item ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS BIGINT) AS "stock"
 FROM (
   SELECT
   "item" AS "item",
