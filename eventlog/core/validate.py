@@ -32,13 +32,48 @@ def normalize(batch: Batch, schema: EventSchema) -> pl.DataFrame:
     """Validate ``batch`` against ``schema``; return it with the user envelope + payload columns.
 
     Raises:
-        ValidationError: naming the first offending row and field.
+        ValidationError: naming the first offending row in batch order, and its field.
     """
-    df = _to_frame(batch, schema)
+    frame = as_frame(batch)  # every table shape, through one conversion (core/frames.py)
+    rows: pl.DataFrame | Sequence[Mapping[str, Any]] = batch if frame is None else frame  # type: ignore[assignment]
+    try:
+        return _validate(rows, schema)
+    except ValidationError as exc:
+        raise _earliest(rows, schema, exc) from exc.__cause__
+
+
+def _earliest(rows: pl.DataFrame | Sequence[Mapping[str, Any]], schema: EventSchema,
+              error: ValidationError) -> ValidationError:
+    """The error of the first offending row in batch order, whichever check finds it.
+
+    The checks run in stages (types, identifiers, event types...), each naming its own first row;
+    a later row failing an early stage must not hide an earlier row failing a later one. So the
+    rows before the one named are validated again, alone: if they fail, that error is earlier.
+    Each round clears at least the stage that failed, so it ends after a few vectorised passes,
+    and it only runs for a batch that is refused anyway.
+    """
+    while error.row:
+        try:
+            _validate(rows[: error.row], schema, prefix=True)
+        except ValidationError as earlier:
+            if earlier.row is not None and earlier.row < error.row:
+                error = earlier
+                continue
+        return error
+    return error
+
+
+def _validate(rows: pl.DataFrame | Sequence[Mapping[str, Any]], schema: EventSchema, *,
+              prefix: bool = False) -> pl.DataFrame:
+    """``normalize`` of a frame or records; ``prefix``: of the first rows of a refused batch, where a
+    column that holds only nulls there offends in no row."""
+    df = rows if isinstance(rows, pl.DataFrame) else _frame_from_records(rows, schema, prefix=prefix)
     if df.height == 0:
         raise ValidationError("the batch is empty; there is nothing to append")
+    if prefix:
+        df = df.select(c for c in df.columns if df.get_column(c).null_count() < df.height or c in _REQUIRED)
     _reject_unknown_columns(df, schema)
-    for name in ("event_type", "stream_id"):
+    for name in _REQUIRED:
         if name not in df.columns:
             raise ValidationError("required column is missing", row=0, field=name)
     expected = {**USER_ENVELOPE, **schema.payload}
@@ -48,6 +83,9 @@ def normalize(batch: Batch, schema: EventSchema) -> pl.DataFrame:
     return df.select(
         [pl.col(c) if c in df.columns else pl.lit(None, dtype=t).alias(c) for c, t in expected.items()]
     )
+
+
+_REQUIRED = ("event_type", "stream_id")
 
 
 def first_row(df: pl.DataFrame, mask: pl.Expr) -> int | None:
@@ -90,12 +128,8 @@ def _value_at(df: pl.DataFrame, column: str, row: int) -> str:
 # --- input shapes -------------------------------------------------------------------------
 
 
-def _to_frame(batch: Batch, schema: EventSchema) -> pl.DataFrame:
-    frame = as_frame(batch)  # every table shape, through one conversion (core/frames.py)
-    return _frame_from_records(batch, schema) if frame is None else frame  # type: ignore[arg-type]
-
-
-def _frame_from_records(records: Sequence[Mapping[str, Any]], schema: EventSchema) -> pl.DataFrame:
+def _frame_from_records(records: Sequence[Mapping[str, Any]], schema: EventSchema, *,
+                        prefix: bool = False) -> pl.DataFrame:
     columns: dict[str, list[Any]] = {}
     for i, rec in enumerate(records):
         if not isinstance(rec, Mapping):
@@ -106,6 +140,8 @@ def _frame_from_records(records: Sequence[Mapping[str, Any]], schema: EventSchem
         for key, values in columns.items():
             values.append(rec.get(key))
     types = {**USER_ENVELOPE, **schema.payload}
+    if prefix:  # a key with only None values in these rows offends in none of them
+        columns = {k: v for k, v in columns.items() if k in _REQUIRED or any(x is not None for x in v)}
     for name, values in columns.items():
         if name not in types:
             row = next((i for i, v in enumerate(values) if v is not None), 0)
@@ -165,7 +201,7 @@ def _timestamps_from_python(name: str, values: list[Any]) -> pl.Series:
         if isinstance(v, dt.datetime):
             if v.tzinfo is None or v.tzinfo.utcoffset(v) is None:
                 raise ValidationError(_NAIVE_HINT, row=i, field=name)
-            out.append(v.astimezone(dt.timezone.utc))
+            out.append(_in_utc(v, row=i, field=name))
         elif isinstance(v, str):
             out.append(_parse_timestamp_text(v, row=i, field=name))
         elif v is None:
@@ -185,7 +221,15 @@ def _parse_timestamp_text(text: str, *, row: int, field: str) -> dt.datetime:
         raise ValidationError(f"{text!r} is not an ISO 8601 timestamp", row=row, field=field) from None
     if value.tzinfo is None:
         raise ValidationError(_NAIVE_HINT, row=row, field=field)
-    return value.astimezone(dt.timezone.utc)
+    return _in_utc(value, row=row, field=field)
+
+
+def _in_utc(value: dt.datetime, *, row: int, field: str) -> dt.datetime:
+    try:
+        return value.astimezone(dt.timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is in the year 0 in UTC
+        raise ValidationError(f"{value.isoformat()} is outside the years {MIN_YEAR}..{MAX_YEAR} in UTC",
+                              row=row, field=field) from None
 
 
 def _parse_date_text(text: str, *, row: int, field: str) -> dt.date:
