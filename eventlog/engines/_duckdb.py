@@ -20,7 +20,7 @@ import polars as pl
 from eventlog.core import sqlrender
 from eventlog.core.definitions import columns_read
 from eventlog.engines._polars import finish_lazy, stored_schema
-from eventlog.engines.base import Events, EventSlice, lazy_events
+from eventlog.engines.base import Events, EventSlice, slice_schema
 from eventlog.errors import StorageError
 from eventlog.store.damage import first_unreadable
 
@@ -80,7 +80,7 @@ class DuckDBEngine:
         return sqlrender.to_sql(definition, source, dialect=self.dialect)
 
     def _fold_slice(self, definition: Projection, events: EventSlice) -> pl.DataFrame:
-        schema = stored_schema(definition, lazy_events(events).collect_schema())
+        schema = stored_schema(definition, slice_schema(events))
         day_max = None if events.business is None else events.business.date()
         cover = events.storage.files_covering(after=events.after, cut=events.cut, day_max=day_max)
         if events.empty or not cover.paths:

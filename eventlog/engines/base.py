@@ -83,3 +83,12 @@ def lazy_events(events: EventSlice) -> pl.LazyFrame:
     if events.history.rules:
         lf = events.history.apply(lf)
     return lf
+
+
+def slice_schema(events: EventSlice) -> pl.Schema:
+    """The columns and types of a slice as ``lazy_events`` gives them, without building a scan
+    (opening one costs a Delta table read: a tenth of a warm read)."""
+    lf = pl.LazyFrame(schema=events.storage.columns())
+    if events.history.rules:
+        lf = events.history.apply(lf)
+    return lf.collect_schema()

@@ -52,6 +52,10 @@ STATE = Projection(
     description="Items in stock: the inventory's state.",
 )
 
+#: Only the quantity of STATE: what one item's count needs when there is no state to start from
+#: (three columns read instead of seven).
+QUANTITY = Projection("inventory_quantity", keys=STATE.keys, aggregates={"quantity": STATE.aggregates["quantity"]})
+
 #: The stored form (snapshots, in-memory states): every item, zero stock included, with the
 #: order keys that let rarity and origin merge.
 STORED_SCHEMA: dict[str, pl.DataType] = dict(stored_schema(STATE, pl.Schema(INVENTORY_SCHEMA.columns())))
