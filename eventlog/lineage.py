@@ -63,7 +63,8 @@ STORE_FILE = "eventlog.json"
 
 #: The columns of an inherited commit record (what verify's chain reads of an append commit).
 COMMIT_SCHEMA = {"first_seq": pl.Int64, "last_seq": pl.Int64, "prev_hash": pl.String, "events_hash": pl.String,
-                 "hash": pl.String, "schema_version": pl.Int64, "recorded_at": pl.String}
+                 "hash": pl.String, "schema_version": pl.Int64, "recorded_at": pl.String,
+                 "idempotency_key": pl.String}
 #: The idempotency key a promote commits under: the branch's newest commit hash it brings over.
 PROMOTE_KEY = "promote:"
 
@@ -135,7 +136,9 @@ def read_inherited(root: Path) -> list[dict[str, Any]]:
     """The origin's commits a branch inherited, oldest first (verify links its own chain to them)."""
     path = root / INHERITED_FILE
     try:
-        return pl.read_parquet(path).cast(COMMIT_SCHEMA).to_dicts()  # type: ignore[arg-type]
+        frame = pl.read_parquet(path)
+        return frame.select(pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
+                            for c, t in COMMIT_SCHEMA.items()).to_dicts()
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise StorageError(f"{path} cannot be read ({exc}): the branch's inherited commits are lost; restore "
                            "the file from a backup", store=str(root), file=str(path)) from exc
@@ -213,7 +216,8 @@ def _make(log: BranchLog, storage: DeltaEvents, root: Path, cut: int, records: l
                 "fork_seq": str(cut), "last_seq": str(cut), "inherited_sha256": inherited_sha}
     if fork_hash is not None:
         metadata["hash"] = fork_hash  # the chain tip a first append on the branch links to
-    files = fork_table(storage, root / "events", cut=cut, metadata=metadata, transactions={})
+    files = fork_table(storage, root / "events", cut=cut, metadata=metadata,
+                       transactions=_idempotency_keys(storage, records[:-1] if cut > base_seq else records))
     lineage = Lineage(origin=str(log.path), origin_table_id=table_id, origin_version=storage.version,
                       fork_seq=cut, fork_hash=fork_hash, base_seq=base_seq, base_hash=base_hash,
                       inherited_sha256=inherited_sha, linked=files.linked, copied=files.copied,
@@ -225,6 +229,25 @@ def _make(log: BranchLog, storage: DeltaEvents, root: Path, cut: int, records: l
     write_json_atomically(root / STORE_FILE, {"format": 2 if len(kept.versions) > 1 else 1, **kept.to_meta()},
                           default=str)  # the store exists from here
     return lineage
+
+
+def _idempotency_keys(storage: EventStore, whole: list[dict[str, Any]]) -> dict[str, int]:
+    """The origin's idempotency keys of the whole commits the branch inherits, as Delta app transactions.
+
+    A retry on the branch of a batch committed before the fork is then answered as on the
+    origin. A commit the fork cuts keeps no key: the branch holds only part of its batch.
+    """
+    out: dict[str, int] = {}
+    for commit in whole:
+        key = commit.get("idempotency_key")
+        if key is None:
+            continue
+        out[f"{IDEMPOTENCY_APP}.first:{key}"] = commit["first_seq"]
+        out[f"{IDEMPOTENCY_APP}.last:{key}"] = commit["last_seq"]
+        digest = storage.transaction_version(f"{IDEMPOTENCY_APP}.digest:{key}")
+        if digest is not None:
+            out[f"{IDEMPOTENCY_APP}.digest:{key}"] = digest
+    return out
 
 
 def _abandon(root: Path, *, made: bool) -> None:
@@ -299,7 +322,8 @@ def all_append_commits(log: BranchLog) -> list[dict[str, Any]]:
         own.append({"first_seq": int(entry["eventlog.first_seq"]), "last_seq": int(entry["eventlog.last_seq"]),
                     "prev_hash": entry.get("eventlog.prev_hash"), "events_hash": entry.get("eventlog.events_hash"),
                     "hash": entry.get("eventlog.hash"), "schema_version": int(entry.get("eventlog.schema_version", 1)),
-                    "recorded_at": entry.get("eventlog.recorded_at"), "version": int(entry["version"])})
+                    "recorded_at": entry.get("eventlog.recorded_at"),
+                    "idempotency_key": entry.get("eventlog.idempotency_key"), "version": int(entry["version"])})
     own.sort(key=lambda c: c["version"])
     return [*log.inherited_commits(), *({k: v for k, v in c.items() if k != "version"} for c in own)]
 

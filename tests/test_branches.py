@@ -343,3 +343,18 @@ def test_the_cli_branches_compares_promotes_and_shows_the_origin(origin: Invento
     assert "already promoted" in run("--store", str(origin.path), "promote", str(trial))
     refused = CliRunner().invoke(main, ["--store", str(origin.path), "branch", str(tmp_path / "x"), "--at", "99"])
     assert refused.exit_code == 1 and refused.stderr.startswith("error: field 'at'")
+
+
+def test_a_retry_on_the_branch_of_a_batch_committed_before_the_fork_appends_nothing(tmp_path: Path) -> None:
+    from eventlog import EventSchema, EventType
+
+    log = EventLog.create(tmp_path / "main", EventSchema([EventType("ping", ())]))
+    batch = [{"event_type": "ping", "stream_id": "a"}] * 2
+    first = log.append(batch, idempotency_key="import-1")
+    log.append(batch, idempotency_key="import-2")
+    branch = log.branch(tmp_path / "b", at=4).branch(tmp_path / "b of b")
+    again = branch.append(batch, idempotency_key="import-1")
+    assert again.duplicate and (again.first_seq, again.last_seq) == (first.first_seq, first.last_seq)
+    assert branch.head() == 4 and branch.append(batch, idempotency_key="import-2").duplicate
+    cut = log.branch(tmp_path / "cut", at=3)  # inside import-2: the branch holds half of it, and no key
+    assert not cut.append(batch, idempotency_key="import-2").duplicate and cut.verify().ok
