@@ -254,3 +254,12 @@ class StorageError(EventLogError, OSError):
         super().__init__(message)  # one argument: str() is the message (OSError formats two as errno, text)
         self.store = store
         self.file = file
+
+
+class NoSparkFormError(ProjectionError):
+    """A projection (or a read rule of the store) cannot be computed on Spark: it is a Python
+    function, or uses SQL that has no Spark rendering. ``name`` says which one."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name

@@ -215,7 +215,7 @@ class Projector:
         if part.height == 0:
             self._changed[proj.name] = (m.checkpoint, None, None) if proj.partition_by else (-1, None, None)
             commits.submit(proj.name, self.tables.merge_keys, proj.name, part, keys,
-                           self._meta(proj, head, start, full=False), total_rows=m.rows)
+                           self.build_metadata(proj, head, start, full=False), total_rows=m.rows)
         elif proj.partition_by is not None:
             days = part.get_column(proj.partition_by)
             first, last = days.min(), days.max()
@@ -223,7 +223,7 @@ class Projector:
             stored = self.tables.read(proj.name, m, from_month=month_of(first))  # type: ignore[arg-type]
             merged = self.engine.merge(proj, stored, part)
             commits.submit(proj.name, self.tables.replace_from, proj.name, merged,
-                           self._meta(proj, head, start, full=False), partition_by=proj.partition_by,
+                           self.build_metadata(proj, head, start, full=False), partition_by=proj.partition_by,
                            from_month=month_of(first), total_rows=m.rows - stored.height + merged.height)  # type: ignore[arg-type]
         else:
             self._changed[proj.name] = (-1, None, None)
@@ -231,7 +231,7 @@ class Projector:
             touched = stored.join(part.select(keys).unique(), on=keys, how="semi", nulls_equal=True)
             merged = self.engine.merge(proj, touched, part)
             commits.submit(proj.name, self.tables.merge_keys, proj.name, merged, keys,
-                           self._meta(proj, head, start, full=False),
+                           self.build_metadata(proj, head, start, full=False),
                            total_rows=m.rows - touched.height + merged.height)
 
     def _build_function(self, proj: FunctionProjection, head: int, commits: _Commits, *, rebuild: bool) -> None:
@@ -239,7 +239,7 @@ class Projector:
         if proj.updates == "from_day":
             window, unchanged = self._window(proj, head, rebuild=rebuild)
             if unchanged:  # the days that changed lie before a window that did not move
-                commits.submit(proj.name, self.tables.touch, proj.name, self._meta(proj, head, start, full=False))
+                commits.submit(proj.name, self.tables.touch, proj.name, self.build_metadata(proj, head, start, full=False))
                 return
             table = proj.compute(window)
         elif proj.source == "events":
@@ -300,7 +300,7 @@ class Projector:
                commits: _Commits) -> None:
         proj = self.registry[name]
         partition_by = proj.partition_by if isinstance(proj, Projection) else None
-        meta = self._meta(proj, head, time.perf_counter() - duration, full=full)
+        meta = self.build_metadata(proj, head, time.perf_counter() - duration, full=full)
         keep = isinstance(proj, Projection) and any(p.source == name for p in self.registry.values())
 
         def write() -> TableVersion:
@@ -311,8 +311,9 @@ class Projector:
 
         commits.submit(name, write)
 
-    def _meta(self, proj: AnyProjection, head: int, start: float, *, full: bool) -> dict[str, Any]:
-        """The build's bookkeeping, committed with the table (no separate manifest)."""
+    def build_metadata(self, proj: AnyProjection, head: int, start: float, *, full: bool) -> dict[str, Any]:
+        """The build's bookkeeping, committed with the table (no separate manifest); ``start`` is the
+        ``time.perf_counter()`` at which the build began. Public for builds made elsewhere (Spark)."""
         return {
             "checkpoint": head,
             "fingerprint": self.fingerprint(proj),

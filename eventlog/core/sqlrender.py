@@ -168,6 +168,40 @@ def check(defn: Definition, dialect: str) -> None:
             r.expression(text)
 
 
+def transpile(text: str, *, dialect: str, owner: str) -> str:
+    """One expression in DuckDB's SQL (an upcaster's, a read default) rendered for ``dialect``.
+
+    Refused as a projection's expressions are, with ``owner`` (e.g. ``"Upcaster('a', 'b', 'c')"``)
+    named in the error.
+
+    Example:
+        >>> transpile('coalesce("größe", 0)', dialect="spark", owner="a default")
+        'COALESCE(`größe`, 0)'
+    """
+    return _parse(text, dialect, owner=owner, name=owner).sql(dialect=dialect)
+
+
+def _parse(text: str, dialect: str, *, owner: str, name: str) -> exp.Expr:
+    try:
+        parsed = sqlglot.parse_one(text, read=SOURCE_DIALECT)
+    except ParseError as exc:
+        raise ProjectionError(f"{owner}: cannot parse {text!r}: {exc}") from None
+    if dialect != SOURCE_DIALECT:
+        unknown = sorted({f.name for f in parsed.find_all(exp.Anonymous)})
+        if unknown:
+            raise UnsupportedExpressionError(
+                f"{owner}: the expression {text!r} uses {', '.join(unknown)}, which cannot be rendered for "
+                f"{dialect}; write it with standard SQL functions",
+                projection=name, expression=text, dialect=dialect)
+        try:
+            parsed.sql(dialect=dialect, unsupported_level=sqlglot.ErrorLevel.RAISE)
+        except UnsupportedError as exc:
+            raise UnsupportedExpressionError(
+                f"{owner}: the expression {text!r} cannot be rendered for {dialect}: {exc}",
+                projection=name, expression=text, dialect=dialect) from None
+    return parsed
+
+
 class _Renderer:
     """Renders the pieces of one definition for one dialect, checking each user expression."""
 
@@ -180,25 +214,7 @@ class _Renderer:
 
     def expression(self, text: str) -> exp.Expr:
         """A user expression, parsed as DuckDB SQL; refused if the dialect cannot have it."""
-        try:
-            parsed = sqlglot.parse_one(text, read=SOURCE_DIALECT)
-        except ParseError as exc:
-            raise ProjectionError(f"projection {self.defn.name!r}: cannot parse {text!r}: {exc}") from None
-        if self.dialect != SOURCE_DIALECT:
-            unknown = sorted({f.name for f in parsed.find_all(exp.Anonymous)})
-            if unknown:
-                raise UnsupportedExpressionError(
-                    f"projection {self.defn.name!r}: the expression {text!r} uses {', '.join(unknown)}, which "
-                    f"cannot be rendered for {self.dialect}; write it with standard SQL functions",
-                    projection=self.defn.name, expression=text, dialect=self.dialect)
-            try:
-                parsed.sql(dialect=self.dialect, unsupported_level=sqlglot.ErrorLevel.RAISE)
-            except UnsupportedError as exc:
-                raise UnsupportedExpressionError(
-                    f"projection {self.defn.name!r}: the expression {text!r} cannot be rendered for "
-                    f"{self.dialect}: {exc}", projection=self.defn.name, expression=text,
-                    dialect=self.dialect) from None
-        return parsed
+        return _parse(text, self.dialect, owner=f"projection {self.defn.name!r}", name=self.defn.name)
 
     def source(self, text: str) -> exp.Expr:
         """A FROM item written in the target dialect (a table, a table function, a subquery)."""

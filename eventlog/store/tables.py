@@ -30,8 +30,9 @@ from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Schema, convert_to_deltalake, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from filelock import FileLock
 
 from eventlog.errors import ProjectionError, StorageError
@@ -153,6 +154,49 @@ class ProjectionTables:
             self._forget(name)
             shutil.rmtree(self.folder(name))
             self._commit(name, rows, meta | {"rows": table.height}, partition_by=partition_by, schema_mode="overwrite")
+        if legacy:
+            self._drop_legacy(name)
+        return self._latest(name)
+
+    def write_files(self, name: str, staged: Path, columns: pl.Schema, meta: dict[str, Any], *,
+                    partition_by: str | None = None) -> TableVersion:
+        """Commit Parquet files another engine wrote as a full build: ``write`` for a table too large
+        to pass through this process (Spark's output; ``eventlog.spark.rebuild``).
+
+        ``staged`` is a folder of the store holding only those files (``__month=<first day>/``
+        folders when ``partition_by``), with the stored form's ``columns`` (``__month`` not
+        among them). Their statistics come from deltalake's conversion of the folder into a
+        table; the files are then moved into the table's folder and committed in one commit,
+        with the same metadata a local build writes. ``staged`` is removed.
+        """
+        partitions = [MONTH] if partition_by else []
+        schema = Schema.from_arrow(_with_month(pl.DataFrame(schema=columns), partition_by).to_arrow().schema)
+        with _writing(name, staged):
+            convert_to_deltalake(
+                str(staged), partition_strategy="hive" if partitions else None,
+                partition_by=Schema.from_arrow(pa.schema([pa.field(MONTH, pa.date32())])) if partitions else None)
+            adds = [AddAction(a["path"], a["size"], a["partitionValues"], a["modificationTime"], True, a["stats"])
+                    for a in _added(staged)]
+        rows = sum(int(json.loads(a.stats).get("numRecords", 0)) for a in adds)
+        folder = self.folder(name)
+        legacy = (folder / _LEGACY).exists() and not (folder / "_delta_log").is_dir()
+        if (folder / "_delta_log").is_dir() and self._damaged(name):
+            self._forget(name)  # derived data: a full build replaces a table whose own log is damaged
+            shutil.rmtree(folder)
+        for add in adds:  # into the table's folder first: a crash leaves files no version references
+            target = folder / urllib.parse.unquote(add.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (staged / urllib.parse.unquote(add.path)).replace(target)
+        props = _properties(meta | {"rows": rows})
+        with _writing(name, folder):
+            if (folder / "_delta_log").is_dir() and self._current(name).metadata().partition_columns == partitions:
+                self._current(name).create_write_transaction(list[AddAction | RemoveAction](adds), mode="overwrite", schema=schema,
+                                                            partition_by=partitions, commit_properties=props)
+            else:  # a new table, or a new layout (an overwrite keeps the old partition columns)
+                self._forget(name)
+                create_table_with_add_actions(str(folder), schema, adds, mode="overwrite", partition_by=partitions,
+                                              commit_properties=props)
+        shutil.rmtree(staged)
         if legacy:
             self._drop_legacy(name)
         return self._latest(name)
@@ -334,6 +378,13 @@ def _with_month(table: pl.DataFrame, partition_by: str | None) -> pl.DataFrame:
 
 def month_of(day: dt.date) -> dt.date:
     return day.replace(day=1)
+
+
+def _added(staged: Path) -> list[dict[str, Any]]:
+    """The add actions of the one commit a conversion wrote (path, size, partition values, statistics)."""
+    commit = staged / "_delta_log" / f"{0:020d}.json"
+    actions = [json.loads(line) for line in commit.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [a["add"] for a in actions if "add" in a]
 
 
 def _inside(folder: Path, file: object) -> str:
