@@ -32,6 +32,7 @@ from eventlog.store.tables import ROW, TableVersion
 BUILT_IN_VIEWS = ("events", "inventory", "commits", "snapshots", "projections")
 _HISTORY: dict[tuple[str, str], list[dict[str, Any]]] = {}
 _HISTORY_LOCK = threading.Lock()
+_SCHEMAS: dict[tuple[Any, ...], tuple[dict[str, pl.DataType], dict[str, pl.DataType], bool]] = {}
 
 
 @dataclass(frozen=True)
@@ -213,8 +214,7 @@ def _projections(log: EventLog, projector: Projector) -> list[ProjectionPin]:
         taken.add(name.lower())
         definition = projector.registry.get(name)
         try:
-            table = tables.manifest(name)
-            files = tables.files(name, table) if table is not None else []
+            table, files = tables.current_files(name)
         except (ProjectionError, StorageError, OSError, ValueError) as exc:
             warnings.warn(f"the table of projection {name!r} is unreadable ({exc}); its view shows no stored rows",
                           ProjectionWarning, stacklevel=5)
@@ -231,12 +231,26 @@ def _schemas(definition: AnyProjection | None, files: list[str],
              events: pl.Schema) -> tuple[dict[str, pl.DataType], dict[str, pl.DataType], bool]:
     """The finished and stored columns, and whether stored rows carry their order: from the
     definition when it is declarative, else from the stored files (a function's columns are
-    known once it ran), else none."""
+    known once it ran), else none. Remembered: a definition's or a file's columns never change."""
+    if isinstance(definition, Projection):
+        key: tuple[Any, ...] = (definition.fingerprint(), repr(definition.having), tuple(events.items()))
+    elif files:
+        key = (files[0],)
+    else:
+        return {}, {}, False
+    with _HISTORY_LOCK:
+        known = _SCHEMAS.get(key)
+    if known is not None:
+        return dict(known[0]), dict(known[1]), known[2]
     if isinstance(definition, Projection):
         stored = stored_schema(definition, events)
         finished = finish_lazy(definition, pl.LazyFrame(schema=stored)).collect_schema()
-        return dict(finished), dict(stored), False
-    if files:
+        found = (dict(finished), dict(stored), False)
+    else:
         schema = pl.Schema(pl.read_parquet_schema(files[0]))
-        return {c: t for c, t in schema.items() if not c.startswith(HIDDEN)}, {}, ROW in schema
-    return {}, {}, False
+        found = ({c: t for c, t in schema.items() if not c.startswith(HIDDEN)}, {}, ROW in schema)
+    with _HISTORY_LOCK:
+        if len(_SCHEMAS) >= 512:
+            _SCHEMAS.clear()
+        _SCHEMAS[key] = found
+    return dict(found[0]), dict(found[1]), found[2]

@@ -21,7 +21,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
+import re
 import shutil
+import threading
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,6 +130,29 @@ class ProjectionTables:
         with _reading(name, self.folder(name)):
             months = [p[MONTH] for p in self._at(name, table.version).partitions() if p.get(MONTH)]
         return max((dt.date.fromisoformat(m) for m in months), default=None)
+
+    def current_files(self, name: str) -> tuple[TableVersion | None, list[str]]:
+        """The newest build of ``name`` and its files, as :meth:`manifest` and :meth:`files` give
+        them, remembered in this process per table version (what SQL connections pin).
+
+        A version's build and files never change, so a connection made while the table stays at
+        that version needs no Delta read: the newest commit file is found by listing the table's
+        log (plus one stat of it), and anything else, or a listing that moved meanwhile, reads anew.
+        """
+        stamp = _log_stamp(self.folder(name))
+        if stamp is not None:
+            with _PINNED_LOCK:
+                known = _PINNED.get(stamp[0])
+            if known is not None and known[0] == stamp:
+                return known[1], list(known[2])
+        table = self.manifest(name)
+        files = self.files(name, table) if table is not None else []
+        if stamp is not None and table is not None and _log_stamp(self.folder(name)) == stamp:
+            with _PINNED_LOCK:
+                if len(_PINNED) >= 256:
+                    _PINNED.clear()
+                _PINNED[stamp[0]] = (stamp, table, tuple(files))
+        return table, files
 
     def files(self, name: str, table: TableVersion) -> list[str]:
         """The Parquet files of that build (absolute paths), for readers that take a file list (SQL)."""
@@ -352,6 +378,26 @@ class ProjectionTables:
             (folder / _LEGACY).unlink()
         for old in folder.glob("t-*.parquet"):
             old.unlink(missing_ok=True)
+
+
+#: Builds and files per table folder, by the stamp of its Delta log (see ``current_files``).
+_PINNED: dict[str, tuple[tuple[str, int, int, int], TableVersion, tuple[str, ...]]] = {}
+_PINNED_LOCK = threading.Lock()
+_COMMIT_FILE = re.compile(r"\d{20}\.json")
+
+
+def _log_stamp(folder: Path) -> tuple[str, int, int, int] | None:
+    """(folder, newest commit number, its size, its mtime): it changes with every commit (None: no Delta log)."""
+    log = folder / "_delta_log"
+    try:
+        with os.scandir(log) as entries:
+            newest = max((e.name for e in entries if _COMMIT_FILE.fullmatch(e.name)), default=None)
+        if newest is None:
+            return None
+        info = os.stat(log / newest)
+    except OSError:
+        return None
+    return str(folder.resolve()), int(newest[:20]), info.st_size, info.st_mtime_ns
 
 
 def _version(name: str, version: int, entry: dict[str, Any], partitions: list[str]) -> TableVersion:

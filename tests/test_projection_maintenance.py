@@ -1,0 +1,117 @@
+"""Compaction and vacuum of projection tables follow the log's policy (docs/retention.md).
+
+``Inventory.compact()`` merges the small files updates leave in every projection table and
+changes no answer; ``Inventory.vacuum(retention_hours=R)`` deletes only files no version
+younger than R hours needs, so the current tables (Python and SQL) read the same, older
+builds stay readable within the retention and fail with a typed error after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+from inventory_helpers import AWKWARD_ITEMS, T0, store
+
+from eventlog import Inventory
+from eventlog.errors import StorageError
+from eventlog.sql import query
+
+NAMES = ["most_collected_items", "item_origins", "daily_flows", "daily_stock", "stockouts", "top_movers"]
+
+
+@pytest.fixture
+def updated(tmp_path: Path) -> Inventory:
+    """Projections built, then updated three times: every table has several versions, and the keyed
+    ones a small file per update (each round's items are new keys: Delta's MERGE adds a file for them)."""
+    inventory = Inventory.open(store(tmp_path))
+    for round_ in range(4):
+        inventory.record([
+            {"event_type": "item_added", "item": AWKWARD_ITEMS[round_], "quantity": 2 + i,
+             "origin": "cave", "occurred_at": T0 + dt.timedelta(days=20 * round_ + i)}
+            for i in range(3)
+        ])
+        inventory.update_projections()
+    return inventory
+
+
+def _answers(inventory: Inventory) -> dict[str, tuple[list[tuple], list[tuple]]]:
+    """Every projection as Python reads it and as SQL shows it."""
+    return {name: (inventory.projection(name).read().rows(),
+                   query(inventory, f"SELECT * FROM {name}").rows()) for name in NAMES}
+
+
+def _files(inventory: Inventory, name: str) -> set[Path]:
+    return set(inventory.projector.tables.folder(name).rglob("*.parquet"))
+
+
+def test_compact_merges_the_files_of_every_table_and_changes_no_answer(updated: Inventory) -> None:
+    before = _answers(updated)
+    builds = {name: updated.projection(name).status() for name in NAMES}
+    keyed = DeltaTable(str(updated.projector.tables.folder("most_collected_items")))
+    files_before = len(keyed.file_uris())
+    report = updated.compact()["projections"]
+    assert set(report) == set(NAMES)
+    keyed.update_incremental()
+    assert keyed.history(1)[0]["operation"] == "OPTIMIZE"
+    assert len(keyed.file_uris()) == 1 < files_before
+    assert _answers(Inventory.open(updated.path)) == before
+    for name in NAMES:  # the build's bookkeeping is the same: compaction is no build
+        assert Inventory.open(updated.path).projection(name).status().checkpoint == builds[name].checkpoint
+
+
+def test_updates_after_compaction_and_vacuum_still_merge_only_the_tail(updated: Inventory) -> None:
+    updated.compact()
+    updated.vacuum(retention_hours=0)
+    updated.add_item("new ✓", 3, occurred_at=T0 + dt.timedelta(days=70))
+    updated.update_projections()
+    tables = updated.projector.tables
+    for name in ("most_collected_items", "daily_flows"):
+        assert not tables.manifest(name).full_build  # type: ignore[union-attr]
+    incremental = {name: Inventory.open(updated.path).projection(name).read() for name in NAMES}
+    updated.update_projections(rebuild=True)
+    for name in NAMES:
+        assert updated.projection(name).read().equals(incremental[name]), name
+
+
+def test_vacuum_within_the_retention_deletes_nothing_an_older_build_reads(updated: Inventory) -> None:
+    first = 0  # the first build of every table
+    old = {name: updated.projection(name).read(version=first) for name in NAMES}
+    updated.compact()
+    assert updated.vacuum()["projections"] == {name: [] for name in NAMES}  # 168 h: all files are younger
+    for name in NAMES:
+        assert updated.projection(name).read(version=first).equals(old[name]), name
+
+
+def test_vacuum_past_the_retention_keeps_the_current_tables_and_drops_older_builds(updated: Inventory) -> None:
+    before = _answers(updated)
+    updated.compact()
+    planned = updated.vacuum(retention_hours=0, dry_run=True)["projections"]
+    assert all(planned[name] for name in NAMES if name != "stockouts")  # no stockout: no file ever
+    on_disk = {name: _files(updated, name) for name in NAMES}
+    updated.vacuum(retention_hours=0)
+    for name in NAMES:
+        folder = updated.projector.tables.folder(name)
+        assert {folder / f for f in planned[name]} == on_disk[name] - _files(updated, name), name
+    assert _answers(Inventory.open(updated.path)) == before
+    assert Inventory.open(updated.path).verify().ok
+    with pytest.raises(StorageError, match="daily_stock"):
+        updated.projection("daily_stock").read(version=0)
+
+
+def test_a_dry_run_vacuum_deletes_nothing(updated: Inventory) -> None:
+    updated.compact()
+    on_disk = {name: _files(updated, name) for name in NAMES}
+    updated.vacuum(retention_hours=0, dry_run=True)
+    assert {name: _files(updated, name) for name in NAMES} == on_disk
+
+
+def test_maintenance_of_a_store_without_projection_tables_does_nothing_to_them(tmp_path: Path) -> None:
+    inventory = Inventory.open(store(tmp_path))
+    inventory.add_item("sword")
+    assert inventory.compact()["projections"] == {}
+    assert inventory.vacuum(retention_hours=0)["projections"] == {}
+    assert pl.DataFrame(inventory.projection("daily_stock").read()).height == 1
