@@ -502,9 +502,11 @@ def promote(store: _Store, branch_path: Path) -> None:
 
 @main.command()
 @click.option("--expect", metavar="HASH", default=None,
-              help="A hash from `eventlog head` the log must still hold (catches a truncated tail).")
+              help="A hash from `eventlog head` the log must still hold (catches a truncated tail); implies --deep.")
+@click.option("--deep", is_flag=True, default=False,
+              help="Recompute every value, also those an earlier verify sealed (their files unchanged).")
 @click.pass_obj
-def verify(store: _Store, expect: str | None) -> None:
+def verify(store: _Store, expect: str | None, deep: bool) -> None:
     """Recompute the hash chain and check every invariant; exit 1 at the first violation."""
     from eventlog._cli_format import progress
     from eventlog.inventory.inventory import Inventory
@@ -512,7 +514,7 @@ def verify(store: _Store, expect: str | None) -> None:
     target = store.target()
     log = target.log if isinstance(target, Inventory) else target
     with progress(total=log.head(), unit="events", desc="verify") as bar:
-        report = target.verify(progress=bar.update, expect=expect)
+        report = target.verify(deep=deep, progress=bar.update, expect=expect)
     click.echo(str(report))
     report.raise_if_failed()
 

@@ -175,3 +175,33 @@ def test_a_sealed_projection_table_edited_in_place_is_found(inventory: Inventory
     report = reopened(inventory).verify()
     assert report.sealed > 0 and report.violation is not None and report.violation.check == "projections"
     assert "item_origins" in report.violation.message
+
+
+def test_the_cli_verifies_deep_on_request(inventory: Inventory) -> None:
+    from click.testing import CliRunner
+
+    from eventlog.cli import main
+
+    store = str(inventory.path)
+    sealed = CliRunner().invoke(main, ["--store", store, "verify"])
+    assert sealed.exit_code == 0 and "sealed by an earlier verify" in sealed.output
+    deep = CliRunner().invoke(main, ["--store", store, "verify", "--deep"])
+    assert deep.exit_code == 0 and "sealed by an earlier verify" not in deep.output and "verify OK" in deep.output
+
+
+@pytest.mark.parametrize("deep", [True, False])
+def test_each_of_several_snapshots_is_checked_at_its_own_seq(inventory: Inventory, deep: bool) -> None:
+    # Snapshots fold the log once between them (each continues the one before): every one is still compared.
+    infos = []
+    for quantity in (2, 3):
+        inventory.add_item("sword", quantity)
+        infos.append(reopened(inventory).snapshot())
+    assert reopened(inventory).verify(deep=deep).ok
+    middle = infos[0]
+    stored = inventory.snapshots.load(middle)
+    assert stored is not None
+    inventory.snapshots.write(stored.with_columns(pl.col("quantity") + 1), seq=middle.seq,
+                              delta_version=middle.delta_version)
+    report = reopened(inventory).verify(deep=deep)
+    assert report.violation is not None and report.violation.check == "snapshots"
+    assert report.violation.seq == middle.seq

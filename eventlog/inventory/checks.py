@@ -77,6 +77,9 @@ class _Target:
     cut: int
     after: int = 0
     state: pl.DataFrame | None = None
+    #: Another target whose finished state this one continues (``after`` is its cut): several
+    #: snapshots fold the log once, each the events since the one before it.
+    prior: str | None = None
 
 
 @dataclass
@@ -136,12 +139,13 @@ class OnePass:
         folds = {}
         for name, target in plan.targets.items():
             if target.cut >= lo and target.after < hi:
-                rows = group.filter((pl.col("seq") > target.after) & (pl.col("seq") <= target.cut))
+                inside = target.after < lo and target.cut >= hi  # the whole group: no filtered copy
+                rows = group if inside else group.filter((pl.col("seq") > target.after) & (pl.col("seq") <= target.cut))
                 folds[name] = _ENGINE.fold(target.definition, rows)
         moves = None
         if hi > plan.stock_from and plan.negative is None:
-            moved = with_running_stock(group.filter(pl.col("seq") > plan.stock_from)
-                                       .select("seq", "stream_id", "event_type", "quantity"))
+            rows = group if plan.stock_from < lo else group.filter(pl.col("seq") > plan.stock_from)
+            moved = with_running_stock(rows.select("seq", "stream_id", "event_type", "quantity"))
             moves = moved.group_by("stream_id").agg(pl.col("stock").min().alias("low"), pl.col("stock").last().alias("net"))
         return lo, hi, folds, moves
 
@@ -228,17 +232,24 @@ class OnePass:
                     trusted.add(f"projection {name}")
         targets: dict[str, _Target] = {}
         verified = sorted((i for i in snapshots if f"snapshot {i.seq}" in trusted), key=lambda i: i.seq)
-        for info in snapshots:
+        previous: _Target | None = None
+        for info in sorted(snapshots, key=lambda i: i.seq):
             key = f"snapshot {info.seq}"
             if key in trusted:
+                previous = None
                 continue
             below = [v for v in verified if v.seq <= info.seq]
             base = self.snapshots.load(below[-1]) if below else None
             if below and base is not None and set(base.columns) == set(STORED_SCHEMA):
-                targets[key] = _Target(STATE, info.seq, below[-1].seq,
-                                       base.select(list(STORED_SCHEMA)).cast(STORED_SCHEMA))  # type: ignore[arg-type]
+                target = _Target(STATE, info.seq, below[-1].seq,
+                                 base.select(list(STORED_SCHEMA)).cast(STORED_SCHEMA))  # type: ignore[arg-type]
+                if previous is not None and previous.cut > target.after:
+                    target = _Target(STATE, info.seq, previous.cut, prior=f"snapshot {previous.cut}")
+            elif previous is not None:
+                target = _Target(STATE, info.seq, previous.cut, prior=f"snapshot {previous.cut}")
             else:
-                targets[key] = _Target(STATE, info.seq)
+                target = _Target(STATE, info.seq)
+            targets[key] = previous = target
         for name, table in tables.items():
             if name in projections and f"projection {name}" not in trusted:
                 targets[f"projection {name}"] = self._projection_target(name, table, seal)
@@ -311,7 +322,7 @@ class OnePass:
             if set(stored.columns) != set(key):
                 return Violation("snapshots", f"snapshot has the columns {sorted(stored.columns)}, not the state's "
                                  f"{sorted(key)}", seq=info.seq, file=info.file)
-            fresh = _state_or_empty(plan.targets[f"snapshot {info.seq}"])
+            fresh = _state_or_empty(_resolved(plan.targets, f"snapshot {info.seq}"))
             if not _same(stored.select(key).cast(STORED_SCHEMA), fresh.select(key), ["item"]):  # type: ignore[arg-type]
                 return Violation("snapshots", "snapshot differs from a fold of the log up to its seq", seq=info.seq,
                                  file=info.file)
@@ -429,6 +440,17 @@ def _running_stock(group: pl.DataFrame, opening: pl.DataFrame) -> Violation | No
         return None
     seq, item, stock = bad.select("seq", "stream_id", "stock").row(0)
     return Violation("stock", f"item {item!r} goes to {stock} at this event", seq=seq)
+
+
+def _resolved(targets: dict[str, _Target], key: str) -> _Target:
+    """The target with the states of the targets it continues merged in front of its own."""
+    target = targets[key]
+    if target.prior is not None:
+        before = _state_or_empty(_resolved(targets, target.prior))
+        own = target.state
+        target.state = before if own is None else _ENGINE.merge(target.definition, before, own)
+        target.prior = None
+    return target
 
 
 def _state_or_empty(target: _Target, proj: Projection | None = None, log: EventLog | None = None) -> pl.DataFrame:
