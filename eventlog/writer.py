@@ -260,8 +260,12 @@ class StreamVersions:
     def __init__(self) -> None:
         self._reset()
 
+    #: Appends of at most this many events update a dict, not the table (a group_by costs milliseconds).
+    SMALL = 64
+
     def _reset(self) -> None:
         self._table = pl.DataFrame(schema={"stream_id": pl.String, "version": pl.Int64})
+        self._recent: dict[str, int] = {}  # versions newer than the table's, from small appends
         self._through = 0
 
     def versions(self, log: LogView, head: int, stream_ids: list[str]) -> dict[str, int]:
@@ -283,16 +287,29 @@ class StreamVersions:
         if not stream_ids:
             return {}
         rows = self._table.filter(pl.col("stream_id").is_in(stream_ids))
-        return dict(zip(rows["stream_id"].to_list(), rows["version"].to_list(), strict=True))
+        out = dict(zip(rows["stream_id"].to_list(), rows["version"].to_list(), strict=True))
+        for stream in stream_ids if self._recent else ():
+            if stream in self._recent:
+                out[stream] = self._recent[stream]  # versions only grow: the newer is the larger
+        return out
 
     def advance(self, events: pl.DataFrame, last_seq: int) -> None:
-        if self._through == events["seq"][0] - 1:
-            self._merge(events.group_by("stream_id").agg(pl.col("stream_version").max().alias("version")), last_seq)
+        if self._through != events["seq"][0] - 1:
+            return
+        if events.height <= self.SMALL and len(self._recent) < 8 * 1024:
+            for stream, version in zip(events["stream_id"].to_list(), events["stream_version"].to_list(), strict=True):
+                self._recent[stream] = max(version, self._recent.get(stream, 0))
+            self._through = last_seq
+            return
+        self._merge(events.group_by("stream_id").agg(pl.col("stream_version").max().alias("version")), last_seq)
 
     def _merge(self, tail: pl.DataFrame, through: int) -> None:
-        self._table = (
-            pl.concat([self._table, tail]).group_by("stream_id").agg(pl.col("version").max())
-        )
+        parts = [self._table, tail]
+        if self._recent:
+            parts.append(pl.DataFrame({"stream_id": list(self._recent), "version": list(self._recent.values())},
+                                      schema={"stream_id": pl.String, "version": pl.Int64}))
+            self._recent = {}
+        self._table = pl.concat(parts).group_by("stream_id").agg(pl.col("version").max())
         self._through = through
 
     def _load(self, folder: Path, head: int) -> None:

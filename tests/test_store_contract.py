@@ -284,3 +284,16 @@ class TestDeltaStore(StoreContract):
         assert set(store.vacuum(retention_hours=0, dry_run=True)) == replaced
         assert set(store.vacuum(retention_hours=0, dry_run=False)) == replaced
         assert not any((store.path / p).exists() for p in replaced)
+
+
+def test_the_file_list_carried_over_an_own_append_is_the_one_a_fresh_listing_gives(tmp_path: Path) -> None:
+    """DeltaEvents extends its cached file list by its own commit instead of relisting every file."""
+    from eventlog import EventLog
+    from support import added, make_schema
+
+    log = EventLog.create(tmp_path / "store", make_schema())
+    for i in range(3):
+        log.append([added(f"s{i}", occurred_at=f"2024-03-0{1 + i % 2}T10:00:00.123456+00:00"), added("t")])
+        carried = log.storage.files()
+        fresh = type(log.storage)(log.path / "events").files()  # type: ignore[call-arg]
+        assert carried.sort("path").equals(fresh.sort("path"))

@@ -114,6 +114,8 @@ class Inventory:
         for projection in BUILTINS:
             self.projector.register(projection)
         self._cache: OrderedDict[tuple[int, dt.datetime | None], pl.DataFrame] = OrderedDict()
+        #: (seq, a bound on every item's stock there): lets a batch of additions skip the stock check.
+        self._bound: tuple[int, int] | None = None
         self._newest_snapshot: int | None = None  # seq of the newest snapshot on disk, once looked up
 
     @classmethod
@@ -174,15 +176,36 @@ class Inventory:
         """
         frame = _normalize_items(batch)
         with self.log.writing() as txn:
-            state = self._state_at_seq(txn.head)
-            _check_stock(frame, state)
+            bound = self._stock_bound(frame, txn.head)
+            state = None if bound is not None else self._state_at_seq(txn.head)
+            if state is not None:
+                _check_stock(frame, state)
             result = txn.append(frame, schema=INVENTORY_SCHEMA)  # fills fields an evolved schema adds
-            if txn.appended is not None:  # the next read (or check) starts from here, no re-read
+            if txn.appended is not None and state is not None:  # the next read (or check) starts from here
                 after = self.engine.merge(STATE, state, self.engine.fold(STATE, txn.appended))
                 self._remember((result.last_seq, None), after)
-        if txn.appended is not None:
-            self._maybe_snapshot(after, result.last_seq)  # outside the lock: writers need not wait
+            elif txn.appended is not None and bound is not None:
+                self._bound = (result.last_seq, bound)
+        if txn.appended is not None:  # outside the lock: writers need not wait
+            if state is not None:
+                self._maybe_snapshot(after, result.last_seq)
+            elif result.last_seq - self._newest_snapshot_seq() > self.snapshot_every:
+                self._state_at_seq(result.last_seq)  # folds the additions since the last state, and snapshots
         return result
+
+    def _stock_bound(self, frame: pl.DataFrame, head: int) -> int | None:
+        """A bound on every item's stock after ``frame``, when no row of it can fail the stock check.
+
+        A batch of additions cannot take a stock below zero; only past an int64, which a bound on
+        the largest stock rules out. Then neither the state nor a fold of the batch is needed:
+        a stream of ``add_item`` calls costs a commit each, and the next read folds them at once.
+        """
+        self._check_state_definition()
+        if self._bound is None or self._bound[0] != head or frame.get_column("event_type").eq(REMOVED).any():
+            return None
+        added = frame.filter(pl.col("event_type") == ADDED).select(pl.col("quantity").cast(pl.Int128).sum()).item()
+        bound = self._bound[1] + int(added or 0)
+        return bound if bound <= _MAX_STOCK else None
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -415,6 +438,7 @@ class Inventory:
             self.snapshots = SnapshotStore(self.log.path / "snapshots", state_version=STATE_VERSION,
                                            fingerprint=fingerprint)
             self._cache.clear()
+            self._bound = None
             self._newest_snapshot = None
 
     def _maybe_snapshot(self, state: pl.DataFrame, seq: int, *, force: bool = False) -> None:
@@ -472,6 +496,8 @@ class Inventory:
         return info
 
     def _remember(self, key: tuple[int, dt.datetime | None], state: pl.DataFrame) -> None:
+        if key[1] is None:
+            self._bound = (key[0], int(state.get_column("quantity").max() or 0))  # type: ignore[arg-type]
         self._cache[key] = state
         self._cache.move_to_end(key)
         while len(self._cache) > _CACHE_SIZE:

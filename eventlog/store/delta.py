@@ -30,6 +30,7 @@ from deltalake import (
     WriterProperties,
 )
 from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.transaction import AddAction
 
 from eventlog.core.schema import PARTITION_COLUMN
 from eventlog.errors import CommitError, EventLogError, StorageError, StorePathError
@@ -373,7 +374,25 @@ class DeltaEvents:
         self.refresh()
         version = self.version
         self._make_durable(before + 1, version, committed=True, data=False)
+        self._extend_files(before, version, [w.action for w in written])
         return version
+
+    def _extend_files(self, before: int, version: int, added: list[AddAction]) -> None:
+        """Carry the file list over to our own commit: relisting every file per append would make
+        an append's cost grow with the table."""
+        if self._files is None or self._files[0] != before or version != before + 1:
+            return
+        rows = []
+        for action in added:
+            stats = json.loads(action.stats)
+            high = stats["maxValues"].get("recorded_at")
+            rows.append({"path": action.path, "size_bytes": action.size, "rows": stats["numRecords"],
+                         "min_seq": stats["minValues"].get("seq"), "max_seq": stats["maxValues"].get("seq"),
+                         "max_recorded_at": None if high is None else dt.datetime.fromisoformat(high.replace("Z", "+00:00")),
+                         "day": dt.date.fromisoformat(action.partition_values[PARTITION_COLUMN] or "")})
+        old = self._files[1]
+        self._files = (version, pl.concat([old, pl.DataFrame(rows, schema=old.schema)]))
+        self._inside.update(a.path for a in added)
 
     def _make_durable(self, first: int, last: int, *, committed: bool, data: bool = True) -> None:
         """fsync what versions ``first..last`` wrote, before the caller is told they are committed.
