@@ -3,7 +3,7 @@
 Called by ``_suite.SizeBench.run`` on each size (``branching.run(bench)``). Per run, in one
 interleaved loop: ``Inventory.branch`` at the head (every data file shared by a hard link),
 at a seq inside the last commit (the files across the cut rewritten), and, as the baseline,
-copying the events table (what a branch costs without links). Then ``origin.compare(branch)``
+copying the events table, synced to disk as the branch is (what a branch costs without links). Then ``origin.compare(branch)``
 after one what-if event on the branch, beside a cold ``stock()`` in the same runs. Each
 result is checked first: the branch's files are the origin's inodes, its head and stock are
 the origin's, compare's totals add up.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks._measure import timed
 from eventlog import Inventory
+from eventlog.store.atomic import fsync_file, fsync_folder
 
 if TYPE_CHECKING:
     from benchmarks._suite import SizeBench
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 def _inodes(inv: Inventory) -> dict[str, int]:
     root = inv.path / "events"
     return {p: os.stat(root / p).st_ino for p in inv.log.files().get_column("path").to_list()}
+
+
+def _copy_synced(source: str, destination: str) -> str:
+    shutil.copy2(source, destination)
+    fsync_file(Path(destination))
+    return destination
 
 
 def run(bench: SizeBench) -> None:
@@ -42,7 +49,12 @@ def run(bench: SizeBench) -> None:
         return path
 
     def copy(i: int) -> Path:
-        return Path(shutil.copytree(bench.events, fresh(i, "copy") / "events"))
+        """A durable copy, as the branch is durable: each file and folder synced (no dirty pages left behind
+        for the next measurement's syncs to wait for)."""
+        target = Path(shutil.copytree(bench.events, fresh(i, "copy") / "events", copy_function=_copy_synced))
+        for folder in sorted({p.parent for p in target.rglob("*")} | {target}, key=lambda f: len(f.parts), reverse=True):
+            fsync_folder(folder)
+        return target
 
     out = bench.interleaved(bench.cfg.runs, {
         "eventlog": lambda i: origin.branch(fresh(i, "head")),
@@ -62,7 +74,7 @@ def run(bench: SizeBench) -> None:
     bench.add("branch", "eventlog", out["eventlog"][0], note=f"at the head, {len(shared)} files linked")
     bench.add("branch", "eventlog-mid", out["mid-commit"][0], variant="mid-commit",
               note=f"at seq {inside:,}, inside the last commit")
-    bench.add("branch", "copy", out["copy"][0], note="shutil.copytree of the events table")
+    bench.add("branch", "copy", out["copy"][0], note="shutil.copytree of the events table, synced")
 
     what_if: list[Inventory] = []
     for branch in out["eventlog"][1]:
