@@ -149,7 +149,7 @@ class WriteTxn:
 
         version = log.storage.append(table, metadata=metadata, transactions=transactions)
         own = hashes[0]
-        self._streams.advance(events, last)
+        self._streams.advance(events, last, log.path / "cache")
         self._chain.advance(last, own)
         self.head, self.last_recorded = last, recorded_at
         self.appended = events
@@ -267,6 +267,7 @@ class StreamVersions:
         self._table = pl.DataFrame(schema={"stream_id": pl.String, "version": pl.Int64})
         self._recent: dict[str, int] = {}  # versions newer than the table's, from small appends
         self._through = 0
+        self._saved = 0  # the seq the newest on-disk copy this object wrote or read is at
 
     def versions(self, log: LogView, head: int, stream_ids: list[str]) -> dict[str, int]:
         if head < self._through:  # the store was replaced under us: start over
@@ -293,8 +294,14 @@ class StreamVersions:
                 out[stream] = self._recent[stream]  # versions only grow: the newer is the larger
         return out
 
-    def advance(self, events: pl.DataFrame, last_seq: int) -> None:
+    def advance(self, events: pl.DataFrame, last_seq: int, folder: Path) -> None:
+        """Add an own append; the on-disk copy is renewed every ``PERSIST_AFTER`` events, so that the
+        next process to write reads a short tail of the log, not all of it."""
         if self._through != events["seq"][0] - 1:
+            return
+        if last_seq - self._saved >= self.PERSIST_AFTER:
+            self._merge(events.group_by("stream_id").agg(pl.col("stream_version").max().alias("version")), last_seq)
+            self._save(folder)
             return
         if events.height <= self.SMALL and len(self._recent) < 8 * 1024:
             for stream, version in zip(events["stream_id"].to_list(), events["stream_version"].to_list(), strict=True):
@@ -326,11 +333,12 @@ class StreamVersions:
             return
         try:
             self._table = pl.read_parquet(path).select("stream_id", "version").cast({"version": pl.Int64})
-            self._through = through
+            self._through = self._saved = through
         except (OSError, pl.exceptions.PolarsError):  # a damaged cache: read the log instead
             self._reset()
 
     def _save(self, folder: Path) -> None:
+        self._saved = self._through  # tried once per PERSIST_AFTER events, whether or not it can be written
         try:
             folder.mkdir(exist_ok=True)
             if folder_outside(folder.parent, folder) is not None:

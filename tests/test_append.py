@@ -240,3 +240,17 @@ def test_columns_may_come_in_any_order_and_narrower_types(empty_log: EventLog) -
         ("x", "a", 5, 1.5),
         ("y", "b", 6, 2.0),
     ]
+
+
+def test_a_writer_renews_the_stream_version_cache_so_the_next_process_reads_a_short_tail(
+    empty_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eventlog.writer
+
+    monkeypatch.setattr(eventlog.writer.StreamVersions, "PERSIST_AFTER", 3)
+    for i in range(4):  # one process, its versions only ever advanced in memory
+        empty_log.append([added("a"), added(f"b{i}")])
+    saved = sorted(p.name for p in (empty_log.path / "cache").glob("streams-*.parquet"))
+    assert saved == [f"streams-{4:015d}.parquet", f"streams-{8:015d}.parquet"]
+    fresh = EventLog.open(empty_log.path)
+    assert fresh.stream_version("a") == 4 and fresh.stream_version("b3") == 1

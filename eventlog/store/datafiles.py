@@ -68,18 +68,21 @@ class DataFiles:
         days = pl.from_arrow(data.select([PARTITION_COLUMN])).with_row_index("__row")  # type: ignore[union-attr]
         groups = days.group_by(PARTITION_COLUMN, maintain_order=True).agg(
             pl.col("__row").first().alias("first"), pl.col("__row").last().alias("last"), pl.len().alias("n"))
+        scattered = groups.filter(pl.col("last") - pl.col("first") + 1 != pl.col("n")).get_column(PARTITION_COLUMN)
+        rows_of: dict[dt.date, pa.Array] = {}
+        if scattered.len():  # the rows of each day spread over the batch: their indices, in one pass
+            spread = days.filter(pl.col(PARTITION_COLUMN).is_in(scattered.implode()))
+            for key, part in spread.partition_by(PARTITION_COLUMN, as_dict=True, maintain_order=True).items():
+                rows_of[key[0]] = part.get_column("__row").to_arrow()
         body = data.drop_columns([PARTITION_COLUMN])
-        for day, first, last, n in groups.iter_rows():
-            contiguous = last - first + 1 == n
-            rows = None if contiguous else days.filter(pl.col(PARTITION_COLUMN) == day).get_column("__row")
+        for day, first, _last, n in groups.iter_rows():
             for start in range(0, n, ROWS_PER_FILE):
                 stop = min(start + ROWS_PER_FILE, n)
                 piece: Callable[[], pa.Table]
-                if contiguous:
+                if day not in rows_of:
                     piece = partial(body.slice, first + start, stop - start)
                 else:  # gathered in the worker: at most a few partitions' copies exist at once
-                    picked = rows.slice(start, stop - start).to_arrow()  # type: ignore[union-attr]
-                    piece = partial(body.take, picked)
+                    piece = partial(body.take, rows_of[day].slice(start, stop - start))
                 self._futures.append(_pool().submit(_write_file, root, day, piece))
 
     def wait(self) -> list[Written]:
@@ -92,10 +95,10 @@ class DataFiles:
                 error = error or exc
         if error is None:
             try:
-                folders = {w.path.parent for w in written}
-                for folder in sorted(folders):
-                    fsync_folder(folder)
-                fsync_folder(self._root)  # a new partition folder is an entry of the table folder
+                # every partition folder, and the table's (a new partition folder is an entry of it), side by side
+                folders = sorted({w.path.parent for w in written} | {self._root})
+                for done in [_pool().submit(fsync_folder, folder) for folder in folders]:
+                    done.result()
                 return written
             except OSError as exc:
                 error = exc
