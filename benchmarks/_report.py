@@ -102,6 +102,10 @@ LABELS = {
     ("eventlog-mid", "mid-commit"): "eventlog, at a seq inside the last commit",
     ("sqlite", "state"): "SQLite state table: `SELECT *` into a DataFrame (new connection)",
     ("log", ""): "`EventLog.verify()`, in the same runs",
+    ("local", ""): "eventlog on DuckDB (`Inventory.stock()`, no snapshot)",
+    ("spark-files", ""): "eventlog.spark, Spark's Parquet files committed",
+    ("local-duckdb", "state"): "local rebuild, DuckDB engine",
+    ("local-polars", ""): "local rebuild, Polars engine",
 }
 OP_TITLES = {
     "cold_stock": "cold `stock()`",
@@ -125,6 +129,8 @@ OP_TITLES = {
     "memory_cold_stock": "peak memory of cold `stock()`",
     "memory_rebuild": "peak memory of full rebuild",
     "memory_baseline": "process baseline (imports + open)",
+    "spark_stock": "Spark local: `eventlog.spark.stock()`",
+    "spark_rebuild": "Spark local: rebuild of one projection",
 }
 OP_ORDER = list(OP_TITLES)
 

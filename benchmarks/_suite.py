@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from benchmarks import _limits, _peers, _reads, branching
+from benchmarks import _limits, _peers, _reads, _spark, branching
 from benchmarks._data import Dataset, size_label
 from benchmarks._measure import Results, peak_rss_mib, quantities, same_frames, same_quantities, timed
 from eventlog import EventLog, Inventory, Projection
@@ -43,10 +43,11 @@ class Config:
     adds: int
     peer_budget_s: float
     memory_runs: int
+    spark: bool = False  # Spark local vs DuckDB (benchmarks/_spark.py): a session costs 15-90 s
 
 
 QUICK = Config("quick", runs=3, record_batch=200_000, adds=50, peer_budget_s=10.0, memory_runs=1)
-FULL = Config("full", runs=5, record_batch=1_000_000, adds=200, peer_budget_s=60.0, memory_runs=2)
+FULL = Config("full", runs=5, record_batch=1_000_000, adds=200, peer_budget_s=60.0, memory_runs=2, spark=True)
 
 STATE_KEYS = ["item"]
 
@@ -120,6 +121,7 @@ class SizeBench:
             self.memory()
             self.rebuild()
             _reads.inventory_verify(self)
+            _spark.run(self)
             self.append_tail()
             self.warm_stock()
             _reads.verify_tail(self)

@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="measure nothing: copy the newest run of --out into benchmarks/results (the committed copy)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="cache of generated stores (default $EVENTLOG_BENCH_DATA or benchmarks/.data)")
+    p.add_argument("--spark", action=argparse.BooleanOptionalAction, default=None,
+                   help="Spark local vs DuckDB (default: in --full only; a session takes 15-90 s to start)")
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--runs", type=int, default=None, help="runs per operation (default: quick 3, full 5)")
     p.add_argument("--peer-budget", type=float, default=None, metavar="SECONDS",
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = FULL if args.full else QUICK
     if args.peer_budget is not None:
         cfg = replace(cfg, peer_budget_s=args.peer_budget)
+    if args.spark is not None:
+        cfg = replace(cfg, spark=args.spark)
     if args.runs is not None:
         if args.runs < 1:
             raise SystemExit("--runs is at least 1")
