@@ -358,3 +358,19 @@ def test_a_retry_on_the_branch_of_a_batch_committed_before_the_fork_appends_noth
     assert branch.head() == 4 and branch.append(batch, idempotency_key="import-2").duplicate
     cut = log.branch(tmp_path / "cut", at=3)  # inside import-2: the branch holds half of it, and no key
     assert not cut.append(batch, idempotency_key="import-2").duplicate and cut.verify().ok
+
+
+def test_a_branch_keeps_the_schema_versions_up_to_its_fork(tmp_path: Path) -> None:
+    from eventlog import EventSchema, EventType, Field
+
+    v1 = EventSchema([EventType("ping", (Field("n", "int64"),))])
+    v2 = EventSchema([EventType("ping", (Field("n", "int64"), Field("note", "string", required=False)))])
+    log = EventLog.create(tmp_path / "main", v1)
+    log.append([{"event_type": "ping", "stream_id": "a", "n": 1}])
+    log.evolve(v2)
+    log.append([{"event_type": "ping", "stream_id": "a", "n": 2, "note": "new"}])
+    before, after = log.branch(tmp_path / "before", at=1), log.branch(tmp_path / "after")
+    assert (before.schema_version, after.schema_version) == (2, 2)  # v2 was in force from seq 2
+    assert log.branch(tmp_path / "v1", at=0).schema_version == 1 and before.verify().ok and after.verify().ok
+    after.append([{"event_type": "ping", "stream_id": "b", "n": 3, "note": "on the branch"}])
+    assert after.verify().ok and log.promote(after).last_seq == 3 and log.verify().ok
