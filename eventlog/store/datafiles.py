@@ -57,6 +57,7 @@ class Written:
     max_seq: int | None
     max_recorded_at: dt.datetime | None
     day: dt.date
+    new_folder: bool  # its partition folder was made for it: the table folder gained an entry
 
 
 class DataFiles:
@@ -95,8 +96,9 @@ class DataFiles:
                 error = error or exc
         if error is None:
             try:
-                # every partition folder, and the table's (a new partition folder is an entry of it), side by side
-                folders = sorted({w.path.parent for w in written} | {self._root})
+                # every partition folder, and the table's when a partition folder is new (an entry of it), side by side
+                folders = sorted({w.path.parent for w in written} | ({self._root} if any(w.new_folder for w in written)
+                                                                     else set()))
                 for done in [_pool().submit(fsync_folder, folder) for folder in folders]:
                     done.result()
                 return written
@@ -126,6 +128,7 @@ def remove(paths: Any) -> None:
 def _write_file(root: Path, day: dt.date, piece: Callable[[], pa.Table]) -> Written:
     table = piece()
     folder = root / f"{PARTITION_COLUMN}={day.isoformat()}"
+    new_folder = not folder.is_dir()
     folder.mkdir(exist_ok=True)
     name = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
     final = folder / name
@@ -154,7 +157,7 @@ def _write_file(root: Path, day: dt.date, piece: Callable[[], pa.Table]) -> Writ
         # raw UTF-8, as deltalake writes it: it misreads the \\u escapes of a character beyond U+FFFF
         stats=json.dumps(stats, separators=(",", ":"), ensure_ascii=False))
     return Written(action, final, table.num_rows, stats["minValues"].get("seq"), stats["maxValues"].get("seq"),
-                   _max_recorded(meta), day)
+                   _max_recorded(meta), day, new_folder)
 
 
 def _stats(meta: pq.FileMetaData, rows: int) -> dict[str, Any]:
