@@ -99,7 +99,7 @@ class DataFiles:
                 # every partition folder, and the table's when a partition folder is new (an entry of it), side by side
                 folders = sorted({w.path.parent for w in written} | ({self._root} if any(w.new_folder for w in written)
                                                                      else set()))
-                for done in [_pool().submit(fsync_folder, folder) for folder in folders]:
+                for done in [_pool().submit(_fsync_folder, folder) for folder in folders]:
                     done.result()
                 return written
             except OSError as exc:
@@ -142,7 +142,7 @@ def _write_file(root: Path, day: dt.date, piece: Callable[[], pa.Table]) -> Writ
         meta = pq.read_metadata(staged)  # the footer just written, from the page cache
         fd = os.open(staged, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            _fsync(fd)
         finally:
             os.close(fd)
         os.replace(staged, final)
@@ -158,6 +158,15 @@ def _write_file(root: Path, day: dt.date, piece: Callable[[], pa.Table]) -> Writ
         stats=json.dumps(stats, separators=(",", ":"), ensure_ascii=False))
     return Written(action, final, table.num_rows, stats["minValues"].get("seq"), stats["maxValues"].get("seq"),
                    _max_recorded(meta), day, new_folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fsync_folder(folder)
+
+
+def _fsync(fd: int) -> None:
+    """The one sync of a data file's content (``benchmarks/durability.py`` measures without it)."""
+    os.fsync(fd)
 
 
 def _stats(meta: pq.FileMetaData, rows: int) -> dict[str, Any]:
