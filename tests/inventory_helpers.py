@@ -226,6 +226,26 @@ def rebuild_until_killed(path: str, kill_point: str, started: Any) -> None:
         inventory.update_projections(rebuild=True)
 
 
+def update_until_killed_at_touch(path: str, started: Any) -> None:
+    """Update the projections, stopping for the kill at the first commit that only moves a checkpoint
+    (an append of no rows: a from_day function whose window did not change)."""
+    import time
+
+    import eventlog.store.tables as tables
+
+    real_write = tables.write_deltalake
+
+    def write_or_stop(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("mode") == "append":
+            started.set()
+            while True:
+                time.sleep(1)
+        return real_write(*args, **kwargs)
+
+    tables.write_deltalake = write_or_stop  # type: ignore[assignment]
+    Inventory.open(path).update_projections()
+
+
 def append_and_update(path: str, worker: int, rounds: int, go: Any) -> None:
     """Append a small batch and update every projection, ``rounds`` times, after the go signal."""
     inventory = Inventory.open(path)

@@ -23,6 +23,7 @@ from inventory_helpers import (
     rebuild_until_killed,
     spawn_context,
     store,
+    update_until_killed_at_touch,
 )
 
 from eventlog import Inventory
@@ -129,3 +130,61 @@ def test_two_processes_appending_and_updating_at_once_leave_correct_tables(tmp_p
     assert len(events) == 2 * 6 * 2
     for name in NAMES:
         assert inventory.projection(name).read().rows() == reference.PROJECTIONS[name](events), name
+
+
+def _old_day_only(path: Path) -> Inventory:
+    """Built, then one event on a day long before top_movers' window: its update only moves its checkpoint."""
+    inventory = Inventory.open(path)
+    _record_some(inventory, 30)
+    inventory.record([{"event_type": "item_added", "item": "late ✓", "quantity": 1,
+                       "occurred_at": T0 + dt.timedelta(days=40)}])
+    inventory.update_projections()
+    inventory.record([{"event_type": "item_added", "item": "backdated", "quantity": 1, "occurred_at": T0}])
+    return inventory
+
+
+def test_a_failed_checkpoint_only_commit_keeps_the_previous_version_and_the_next_update_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import eventlog.store.tables as tables
+
+    path = store(tmp_path)
+    inventory = _old_day_only(path)
+    before = inventory.projection("top_movers").status()
+    real = tables.write_deltalake
+
+    def failing(*args: object, **kwargs: object) -> object:
+        if kwargs.get("mode") == "append":
+            raise OSError(5, "injected I/O error")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tables, "write_deltalake", failing)
+    with pytest.raises(OSError, match="injected"):
+        inventory.update_projections()
+    monkeypatch.undo()
+    assert Inventory.open(path).projection("top_movers").status().version == before.version
+    _assert_current_tables_are_whole_and_right(path)
+    inventory = Inventory.open(path)
+    inventory.update_projections()
+    events = events_of(inventory)
+    for name in NAMES:
+        assert inventory.projection(name).read().rows() == reference.PROJECTIONS[name](events), name
+
+
+def test_a_builder_killed_in_a_checkpoint_only_commit_leaves_whole_tables(tmp_path: Path) -> None:
+    path = store(tmp_path)
+    _old_day_only(path)
+    ctx = spawn_context()
+    started = ctx.Event()
+    child = ctx.Process(target=update_until_killed_at_touch, args=(str(path), started))
+    child.start()
+    try:
+        assert started.wait(timeout=60), "the update never reached a checkpoint-only commit"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(timeout=30)
+    _assert_current_tables_are_whole_and_right(path)
+    inventory = Inventory.open(path)
+    inventory.update_projections()
+    events = events_of(inventory)
+    assert inventory.projection("top_movers").read().rows() == reference.PROJECTIONS["top_movers"](events)
