@@ -73,27 +73,34 @@ def _stockouts(daily: pl.DataFrame) -> pl.DataFrame:
 
     In business time a backdated removal can take a day's stock below zero, so "not the
     item's first run" is not enough: a zero run after only negative days is no stockout.
+    One sort, then only whole-column operations: a run starts where the item changes or
+    zero-ness flips, and ends where the next run of the same item starts (no group-by).
     """
+    rows = daily.select("item", "day", "stock").sort("item", "day")
+    item = pl.col("item")
+    new_item = (item != item.shift(1)).fill_null(True)
     zero = pl.col("stock") == 0
+    positive = (pl.col("stock") > 0).cast(pl.Int64)
+    # Positive days before this one within the item: a running count, less its value where the item began.
+    before = positive.cum_sum() - positive
     runs = (
-        daily.sort("item", "day")
-        .with_columns(zero=zero, been_positive=(pl.col("stock") > 0).cum_max().over("item"))
-        .with_columns(run=(pl.col("zero") != pl.col("zero").shift(1)).over("item").fill_null(True).cast(pl.Int64).cum_sum().over("item"))
-        .group_by("item", "run")
-        .agg(pl.col("zero").first(), pl.col("been_positive").first(), pl.col("day").min().alias("start_day"))
-        .sort("item", "run")
-        .with_columns(end_day=pl.col("start_day").shift(-1).over("item"))
+        rows.with_columns(
+            zero=zero,
+            been_positive=(before - pl.when(new_item).then(before).forward_fill()) > 0,
+            starts=new_item | (zero != zero.shift(1)).fill_null(True),
+        )
+        .filter(pl.col("starts"))
+        .with_columns(end_day=pl.when(item.shift(-1) == item).then(pl.col("day").shift(-1)))
     )
     return (
         runs.filter(pl.col("zero") & pl.col("been_positive"))
         .select(
             "item",
-            "start_day",
+            pl.col("day").alias("start_day"),
             "end_day",
-            (pl.col("end_day") - pl.col("start_day")).dt.total_days().alias("days"),
+            (pl.col("end_day") - pl.col("day")).dt.total_days().alias("days"),
             pl.col("end_day").is_null().alias("ongoing"),
         )
-        .sort("item", "start_day")
     )
 
 
