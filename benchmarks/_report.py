@@ -88,6 +88,7 @@ def fmt_ratio(r: float) -> str:
 
 LABELS = {
     ("stock", "cold"): "eventlog cold `stock()`, in the same runs",
+    ("rebuild", ""): "eventlog full rebuild of the same store, in the same runs",
     ("duckdb", "qty"): "DuckDB by hand, quantity only",
     ("duckdb", "state"): "DuckDB by hand, same columns",
     ("polars", "qty"): "Polars by hand, quantity only",
@@ -321,10 +322,11 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
          lambda s: _plain_ratio(get(s, "inventory_verify"), get(s, "inventory_verify", "log"), 1.3))
     goal("`Inventory.verify(deep=True)` ÷ `EventLog.verify(deep=True)`", "≤ 1.3×",
          lambda s: _plain_ratio(get(s, "inventory_verify_deep"), get(s, "inventory_verify_deep", "log"), 1.3))
-    goal("full rebuild of all projections ÷ cold `stock()`", "≤ 2×",
-         lambda s: _plain_ratio(get(s, "rebuild"), get(s, "cold_stock"), 2.0))
-    goal("incremental update after +1% ÷ full rebuild", "≤ 5%",
-         lambda s: _plain_ratio(get(s, "incremental"), get(s, "rebuild"), 0.05, pct=True))
+    goal("full rebuild of all projections ÷ cold `stock()` (same runs)", "≤ 2×",
+         lambda s: _plain_ratio(get(s, "rebuild"), get(s, "rebuild", "stock", "cold") or get(s, "cold_stock"), 2.0))
+    goal("incremental update after +1% ÷ full rebuild (same runs)", "≤ 5%",
+         lambda s: _plain_ratio(get(s, "incremental"), get(s, "incremental", "rebuild") or get(s, "rebuild"),
+                                0.05, pct=True))
 
     def memory(op: str) -> Any:
         def fn(s: str) -> dict[str, Any] | None:
