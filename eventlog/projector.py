@@ -57,7 +57,8 @@ class Projector:
         # During an update: the whole stored form of a table just built (Delta version -> rows),
         # so the functions reading it need not read it back; and the days a tail changed in a
         # day-partitioned table (checkpoint before, first day, last day) for from_day functions.
-        self._fresh: dict[str, tuple[int, pl.DataFrame]] = {}
+        self._fresh: dict[str, pl.DataFrame] = {}
+        self._fresh_finished: dict[str, pl.DataFrame] = {}
         self._changed: dict[str, tuple[int, dt.date | None, dt.date | None]] = {}
 
     def register(self, projection: AnyProjection) -> None:
@@ -138,6 +139,7 @@ class Projector:
             elif m.checkpoint < head:
                 incremental.append(name)
         self._fresh.clear()
+        self._fresh_finished.clear()
         self._changed.clear()
         try:
             with _Commits() as commits:
@@ -148,12 +150,13 @@ class Projector:
                 for name in wanted:
                     proj = self.registry[name]
                     if isinstance(proj, FunctionProjection) and (rebuild or not self.is_current(name, head)):
-                        if proj.source != "events":
+                        if proj.source != "events" and proj.source not in self._fresh:
                             commits.wait(proj.source)  # it reads the source's table as just committed
                         self._build_function(proj, head, commits, rebuild=rebuild)
                 commits.finish(progress)
         finally:
             self._fresh.clear()
+            self._fresh_finished.clear()
             self._changed.clear()
 
     def _build_full(self, names: list[str], head: int, commits: _Commits) -> None:
@@ -245,7 +248,7 @@ class Projector:
         elif proj.source == "events":
             table = proj.compute(self.log.scan(as_of=head))
         else:
-            table = proj.compute(self.read(proj.source, head=head))
+            table = proj.compute(self._source(proj.source, head))
         self._store(proj.name, table, head, time.perf_counter() - start, full=True, commits=commits)
 
     def _window(self, proj: FunctionProjection, head: int, *, rebuild: bool) -> tuple[pl.DataFrame, bool]:
@@ -253,17 +256,17 @@ class Projector:
         at its checkpoint already shows them (only days before the window changed since)."""
         source = self._declarative(proj.source)
         day, days = proj.day or "", proj.window_days or 1
-        m = self.tables.manifest(source.name)
-        if m is None or m.checkpoint != head:
-            raise ProjectionError(f"projection {proj.name!r}: its source {source.name!r} is not at seq {head}")
         fresh = self._fresh.get(source.name)
+        m = None if fresh is not None else self.tables.manifest(source.name)
+        if fresh is None and (m is None or m.checkpoint != head):
+            raise ProjectionError(f"projection {proj.name!r}: its source {source.name!r} is not at seq {head}")
         if source.having is not None:  # the latest day shown may lie anywhere: finish it all
-            finished = self.read(source.name, head=head)
+            finished = self._source(source.name, head)
             latest = finished.get_column(day).max() if finished.height else None
         else:
-            if fresh is not None and fresh[0] == m.version:
-                stored = fresh[1]
-            else:
+            if fresh is not None:
+                stored = fresh
+            elif m is not None:
                 newest = self.tables.newest_month(source.name, m)
                 since = None if newest is None else month_of(newest - dt.timedelta(days=days))
                 stored = self.tables.read(source.name, m, from_month=since)
@@ -293,23 +296,32 @@ class Projector:
         other row (no window function among them); else the whole finished table (to be cut)."""
         wanted = dict(source.derived) if columns is None else {k: e for k, e in source.derived.items() if k in columns}
         if any(_windowed(e) for e in wanted.values()):
-            return self.read(source.name, head=head)
+            return self._source(source.name, head)
         return self.engine.finish(replace(source, derived=wanted), stored)
+
+    def _source(self, name: str, head: int) -> pl.DataFrame:
+        """The finished table of a function's source at ``head``: from memory when this update
+        built it whole (its commit may still be under way), else as committed."""
+        fresh = self._fresh.get(name)
+        if fresh is None:
+            return self.read(name, head=head)
+        proj = self.get(name)
+        if not isinstance(proj, Projection):
+            return fresh
+        done = self._fresh_finished.get(name)
+        if done is None:
+            done = self._fresh_finished[name] = self.engine.finish(proj, fresh)
+        return done
 
     def _store(self, name: str, table: pl.DataFrame, head: int, duration: float, *, full: bool,
                commits: _Commits) -> None:
         proj = self.registry[name]
         partition_by = proj.partition_by if isinstance(proj, Projection) else None
         meta = self.build_metadata(proj, head, time.perf_counter() - duration, full=full)
-        keep = isinstance(proj, Projection) and any(p.source == name for p in self.registry.values())
-
-        def write() -> TableVersion:
-            built = self.tables.write(name, table, meta, partition_by=partition_by, ordered=not isinstance(proj, Projection))
-            if keep:  # the functions reading it take it from memory
-                self._fresh[name] = (built.version, table)
-            return built
-
-        commits.submit(name, write)
+        if isinstance(proj, Projection) and any(p.source == name for p in self.registry.values()):
+            self._fresh[name] = table  # the functions reading it take it from memory, not waiting for its commit
+        commits.submit(name, self.tables.write, name, table, meta, partition_by=partition_by,
+                       ordered=not isinstance(proj, Projection))
 
     def build_metadata(self, proj: AnyProjection, head: int, start: float, *, full: bool) -> dict[str, Any]:
         """The build's bookkeeping, committed with the table (no separate manifest); ``start`` is the
@@ -360,8 +372,7 @@ class Projector:
         cached = self._finished.get(proj.name)
         if cached is not None and cached[0] == key:
             return cached[1]
-        fresh = self._fresh.get(proj.name)
-        table = fresh[1] if fresh is not None and fresh[0] == m.version else self.tables.read(proj.name, m)
+        table = self.tables.read(proj.name, m)
         if isinstance(proj, Projection):
             if m.checkpoint < head:
                 table = self.engine.merge(proj, table, self.engine.fold(proj, self._slice(head, after=m.checkpoint)))

@@ -142,8 +142,11 @@ def _filter(proj: Projection) -> str | None:
     """The projection's event filter (types and ``where``) as one SQL condition (None: every event)."""
     types = None
     if proj.event_types is not None:
-        types = "event_type IN (" + ", ".join("'" + t.replace("'", "''") + "'" for t in proj.event_types) + ")"
-        if not proj.event_types:
+        quoted = ["'" + t.replace("'", "''") + "'" for t in proj.event_types]
+        # One type as `=`, the way definitions write it, so that equal aggregates of two
+        # projections (a sum of added quantities) become one column of the fine fold.
+        types = f"event_type = {quoted[0]}" if len(quoted) == 1 else f"event_type IN ({', '.join(quoted)})"
+        if not quoted:
             types = "FALSE"
     return _and(types, proj.where)
 
