@@ -74,7 +74,8 @@ def session(bench: SizeBench) -> Any:
         .getOrCreate()))
     spark.sparkContext.setLogLevel("ERROR")
     bench.say(f"  [{bench.label}] Spark {spark.version} local[{cores}] session started in {t:.1f} s")
-    bench.res.notes.append(f"Spark {spark.version}: a local[{cores}] session took {t:.1f} s to start (not in the figures).")
+    bench.res.notes.append(f"Spark {spark.version}: a local[{cores}] session took {t:.1f} s to start "
+                           "(not in the figures).")
     _SESSION.append(spark)
     return spark
 
@@ -130,11 +131,13 @@ def run(bench: SizeBench) -> None:
     for impl in ("eventlog", "spark-files"):
         on_spark.rebuild(spark, store, [PROJECTION], driver_rows=0 if impl == "spark-files" else on_spark.DRIVER_ROWS)
         got = Inventory.open(store).projection(PROJECTION).read()
-        bench.check(f"{PROJECTION} rebuilt on Spark ({impl}) reads as the local build", same_frames(got, expected, keys))
+        bench.check(f"{PROJECTION} rebuilt on Spark ({impl}) reads as the local build",
+                    same_frames(got, expected, keys))
     path = "through Arrow" if rows <= on_spark.DRIVER_ROWS else "Spark's Parquet files committed"
     bench.add("spark_rebuild", "eventlog", out["eventlog"][0], note=f"eventlog.spark.rebuild(['{PROJECTION}']), "
               f"{rows:,} rows, {path}")
-    bench.add("spark_rebuild", "spark-files", out["spark-files"][0], note="driver_rows=0: Spark's Parquet files committed")
+    bench.add("spark_rebuild", "spark-files", out["spark-files"][0],
+              note="driver_rows=0: Spark's Parquet files committed")
     bench.add("spark_rebuild", "local-duckdb", out["local-duckdb"][0], variant="state")
     bench.add("spark_rebuild", "local-polars", out["local-polars"][0])
     shutil.rmtree(store / "projections", ignore_errors=True)  # as the suite's rebuild step left them

@@ -46,7 +46,8 @@ def local(frame: Any) -> pl.DataFrame:
 
 def commit_times(inv: Inventory) -> list[dt.datetime]:
     """The recorded_at of each append commit, oldest first."""
-    return inv.log.scan().group_by("recorded_at").agg().sort("recorded_at").collect().get_column("recorded_at").to_list()
+    times = inv.log.scan().group_by("recorded_at").agg().sort("recorded_at").collect()
+    return times.get_column("recorded_at").to_list()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,8 @@ def _local_events(inv: Inventory, as_of: Any = None, known_at: Any = None) -> pl
 def test_events_at_seq_and_time_cuts_are_the_logs_events(spark: Any, store: Inventory) -> None:
     second_commit = commit_times(store)[1]
     middle = dt.datetime(2024, 2, 10, 12, tzinfo=UTC)
-    cuts: list[dict[str, Any]] = [{}, {"as_of": 12_345}, {"as_of": middle}, {"as_of": middle, "known_at": second_commit}]
+    cuts: list[dict[str, Any]] = [{}, {"as_of": 12_345}, {"as_of": middle},
+                                  {"as_of": middle, "known_at": second_commit}]
     for cut in cuts:
         got = local(on_spark.events(spark, store.path, **cut)).sort("seq")
         want = _local_events(store, **cut)

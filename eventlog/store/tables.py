@@ -216,7 +216,8 @@ class ProjectionTables:
         props = _properties(meta | {"rows": rows})
         with _writing(name, folder):
             if (folder / "_delta_log").is_dir() and self._current(name).metadata().partition_columns == partitions:
-                self._current(name).create_write_transaction(list[AddAction | RemoveAction](adds), mode="overwrite", schema=schema,
+                actions: list[AddAction | RemoveAction] = list(adds)
+                self._current(name).create_write_transaction(actions, mode="overwrite", schema=schema,
                                                             partition_by=partitions, commit_properties=props)
             else:  # a new table, or a new layout (an overwrite keeps the old partition columns)
                 self._forget(name)
