@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from eventlog.errors import ValidationError
@@ -98,6 +99,31 @@ def parse_point(value: Cut, *, name: str) -> int | dt.datetime | None:
     if isinstance(value, dt.date):
         return end_of_day(value)
     raise ValidationError(f"{name} is a seq, a datetime, a date or an ISO string, not {type(value).__name__}", field=name)
+
+
+def resolve_cut(as_of: Cut, known_at: Cut, last_seq_recorded_by: Callable[[dt.datetime], int]) -> TimeCut:
+    """``as_of`` / ``known_at`` as one seq cut and an optional business-time cut.
+
+    A seq in either bounds the seq; a ``known_at`` time becomes the last seq recorded by
+    then, which only the engine reading the log can find (``last_seq_recorded_by``), so
+    every engine resolves a cut the same way.
+
+    Example:
+        >>> resolve_cut(12, 10, lambda t: 0)
+        TimeCut(seq=10, business=None)
+        >>> resolve_cut("2024-02-01", None, lambda t: 0).business.isoformat()
+        '2024-02-01T23:59:59.999999+00:00'
+    """
+    point = parse_point(as_of, name="as_of")
+    known = parse_point(known_at, name="known_at")
+    seq = point if isinstance(point, int) else None
+    business = point if isinstance(point, dt.datetime) else None
+    if isinstance(known, int):
+        seq = known if seq is None else min(seq, known)
+    elif isinstance(known, dt.datetime):
+        recorded = last_seq_recorded_by(known)
+        seq = recorded if seq is None else min(seq, recorded)
+    return TimeCut(seq=seq, business=business)
 
 
 def end_of_day(day: dt.date) -> dt.datetime:

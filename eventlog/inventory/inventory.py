@@ -30,7 +30,7 @@ from eventlog.model.state import (
     with_running_stock,
 )
 from eventlog.model.builtins import BUILTINS
-from eventlog.core.cuts import Cut, TimeCut, parse_point
+from eventlog.core.cuts import Cut, TimeCut, resolve_cut
 from eventlog.core.frames import Batch, as_frame
 from eventlog.core.validate import first_row, normalize
 from eventlog.errors import (
@@ -582,16 +582,7 @@ def _check_stock(frame: pl.DataFrame, state: pl.DataFrame) -> None:
 
 def _resolve(log: EventLog, as_of: Cut, known_at: Cut) -> TimeCut:
     """Turn as_of / known_at into a seq cut plus an optional business-time cut."""
-    point = parse_point(as_of, name="as_of")
-    known = parse_point(known_at, name="known_at")
-    seq = point if isinstance(point, int) else None
-    business = point if isinstance(point, dt.datetime) else None
-    if isinstance(known, int):
-        seq = known if seq is None else min(seq, known)
-    elif isinstance(known, dt.datetime):
-        recorded = _last_seq_recorded_by(log, known)
-        seq = recorded if seq is None else min(seq, recorded)
-    return TimeCut(seq=seq, business=business)
+    return resolve_cut(as_of, known_at, lambda known: _last_seq_recorded_by(log, known))
 
 
 def _last_seq_recorded_by(log: EventLog, when: dt.datetime) -> int:

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 from sqlglot import exp
 
 from eventlog.core import sqlrender
-from eventlog.core.cuts import Cut, TimeCut, parse_point
+from eventlog.core.cuts import Cut, TimeCut, resolve_cut
 from eventlog.errors import StorePathError, ValidationError
 from eventlog.log import EventLog
 
@@ -114,17 +114,13 @@ class Pinned:
         A ``known_at`` time becomes the last seq recorded by then (recorded_at is
         non-decreasing in seq), found on Spark.
         """
-        point = parse_point(as_of, name="as_of")
-        known = parse_point(known_at, name="known_at")
-        seq = point if isinstance(point, int) else None
-        business = point if isinstance(point, dt.datetime) else None
-        if isinstance(known, int):
-            seq = known if seq is None else min(seq, known)
-        elif isinstance(known, dt.datetime):
+        def last_seq_recorded_by(known: dt.datetime) -> int:
             recorded = (self.events(spark).filter(F.col("recorded_at") <= F.lit(known))
                         .agg(F.max("seq")).collect()[0][0])
-            seq = int(recorded or 0) if seq is None else min(seq, int(recorded or 0))
-        return TimeCut(seq=self.head if seq is None else min(seq, self.head), business=business)
+            return int(recorded or 0)
+
+        cut = resolve_cut(as_of, known_at, last_seq_recorded_by)
+        return TimeCut(seq=self.head if cut.seq is None else min(cut.seq, self.head), business=cut.business)
 
 
 def with_read_rules(frame: DataFrame, history: SchemaHistory) -> DataFrame:
