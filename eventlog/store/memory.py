@@ -58,7 +58,7 @@ class MemoryEvents:
 
     @classmethod
     def create(cls, path: Path, schema: pa.Schema) -> MemoryEvents:
-        return cls(path, dict(pl.DataFrame(schema.empty_table()).schema))
+        return cls(path, dict(pl.DataFrame(pa.Table.from_batches([], schema=schema)).schema))
 
     # --- state -------------------------------------------------------------------------
 

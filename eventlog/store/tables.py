@@ -295,7 +295,7 @@ class ProjectionTables:
         """A commit that moves the checkpoint and changes no row (a tail that touched no group)."""
         with _writing(name, self.folder(name)):
             current = self._current(name)
-            nothing = pa.schema(current.schema().to_arrow()).empty_table()
+            nothing = pa.Table.from_batches([], schema=pa.schema(current.schema().to_arrow()))  # empty_table() imports pandas
             write_deltalake(current, nothing, mode="append", commit_properties=_properties(meta))
         return self._latest(name)
 
