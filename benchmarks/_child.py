@@ -11,12 +11,20 @@ runner's size. A fork of this small process starts from a few MiB.
 ``baseline`` imports everything the operations import and opens the store; the parent
 subtracts its peak from the others'. Prints one JSON line: the result's row count (so the
 parent can see the work was done) and ``maxrss_kib``.
+
+``record:N`` measures one ``record()`` of an N-event batch into a new store at STORE (the
+folder must not exist; the parent removes it). The batch is generated here first, then the
+high-water mark is reset (``/proc/self/clear_refs``), so ``peak_kib`` is the peak during the
+call alone; ``rss_before_kib`` (the batch, the imports and the open store) and the frame's
+``input_bytes`` (``estimated_size()``) come with it.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import re
 import resource
 import sys
 import traceback
@@ -30,6 +38,8 @@ def run(op: str, store: Path) -> dict[str, object]:
     from benchmarks import _limits
     from eventlog import Inventory
 
+    if op.startswith("record:"):
+        return record(int(op.removeprefix("record:")), store)
     inv = Inventory.open(store)
     if op == "baseline":
         return {"rows": 0}
@@ -43,6 +53,30 @@ def run(op: str, store: Path) -> dict[str, object]:
     if op == "polars_state":
         return {"rows": _limits.polars_stock(store / "events", shape="state").height}
     raise ValueError(f"unknown op {op!r}")
+
+
+def record(n: int, store: Path) -> dict[str, object]:
+    """Peak RSS of one ``record()`` of ``n`` generated events into a new store, above the RSS before it."""
+    from eventlog import Inventory
+    from eventlog.datagen import generate
+
+    if store.exists():
+        raise FileExistsError(f"{store}: record:N makes a new store")
+    inv = Inventory.open(store)
+    frame = next(generate(n, seed=7, batch_size=n))
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the generation's peak is not record()'s
+    before = _status_kib("VmRSS")
+    result = inv.record(frame)
+    peak = _status_kib("VmHWM")
+    return {"rows": result.count, "input_bytes": frame.estimated_size(), "rss_before_kib": before, "peak_kib": peak}
+
+
+def _status_kib(key: str) -> int:
+    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    if match is None:
+        raise OSError(f"/proc/self/status has no {key}")
+    return int(match.group(1))
 
 
 def main(op: str, store: Path) -> int:

@@ -18,6 +18,7 @@ order rotated) so that a noisy neighbour slows them all alike.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import shutil
 import tempfile
@@ -44,10 +45,15 @@ class Config:
     peer_budget_s: float
     memory_runs: int
     spark: bool = False  # Spark local vs DuckDB (benchmarks/_spark.py): a session costs 15-90 s
+    #: Batch sizes whose record() peak memory is measured (once per run, on a new store: see _child).
+    record_memory: tuple[int, ...] = (1_000_000,)
+    #: Only the write path (record, add_item, record's memory) on each store: for iterating on it.
+    writes_only: bool = False
 
 
 QUICK = Config("quick", runs=3, record_batch=200_000, adds=50, peer_budget_s=10.0, memory_runs=1)
-FULL = Config("full", runs=5, record_batch=1_000_000, adds=200, peer_budget_s=60.0, memory_runs=2, spark=True)
+FULL = Config("full", runs=5, record_batch=1_000_000, adds=200, peer_budget_s=60.0, memory_runs=2, spark=True,
+              record_memory=(1_000_000, 20_000_000))
 
 STATE_KEYS = ["item"]
 
@@ -106,6 +112,13 @@ class SizeBench:
         try:
             shutil.copytree(self.ds.store, self.store, ignore=shutil.ignore_patterns("snapshots", "projections"))
             self.say(f"  [{self.label}] {len(_limits.delta_files(self.events))} data files")
+            if self.cfg.writes_only:
+                self.snap_n = self.save_snapshot_at_head()
+                self.append_tail()
+                self.record()
+                self.add_item()
+                self.record_memory()
+                return
             self.warm_up()
             self.cold_stock()
             self.python_objects()
@@ -119,6 +132,7 @@ class SizeBench:
             _reads.verify(self)
             branching.run(self)
             self.memory()
+            self.record_memory()
             self.rebuild()
             _reads.inventory_verify(self)
             _spark.run(self)
@@ -359,6 +373,27 @@ class SizeBench:
                      variant="" if impl == "eventlog" else "state")
         self.add("memory_rebuild", "eventlog", [p - base for p in peaks["rebuild"]], unit="MiB")
 
+    def record_memory(self) -> None:
+        """Peak RSS of one ``record()`` above the RSS before the call, ÷ the batch's in-memory size.
+
+        On a new store, so it does not depend on the store size: measured once per run.
+        """
+        if any(r["op"] == "memory_record" for r in self.res.rows):
+            return
+        for batch in self.cfg.record_memory:
+            target = self.work / f"record-memory-{batch}"
+            shutil.rmtree(target, ignore_errors=True)
+            try:
+                _, info = peak_rss_mib(f"record:{batch}", target)
+            finally:
+                shutil.rmtree(target, ignore_errors=True)
+            self.check(f"memory child record:{batch} committed the batch", (info["rows"] == batch, f"{info['rows']} rows"))
+            above = (info["peak_kib"] - info["rss_before_kib"]) / 1024
+            self.add("memory_record", "eventlog", [above], unit="MiB", variant=size_label(batch), events=batch,
+                     note=f"{size_label(batch)}-event batch into a new store: peak RSS during the call minus RSS before it")
+            self.add("memory_record", "input", [info["input_bytes"] / 2**20], unit="MiB", variant=size_label(batch),
+                     events=batch, note="the batch frame's estimated_size()")
+
     def cold_stock_once(self) -> pl.DataFrame:
         self.set_snapshots(None)  # ~1 ms: a cold stock() writes a snapshot the next one would use
         return Inventory.open(self.store).stock()
@@ -455,6 +490,21 @@ class SizeBench:
 
     # --- C: writes ----------------------------------------------------------------------------------
 
+    def raw_copy(self) -> Path:
+        """A copy of the events table for the raw ``write_deltalake`` baselines: the same files (hard
+        links: Delta never changes a data file) and a copy of its log, so both write to a table alike."""
+        target = self.work / "raw-delta"
+        shutil.rmtree(target, ignore_errors=True)
+
+        def place(src: str, dst: str) -> None:
+            if src.endswith(".parquet") and "/_delta_log/" not in src:
+                os.link(src, dst)
+            else:
+                shutil.copy2(src, dst)
+
+        shutil.copytree(self.events, target, copy_function=place)
+        return target
+
     def record(self) -> None:
         from deltalake import WriterProperties, write_deltalake
 
@@ -462,16 +512,14 @@ class SizeBench:
         batches = self.ds.record_batches(self.cfg.runs, size)
         inv = Inventory.open(self.store)
         inv.stock()  # a long-lived ingester: its state at head is in memory before the first batch
-        scratch = self.work / "raw-delta"
+        scratch = self.raw_copy()
         props = WriterProperties(compression="ZSTD", compression_level=1)
         eventlog_t, raw_t = [], []
-        for i, batch in enumerate(batches):
+        for batch in batches:
             t, result = timed(lambda: inv.record(batch))  # noqa: B023
             eventlog_t.append(t)
             rows = (pl.scan_delta(str(self.events)).filter(pl.col("seq").is_between(result.first_seq, result.last_seq))
                     .collect().to_arrow())
-            if i == 0:
-                write_deltalake(str(scratch), rows.slice(0, 0), mode="append", partition_by=["occurred_on"])
             t, _ = timed(lambda: write_deltalake(str(scratch), rows, mode="append", partition_by=["occurred_on"],  # noqa: B023
                                                  writer_properties=props))
             raw_t.append(t)
@@ -482,12 +530,13 @@ class SizeBench:
                    same_quantities(quantities(Inventory.open(self.store).stock()),
                                    quantities(_limits.duckdb_stock(self.events, shape="qty"))))
         raw_rows = pl.scan_delta(str(scratch)).select(pl.len()).collect().item()
-        self.check("raw Delta append: every row committed", (raw_rows == len(batches) * size, f"{raw_rows} rows"))
+        self.check("raw Delta append: every row committed", (raw_rows == want, f"{raw_rows} rows, expected {want}"))
         self.add("record", "eventlog", eventlog_t, events=size,
                  note=f"batches of {size_label(size)}: validation + stock check + commit; one Inventory for all "
                       "batches (the first also scans the log for stream versions)")
         self.add("record", "delta", raw_t, events=size,
-                 note="write_deltalake of the same rows, envelope precomputed, no checks")
+                 note="write_deltalake of the same rows on a copy of the same table, interleaved; envelope "
+                      "precomputed, no checks")
         self.raw_scratch = scratch
 
     def add_item(self) -> None:
@@ -497,20 +546,18 @@ class SizeBench:
         before = Counter(quantities(inv.stock()))
         names = sorted(before) or ["x"]
         picks = [self.rng.choice(names) for _ in range(self.cfg.adds)]
-        lat = []
-        for name in picks:
+        one = (pl.scan_delta(str(self.events)).filter(pl.col("seq") == inv.log.head()).collect().to_arrow())
+        lat, raw = [], []
+        for name in picks:  # interleaved: each add_item() beside a one-row write on a table of the same size
             t, _ = timed(lambda: inv.add_item(name))  # noqa: B023
             lat.append(t)
+            t, _ = timed(lambda: write_deltalake(str(self.raw_scratch), one, mode="append", partition_by=["occurred_on"]))
+            raw.append(t)
         expected = dict(before + Counter(picks))
         self.check("add_item(): eventlog stock = before + adds",
                    same_quantities(expected, quantities(Inventory.open(self.store).stock())))
         self.check("add_item(): DuckDB = before + adds",
                    same_quantities(expected, quantities(_limits.duckdb_stock(self.events, shape="qty"))))
-        one = (pl.scan_delta(str(self.events)).filter(pl.col("seq") == Inventory.open(self.store).log.head())
-               .collect().to_arrow())
-        raw = []
-        for _ in range(self.cfg.adds):
-            t, _ = timed(lambda: write_deltalake(str(self.raw_scratch), one, mode="append", partition_by=["occurred_on"]))
-            raw.append(t)
         self.add("add_item", "eventlog", lat, events=1, note="one add_item() each: stock check + Delta commit")
-        self.add("add_item", "delta", raw, events=1, note="write_deltalake of one row")
+        self.add("add_item", "delta", raw, events=1,
+                 note="write_deltalake of one row on a copy of the same table, interleaved")

@@ -1,5 +1,9 @@
 """Run the benchmarks: ``python -m benchmarks.run [--quick|--full] [--sizes 1M,10M] [--with-100m] [--out DIR]``.
 
+``--only writes`` measures the write path alone on each store (``record()`` and ``add_item()``
+each interleaved with a raw ``write_deltalake`` on a copy of the same table, and ``record()``'s
+peak memory); ``--record-batch 1M`` sets the ``record()`` batch size.
+
 ``--quick`` (the default) measures 200k events, and 1M as well when the first size left
 enough of the two-minute budget; ``--full`` measures 1M and 10M (and 100M with
 ``--with-100m``). Stores are built once per size and cached under ``--data-dir``
@@ -55,6 +59,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="cache of generated stores (default $EVENTLOG_BENCH_DATA or benchmarks/.data)")
     p.add_argument("--spark", action=argparse.BooleanOptionalAction, default=None,
                    help="Spark local vs DuckDB (default: in --full only; a session takes 15-90 s to start)")
+    p.add_argument("--only", choices=["writes"], default=None,
+                   help="writes: only record(), add_item() (each beside raw write_deltalake) and record()'s memory")
+    p.add_argument("--record-batch", default=None, metavar="SIZE",
+                   help="events per record() batch (default: quick 200k, full 1M; at most the store's size)")
+    p.add_argument("--record-memory", default=None, metavar="SIZES",
+                   help="batch sizes of the record() peak-memory measurement, once per run on a new store "
+                        "(default: quick 1M, full 1M,20M)")
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--runs", type=int, default=None, help="runs per operation (default: quick 3, full 5)")
     p.add_argument("--peer-budget", type=float, default=None, metavar="SECONDS",
@@ -71,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, peer_budget_s=args.peer_budget)
     if args.spark is not None:
         cfg = replace(cfg, spark=args.spark)
+    if args.only == "writes":
+        cfg = replace(cfg, writes_only=True)
+    if args.record_batch is not None:
+        batch = _data.parse_size(args.record_batch)
+        if batch > _data.MAX_RECORD_BATCH:
+            raise SystemExit(f"--record-batch is at most {_data.size_label(_data.MAX_RECORD_BATCH)} (the cached events)")
+        cfg = replace(cfg, record_batch=batch)
+    if args.record_memory is not None:
+        cfg = replace(cfg, record_memory=tuple(_data.parse_size(x) for x in args.record_memory.split(",") if x.strip()))
     if args.runs is not None:
         if args.runs < 1:
             raise SystemExit("--runs is at least 1")

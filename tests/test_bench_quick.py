@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # about 40-60 s: it builds a store and runs every benchmark once or twice
 
 EVENTLOG_OPS = {"cold_stock", "warm_stock", "as_of_seq", "as_of_date", "get_count", "rebuild", "incremental",
-                "record", "add_item", "memory_cold_stock", "memory_rebuild"}
+                "record", "add_item", "memory_cold_stock", "memory_rebuild", "memory_record"}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproces
     out = base / "results"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--quick", "--sizes", "20k", "--runs", "2", "--peer-budget", "1",
-         "--out", str(out), "--data-dir", str(base / "data")],
+         "--record-memory", "20k", "--out", str(out), "--data-dir", str(base / "data")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     return out, proc
