@@ -192,7 +192,7 @@ class EventLog:
         Every stored column is there; with ``upcast``, old events read through the schema's
         read rules (a no-op for a store that never evolved).
         """
-        lf = self.storage.scan().filter(pl.col("seq") <= cut)
+        lf = self.storage.scan(after=after, cut=cut).filter(pl.col("seq") <= cut)
         if after:
             lf = lf.filter(pl.col("seq") > after)
         if streams is not None:

@@ -73,7 +73,7 @@ class Engine(Protocol):
 
 def lazy_events(events: EventSlice) -> pl.LazyFrame:
     """A slice as a Polars LazyFrame: stored columns with the schema's read rules applied."""
-    lf = events.storage.scan().filter(pl.col("seq") <= events.cut)
+    lf = events.storage.scan(after=events.after, cut=events.cut).filter(pl.col("seq") <= events.cut)
     if events.after:
         lf = lf.filter(pl.col("seq") > events.after)
     if events.business is not None:

@@ -87,8 +87,12 @@ class EventStore(Protocol):
         """The last seq (0 when empty) and the last recorded_at."""
         ...
 
-    def scan(self) -> pl.LazyFrame:
-        """Every event of this version, with every stored column (older files read new ones as null)."""
+    def scan(self, *, after: int = 0, cut: int | None = None) -> pl.LazyFrame:
+        """Every event of this version, with every stored column (older files read new ones as null).
+
+        With ``after``/``cut``, at least the events with after < seq <= cut (files that cannot
+        hold any are skipped; the caller filters by seq).
+        """
         ...
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]: ...

@@ -69,6 +69,8 @@ _STATS = {
     "day": f"partition.{PARTITION_COLUMN}",
 }
 _LOG = "_delta_log"
+#: A seq beyond any log: "no upper cut".
+_NO_CUT = 2**62
 #: An append's commit metadata, or a function that computes it while the data files are written.
 Metadata = dict[str, str] | Callable[[], dict[str, str]]
 
@@ -179,16 +181,21 @@ class DeltaEvents:
 
         A file without statistics may hold any seq: it is chosen, and not known to be inside.
         """
-        files = self.files()
-        if files.height == 0 or cut <= after:
+        if cut <= after:
             return FileCover([], True)
-        keep = (pl.col("max_seq") > after) & (pl.col("min_seq") <= cut)
-        if day_max is not None:
-            keep &= pl.col("day") <= day_max
-        chosen = files.filter(keep.fill_null(True))
+        chosen = self._covering(after, cut, day_max)
+        if chosen.height == 0:
+            return FileCover([], True)
         inside = chosen.select(((pl.col("min_seq") > after) & (pl.col("max_seq") <= cut)).fill_null(False).all()).item()
         root = str(self.path)
         return FileCover([f"{root}/{p}" for p in chosen.get_column("path").to_list()], bool(inside))
+
+    def _covering(self, after: int, cut: int, day_max: dt.date | None = None) -> pl.DataFrame:
+        """The rows of ``files()`` that can hold events with after < seq <= cut (and day <= day_max)."""
+        keep = (pl.col("max_seq") > after) & (pl.col("min_seq") <= cut)
+        if day_max is not None:
+            keep &= pl.col("day") <= day_max
+        return self.files().filter(keep.fill_null(True))
 
     def add_actions(self) -> pa.Table:
         """The live files' add actions with their statistics (path, size_bytes, modification_time,
@@ -292,19 +299,27 @@ class DeltaEvents:
 
     # --- reads -------------------------------------------------------------------------
 
-    def scan(self) -> pl.LazyFrame:
-        """The whole table as of this object's version. Callers cut it by seq for isolation."""
+    def scan(self, *, after: int = 0, cut: int | None = None) -> pl.LazyFrame:
+        """The whole table as of this object's version. Callers cut it by seq for isolation.
+
+        With ``after``/``cut``, only the files whose statistics say they can hold
+        after < seq <= cut are read (the caller still filters by seq): a tail read opens a
+        few files, with no Delta scan set up over all of them.
+        """
         hive_root = "=" in str(self.path)
-        if self._encoded_root() is None and not hive_root:
-            return pl.scan_delta(self._table)
+        if after == 0 and self._encoded_root() is None and not hive_root:
+            return pl.scan_delta(self._table)  # prunes files by the same statistics
         # pl.scan_delta reads the encoded file_uris() and finds no files under a root with
         # a space or non-ASCII letters in it; this scan skips files by Parquet footers only.
         schema = self.columns()
-        files = self.file_uris()
+        if hive_root:
+            return self._scan_by_partition(schema, self._covering(after, _NO_CUT if cut is None else cut))
+        if after == 0 and cut is None:
+            files = self.file_uris()
+        else:
+            files = self.files_covering(after=after, cut=_NO_CUT if cut is None else cut).paths
         if not files:
             return pl.LazyFrame(schema=schema)
-        if hive_root:
-            return self._scan_by_partition(schema)
         hive = {PARTITION_COLUMN: schema[PARTITION_COLUMN]}
         # Files written before a column was added (schema evolution) lack it: read it as null.
         stored = {c: t for c, t in schema.items() if c != PARTITION_COLUMN}
@@ -312,14 +327,16 @@ class DeltaEvents:
             files, hive_partitioning=True, hive_schema=hive, schema=stored, missing_columns="insert", glob=False
         ).select(list(schema))
 
-    def _scan_by_partition(self, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
+    def _scan_by_partition(self, schema: dict[str, pl.DataType], chosen: pl.DataFrame) -> pl.LazyFrame:
         """One scan per partition value, for a root with "=" in it (``/data/run=3/store``).
 
         Polars reads every "key=value" folder of a path as a hive column, the root's too, and
         refuses keys it was not told of; the partition value comes from the Delta log instead.
         """
         stored = {c: t for c, t in schema.items() if c != PARTITION_COLUMN}
-        by_day = self.files().group_by("day").agg("path").sort("day")
+        by_day = chosen.group_by("day").agg("path").sort("day")
+        if by_day.height == 0:
+            return pl.LazyFrame(schema=schema)
         root = str(self.path)
         return pl.concat(
             pl.scan_parquet([f"{root}/{p}" for p in paths], hive_partitioning=False, glob=False, schema=stored,
