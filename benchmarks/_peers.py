@@ -21,6 +21,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 import polars as pl
 
 from benchmarks._limits import ADDED, delta_files
+from benchmarks._sqlite_state import read_state, write_state
 
 _COLUMNS = ["seq", "event_type", "stream_id", "quantity", "rarity", "origin", "occurred_at"]
 
@@ -182,34 +183,7 @@ def es_single_saves(app: Any, aggregate: Any, count: int) -> list[float]:
 
 
 # --- the database that overwrites the row: the current state in a SQLite table ---------------
+# (benchmarks/_sqlite_state.py, importable by a new process without this module's imports)
 
-_STATE_COLUMNS = ["item", "quantity", "rarity", "origin", "first_added_at", "last_changed_at", "stream_version"]
-_TIMES = ("first_added_at", "last_changed_at")
-
-
-def sqlite_write_state(db: Path, state: pl.DataFrame) -> None:
-    """The current state as a SQLite table (standard library), times as microseconds (untimed setup)."""
-    import sqlite3
-
-    db.unlink(missing_ok=True)
-    rows = state.select(_STATE_COLUMNS).with_columns(pl.col(c).dt.epoch("us") for c in _TIMES).rows()
-    with sqlite3.connect(db) as con:
-        con.execute("CREATE TABLE inventory (item TEXT PRIMARY KEY, quantity INTEGER, rarity TEXT, origin TEXT, "
-                    "first_added_at INTEGER, last_changed_at INTEGER, stream_version INTEGER)")
-        con.executemany("INSERT INTO inventory VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    con.close()
-
-
-def sqlite_read_state(db: Path) -> pl.DataFrame:
-    """``SELECT * FROM inventory`` into a DataFrame with the state's types: a new connection each time."""
-    import sqlite3
-
-    con = sqlite3.connect(db)
-    try:
-        rows = con.execute("SELECT * FROM inventory").fetchall()
-    finally:
-        con.close()
-    schema = {"item": pl.String, "quantity": pl.Int64, "rarity": pl.String, "origin": pl.String,
-              "first_added_at": pl.Int64, "last_changed_at": pl.Int64, "stream_version": pl.Int64}
-    frame = pl.DataFrame(rows, schema=schema, orient="row")
-    return frame.with_columns(pl.from_epoch(c, "us").dt.replace_time_zone("UTC") for c in _TIMES)
+sqlite_write_state = write_state
+sqlite_read_state = read_state

@@ -11,13 +11,20 @@ things, all measured here against a cold ``stock()`` in the same runs:
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import polars as pl
 
 from benchmarks import _peers
 from benchmarks._data import size_label
-from benchmarks._measure import timed
+from benchmarks._measure import same_frames, timed
 from eventlog import EventLog, Inventory
 
 if TYPE_CHECKING:
@@ -154,8 +161,86 @@ def get_count_cold(b: SizeBench) -> None:
               note="new Inventory, no snapshot" if impl == "eventlog" else "")
 
 
-def sqlite_state(b: SizeBench, state: Any) -> dict[str, Any]:
-    """The warm-read peer: the same current state kept in a SQLite table (built untimed)."""
+def sqlite_state(b: SizeBench, state: Any) -> Any:
+    """The warm-read peer: the same current state kept in a SQLite table (built untimed); its path."""
     db = b.work / "state.sqlite"
     _peers.sqlite_write_state(db, state)
-    return {"sqlite/state": lambda i: _peers.sqlite_read_state(db)}
+    return db
+
+
+def fresh(b: SizeBench, op: str, source: Any) -> tuple[float, float, Any]:
+    """``op`` of ``benchmarks._fresh`` in a new interpreter: (the read alone, the whole process, its result)."""
+    out = b.work / f"fresh-{op}.parquet"
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks._fresh", op, str(source), str(out)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"new-process {op!r} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    frame = pl.read_parquet(out)
+    out.unlink()
+    return info["read_s"], info["end"] - start, frame
+
+
+def warm_stock(b: SizeBench) -> None:
+    """Phase B: ``stock()`` from the snapshot at n + the 1% tail, in a new process and in this one.
+
+    The goal's figures are both taken in a new process (``benchmarks._fresh``), timed after the
+    imports: eventlog's ``Inventory.open(store).stock()`` and SQLite's ``SELECT *`` into a
+    DataFrame. The whole process (interpreter start, imports, read) is reported beside them,
+    and so are the same reads in this process (imports done, DuckDB started, SQL rendered).
+    """
+    from benchmarks import _limits
+
+    db = sqlite_state(b, _limits.duckdb_stock(b.events, shape="state"))
+    process: dict[str, list[float]] = {"eventlog": [], "sqlite": []}
+
+    def in_new_process(impl: str, op: str, source: Any) -> Callable[[int], Any]:
+        def run(i: int) -> Any:
+            read, whole, frame = fresh(b, op, source)
+            process[impl].append(whole)
+            return _Timed(read, frame)
+        return run
+
+    out = b.interleaved(
+        b.cfg.runs,
+        {
+            "eventlog": in_new_process("eventlog", "warm_stock", b.store),
+            "sqlite/state": in_new_process("sqlite", "sqlite_state", db),
+            "in-process": lambda i: Inventory.open(b.store).stock(),
+            "sqlite/in-process": lambda i: _peers.sqlite_read_state(db),
+            "duckdb/state": lambda i: _limits.duckdb_stock(b.events, shape="state"),
+            "polars/state": lambda i: _limits.polars_stock(b.events, shape="state"),
+        },
+        before=lambda i: b.set_snapshots(b.snap_n),
+    )
+    for name in ("eventlog", "sqlite/state"):  # the time measured inside the new process, not the spawn
+        samples, values = out[name]
+        out[name] = ([v.seconds for v in values], [v.value for v in values])
+    b.set_snapshots(b.snap_n)  # "in-process" is checked against a fresh read too
+    for i, state in enumerate(out["eventlog"][1]):
+        for impl in ("duckdb/state", "polars/state", "sqlite/state", "in-process", "sqlite/in-process"):
+            b.check(f"warm stock() in a new process, run {i + 1} = {impl}",
+                    same_frames(state, out[impl][1][i], ["item"]))
+    tail = b.ds.tail
+    where = f"snapshot at {b.label} + {size_label(tail)} tail"
+    notes = {
+        "eventlog": f"a new process, timed after its imports; {where}",
+        "sqlite/state": "a new process, timed after `import sqlite3, polars`",
+        "in-process": f"this process: imports done, DuckDB started; new Inventory, {where}",
+        "sqlite/in-process": "this process",
+    }
+    for name, (samples, _) in out.items():
+        impl, _, variant = name.partition("/")
+        b.add("warm_stock", impl, samples, variant=variant, events=b.n + tail, note=notes.get(name, ""))
+    b.add("warm_stock_process", "eventlog", process["eventlog"], events=b.n + tail,
+          note=f"interpreter start + `from eventlog import Inventory` + the read; {where}")
+    b.add("warm_stock_process", "sqlite", process["sqlite"], variant="state", events=b.n + tail,
+          note="interpreter start + `import sqlite3, polars` + the read")
+
+
+class _Timed:
+    """A result with the time its new process measured for it."""
+
+    def __init__(self, seconds: float, value: Any) -> None:
+        self.seconds, self.value = seconds, value

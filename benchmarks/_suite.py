@@ -439,25 +439,7 @@ class SizeBench:
         Inventory.open(self.store).record(self.ds.tail_events())
 
     def warm_stock(self) -> None:
-        sqlite = _reads.sqlite_state(self, _limits.duckdb_stock(self.events, shape="state"))
-        out = self.interleaved(
-            self.cfg.runs,
-            {
-                "eventlog": lambda i: Inventory.open(self.store).stock(),
-                "duckdb/state": lambda i: _limits.duckdb_stock(self.events, shape="state"),
-                "polars/state": lambda i: _limits.polars_stock(self.events, shape="state"),
-                **sqlite,
-            },
-            before=lambda i: self.set_snapshots(self.snap_n),
-        )
-        self._check_cuts("warm stock() with snapshot + tail", out, ["head"] * self.cfg.runs)
-        for i, state in enumerate(out["sqlite/state"][1]):
-            self.check(f"warm stock() run {i + 1} = SQLite state table", same_frames(out["eventlog"][1][i], state, STATE_KEYS))
-        tail = self.ds.tail
-        for name, (samples, _) in out.items():
-            impl, _, variant = name.partition("/")
-            self.add("warm_stock", impl, samples, variant=variant, events=self.n + tail,
-                     note=f"new Inventory, snapshot at {self.label} + {size_label(tail)} tail" if impl == "eventlog" else "")
+        _reads.warm_stock(self)
 
     def incremental(self) -> None:
         def restore(i: int) -> None:
