@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import polars as pl
 
 from eventlog.core import sqlrender
@@ -25,6 +24,8 @@ from eventlog.errors import StorageError
 from eventlog.store.damage import first_unreadable
 
 if TYPE_CHECKING:
+    import duckdb
+
     from eventlog.core.definitions import Projection
 
 #: Parquet files as the fold reads them; $files is bound at query time. A store that never
@@ -107,6 +108,8 @@ class DuckDBEngine:
             rules = history.rules_for(columns, types) if history.rules else []
             source = history.sql_source(_PARQUET_BY_NAME, rules)
         query = sqlrender.fold(definition, source, where=where)
+        import duckdb  # imported on first use: a process whose reads all fold on Polars never loads it
+
         try:
             with self._cursor() as cur:
                 out = cur.sql(query, params=params).pl()
@@ -135,6 +138,8 @@ _SHARED_LOCK = threading.Lock()
 
 def _shared_connection() -> duckdb.DuckDBPyConnection:
     global _SHARED
+    import duckdb
+
     with _SHARED_LOCK:
         if _SHARED is None or _SHARED[0] != os.getpid():
             _SHARED = (os.getpid(), duckdb.connect())
