@@ -239,14 +239,18 @@ def _idempotency_keys(storage: EventStore, whole: list[dict[str, Any]]) -> dict[
     """
     out: dict[str, int] = {}
     for commit in whole:
-        key = commit.get("idempotency_key")
-        if key is None:
-            continue
-        out[f"{IDEMPOTENCY_APP}.first:{key}"] = commit["first_seq"]
-        out[f"{IDEMPOTENCY_APP}.last:{key}"] = commit["last_seq"]
-        digest = storage.transaction_version(f"{IDEMPOTENCY_APP}.digest:{key}")
-        if digest is not None:
-            out[f"{IDEMPOTENCY_APP}.digest:{key}"] = digest
+        # A group commit (several batches in one commit) lists each batch's key and seq range.
+        grouped = commit.get("batches")
+        keyed = [(commit.get("idempotency_key"), commit["first_seq"], commit["last_seq"])] if grouped is None else [
+            (key, first, last) for first, last, key, _ in json.loads(grouped)]
+        for key, first, last in keyed:
+            if key is None:
+                continue
+            out[f"{IDEMPOTENCY_APP}.first:{key}"] = first
+            out[f"{IDEMPOTENCY_APP}.last:{key}"] = last
+            digest = storage.transaction_version(f"{IDEMPOTENCY_APP}.digest:{key}")
+            if digest is not None:
+                out[f"{IDEMPOTENCY_APP}.digest:{key}"] = digest
     return out
 
 
@@ -323,7 +327,8 @@ def all_append_commits(log: BranchLog) -> list[dict[str, Any]]:
                     "prev_hash": entry.get("eventlog.prev_hash"), "events_hash": entry.get("eventlog.events_hash"),
                     "hash": entry.get("eventlog.hash"), "schema_version": int(entry.get("eventlog.schema_version", 1)),
                     "recorded_at": entry.get("eventlog.recorded_at"),
-                    "idempotency_key": entry.get("eventlog.idempotency_key"), "version": int(entry["version"])})
+                    "idempotency_key": entry.get("eventlog.idempotency_key"), "version": int(entry["version"]),
+                    **({"batches": entry["eventlog.batches"]} if "eventlog.batches" in entry else {})})
     own.sort(key=lambda c: c["version"])
     return [*log.inherited_commits(), *({k: v for k, v in c.items() if k != "version"} for c in own)]
 

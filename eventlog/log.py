@@ -31,7 +31,16 @@ from eventlog.core.schema import EventSchema, Upcaster
 from eventlog.lineage import Lineage, check_origin, check_record, fork, promote, read_inherited, read_lineage
 from eventlog.core.cuts import Cut
 from eventlog.verify import Check, VerifyReport, verify
-from eventlog.writer import AppendResult, ChainTip, ExpectedVersion, StreamVersions, WriteTxn
+from eventlog.grouping import GroupCommit
+from eventlog.writer import (
+    AppendRequest,
+    AppendResult,
+    BatchCheck,
+    ChainTip,
+    ExpectedVersion,
+    StreamVersions,
+    WriteTxn,
+)
 
 _STORE_FILE = "eventlog.json"
 _FORMAT = 1
@@ -67,6 +76,8 @@ class EventLog:
         # thread_local: each thread takes its own flock, so threads sharing this object exclude
         # each other too (a shared one let a second thread in while the first was appending).
         self._lock = FileLock(str(path / ".writer.lock"), timeout=lock_timeout, thread_local=True)
+        self._checks: dict[str, BatchCheck] = {}
+        self._group = GroupCommit(path, self._lock, timeout=lock_timeout, begin=self._begin, checks=self._checks)
         self._streams = StreamVersions()
         self._chain = ChainTip()
         self._lineage: tuple[tuple[int, int, int] | None, Lineage | None] | None = None
@@ -345,8 +356,38 @@ class EventLog:
         self.reload_schema()  # validate against the store's schema, even if another process evolved it
         schema = self.schema
         frame = normalize(batch, schema)
-        with self.writing() as txn:
-            return txn.append(frame, expected_versions=expected_versions, idempotency_key=idempotency_key, schema=schema)
+        return self.commit(AppendRequest(frame, expected_versions=expected_versions, idempotency_key=idempotency_key,
+                                         schema_json=schema.to_json()))
+
+    def commit(self, request: AppendRequest) -> AppendResult:
+        """Append one normalized batch through the writer lock, grouped with the batches of writers waiting for it.
+
+        When the lock is free the batch commits at once, together with any batches queued
+        meanwhile; when it is busy, the batch is queued (``<store>/.writer-queue/``) and
+        committed by the lock's holder or by this writer, whichever takes the lock first
+        (``eventlog/grouping.py``). Either way it is checked as a lone append would be and
+        acknowledged only once committed.
+
+        Raises:
+            ValidationError, ConcurrencyError, IdempotencyConflictError, DuplicateEventError, or
+                the error of the batch's domain check: it was refused; nothing of it was written.
+            LockTimeoutError: no writer committed it within ``lock_timeout``; nothing was written.
+        """
+        return self._group.submit(request)
+
+    def add_check(self, name: str, check: BatchCheck) -> None:
+        """Register a domain check that batches naming it (``AppendRequest.check``) must pass under the lock.
+
+        A writer holding the lock runs it for every such batch of its group, its own and the
+        queued ones, so each process that writes those batches registers the same check.
+        """
+        self._checks[name] = check
+
+    def _begin(self) -> WriteTxn:
+        """Under the writer lock: the current schema and commit, a transaction from there."""
+        self.reload_schema()
+        self.storage.refresh()
+        return WriteTxn(self, streams=self._streams, chain=self._chain)
 
     def evolve(self, new_schema: EventSchema, *, upcasters: Sequence[Upcaster] = ()) -> EventLog:
         """Make ``new_schema`` the store's schema; events already stored read under it.
@@ -425,9 +466,7 @@ class EventLog:
                 f"could not take the writer lock of {self.path} within {self.lock_timeout}s; another writer is busy"
             ) from None
         try:
-            self.reload_schema()  # a writer always appends under the store's current schema
-            self.storage.refresh()
-            yield WriteTxn(self, streams=self._streams, chain=self._chain)
+            yield self._begin()  # a writer always appends under the store's current schema
         finally:
             self._lock.release()
 

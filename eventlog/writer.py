@@ -8,12 +8,14 @@ The current version per stream and the chain's tip are kept between appends.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import polars as pl
 
@@ -24,6 +26,7 @@ from eventlog.core.validate import first_row, normalize
 from eventlog.errors import (
     ConcurrencyError,
     DuplicateEventError,
+    EventLogError,
     IdempotencyConflictError,
     IntegrityError,
     StorePathWarning,
@@ -86,6 +89,15 @@ class WriteTxn:
         #: The events of the last append, as stored (seq, stream_version, ... assigned).
         self.appended: pl.DataFrame | None = None
 
+    @property
+    def version(self) -> int:
+        """The Delta version the transaction started from (the latest: it was refreshed under the lock)."""
+        return self._log.storage.version
+
+    def history(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` commits, newest first."""
+        return self._log.storage.history(limit)
+
     def stream_versions(self, stream_ids: list[str]) -> dict[str, int]:
         return self._streams.versions(self._log, self.head, stream_ids)
 
@@ -103,18 +115,116 @@ class WriteTxn:
         normalized with its own — is validated again against the current schema, which
         fills the columns and defaults that schema adds.
         """
+        request = AppendRequest(frame, expected_versions=expected_versions, idempotency_key=idempotency_key,
+                                schema_json=None if schema is None else schema.to_json())
+        outcome = self.append_many([request])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def append_many(
+        self, requests: Sequence[AppendRequest], *, checks: Mapping[str, BatchCheck] | None = None
+    ) -> list[AppendResult | EventLogError]:
+        """Check each request in order and commit every accepted one together: one Delta commit, one chain link.
+
+        Each request is checked as a lone append would be — idempotency, expected versions,
+        event ids, its domain check (``checks[request.check]``) — against the log at the head
+        plus the requests accepted before it, so the outcome is what appending them one after
+        another would give. A request that fails gets its typed error in its place of the
+        list and writes nothing; the others are committed. The commit's metadata lists each
+        batch's seq range, idempotency key and request id (``eventlog.batches``) when it holds
+        more than one batch or a queued request; a lone direct append commits as it always did.
+
+        Raises:
+            CommitError, StorageError: the commit itself failed; nothing was committed.
+        """
         log = self._log
-        if schema is not None and schema.to_json() != log.schema.to_json():
-            frame = normalize(frame, log.schema)
-        if idempotency_key is not None:
-            batch_digest = _batch_digest(frame)
-            done = _committed_result(log, idempotency_key, batch_digest)
-            if done is not None:
-                return done
+        outcomes: list[AppendResult | EventLogError | _Same | None] = [None] * len(requests)
+        runs: dict[str, CheckRun] = {}
+        accepted: list[tuple[int, pl.DataFrame, int, int, int | None]] = []  # index, frame, first, last, digest
+        keys: dict[str, tuple[int, int, int, int]] = {}  # key -> (digest, first, last, index) of this commit
+        pending: dict[str, int] = {}  # stream -> version after the batches accepted so far
+        given_ids: set[str] = set()
+        offset = self.head
+        for i, request in enumerate(requests):
+            try:
+                frame = request.frame
+                if request.schema_json is not None and request.schema_json != log.schema.to_json():
+                    frame = normalize(frame, log.schema)
+                digest = None
+                if request.idempotency_key is not None:
+                    digest = _batch_digest(frame)
+                    mine = keys.get(request.idempotency_key)
+                    if mine is not None:  # the same key twice in one commit: the second is its retry
+                        if mine[0] != digest:
+                            raise IdempotencyConflictError(request.idempotency_key, mine[1], mine[2])
+                        outcomes[i] = _Same(mine[3])
+                        continue
+                    done = _committed_result(log, request.idempotency_key, digest)
+                    if done is not None:
+                        outcomes[i] = done
+                        continue
+                streams = frame.get_column("stream_id").unique().to_list()
+                if request.expected_versions:
+                    _check_expected(request.expected_versions, self._versions_with(list(request.expected_versions),
+                                                                                   pending))
+                _check_event_ids_unused(log, frame, self.head, given_ids)
+                if request.check is not None:
+                    run = runs.get(request.check)
+                    if run is None:
+                        check = (checks or {}).get(request.check)
+                        if check is None:
+                            raise ValidationError(f"no check named {request.check!r} is registered with this log",
+                                                  field="check")
+                        run = runs[request.check] = check.begin(self)
+                        for _, earlier, _, _, _ in accepted:
+                            run.accept(earlier)
+                    run.check(frame)
+            except EventLogError as exc:
+                outcomes[i] = exc
+                continue
+            for run in runs.values():
+                run.accept(frame)
+            current = self._versions_with(streams, pending)
+            for stream, count in frame.get_column("stream_id").value_counts().iter_rows():
+                pending[stream] = current.get(stream, 0) + count
+            given_ids.update(frame.get_column("event_id").drop_nulls().to_list())
+            accepted.append((i, frame, offset + 1, offset + frame.height, digest))
+            if request.idempotency_key is not None and digest is not None:
+                keys[request.idempotency_key] = (digest, offset + 1, offset + frame.height, i)
+            offset += frame.height
+        if accepted:
+            version, recorded_at, events = self._commit(requests, accepted)
+            for i, _, first, last, _ in accepted:
+                outcomes[i] = AppendResult(first, last, version, recorded_at)
+            for run in runs.values():
+                run.committed(events, self.head)
+        out: list[AppendResult | EventLogError] = []
+        for outcome in outcomes:
+            if isinstance(outcome, _Same):
+                first_result = outcomes[outcome.index]
+                if not isinstance(first_result, AppendResult):  # the first with this key was accepted
+                    raise IntegrityError("a repeated idempotency key in one commit lost its first batch")
+                outcome = dataclasses.replace(first_result, duplicate=True)
+            out.append(outcome)  # type: ignore[arg-type]
+        return out
+
+    def _versions_with(self, streams: list[str], pending: dict[str, int]) -> dict[str, int]:
+        """Stream versions at the head, with the batches this commit accepted so far."""
+        versions = self.stream_versions(streams)
+        for stream in streams:
+            if stream in pending:
+                versions[stream] = pending[stream]
+        return versions
+
+    def _commit(
+        self, requests: Sequence[AppendRequest], accepted: list[tuple[int, pl.DataFrame, int, int, int | None]]
+    ) -> tuple[int, dt.datetime, pl.DataFrame]:
+        """Commit the accepted batches as one: the envelope assigned once, one hash over them all."""
+        log = self._log
+        frames = [frame for _, frame, _, _, _ in accepted]
+        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed")
         current = self.stream_versions(frame.get_column("stream_id").unique().to_list())
-        if expected_versions:
-            _check_expected(expected_versions, self.stream_versions(list(expected_versions)))
-        _check_event_ids_unused(log, frame, self.head)
         now = dt.datetime.now(dt.timezone.utc)
         recorded_at = now if self.last_recorded is None else max(now, self.last_recorded + dt.timedelta(milliseconds=1))
         # Every column of the table, in its order: columns no longer in the schema are null.
@@ -127,11 +237,16 @@ class WriteTxn:
         table = events.to_arrow()  # once: the storage writes it while the chain hashes it
         hashed_columns = log.schema.columns()  # the columns of the version it commits under
         schema_version = log.schema_version
-        transactions = {}
-        if idempotency_key is not None:
-            transactions = {f"{IDEMPOTENCY_APP}.first:{idempotency_key}": first,
-                            f"{IDEMPOTENCY_APP}.last:{idempotency_key}": last,
-                            f"{IDEMPOTENCY_APP}.digest:{idempotency_key}": batch_digest}
+        transactions: dict[str, int] = {}
+        batches: list[list[int | str | None]] = []
+        for i, _, b_first, b_last, digest in accepted:
+            key, request_id = requests[i].idempotency_key, requests[i].request_id
+            if key is not None and digest is not None:
+                transactions.update({f"{IDEMPOTENCY_APP}.first:{key}": b_first,
+                                     f"{IDEMPOTENCY_APP}.last:{key}": b_last,
+                                     f"{IDEMPOTENCY_APP}.digest:{key}": digest})
+            batches.append([b_first, b_last, key, request_id])
+        grouped = len(accepted) > 1 or requests[accepted[0][0]].request_id is not None
         hashes: list[str] = []
 
         def metadata() -> dict[str, str]:
@@ -143,8 +258,10 @@ class WriteTxn:
                    "prev_hash": previous or GENESIS, "events_hash": digest, "hash": own}
             if schema_version > 1:  # verify hashes each commit with its version's columns
                 out["schema_version"] = str(schema_version)
-            if idempotency_key is not None:
-                out["idempotency_key"] = idempotency_key
+            if grouped:
+                out["batches"] = json.dumps(batches, separators=(",", ":"))
+            elif requests[accepted[0][0]].idempotency_key is not None:
+                out["idempotency_key"] = str(requests[accepted[0][0]].idempotency_key)
             return out
 
         version = log.storage.append(table, metadata=metadata, transactions=transactions)
@@ -153,7 +270,52 @@ class WriteTxn:
         self._chain.advance(last, own)
         self.head, self.last_recorded = last, recorded_at
         self.appended = events
-        return AppendResult(first, last, version, recorded_at)
+        return version, recorded_at, events
+
+
+@dataclass(frozen=True)
+class AppendRequest:
+    """One batch to append, normalized, with what it must be checked against.
+
+    ``schema_json`` is the schema it was normalized with when that may not be the store's
+    current one (it is then validated again). ``check`` names a domain check registered
+    with the log (the inventory's stock check). ``request_id`` is set for a batch queued
+    by another writer: the commit records it, so that the writer learns whether its
+    batch landed even when the writer that committed it died before replying.
+    """
+
+    frame: pl.DataFrame
+    expected_versions: Mapping[str, ExpectedVersion] | None = None
+    idempotency_key: str | None = None
+    schema_json: dict[str, Any] | None = None
+    check: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Same:
+    """A batch that repeats an idempotency key accepted earlier in the same commit."""
+
+    index: int
+
+
+class CheckRun(Protocol):
+    """A domain check over the batches of one commit, in order."""
+
+    def check(self, frame: pl.DataFrame) -> None:
+        """Raise a typed error when ``frame`` does not fit the head plus the batches accepted so far."""
+
+    def accept(self, frame: pl.DataFrame) -> None:
+        """``frame`` passed every check and will be committed after the earlier ones."""
+
+    def committed(self, events: pl.DataFrame, last_seq: int) -> None:
+        """The commit landed with ``events`` (as stored); the head is now ``last_seq``."""
+
+
+class BatchCheck(Protocol):
+    """A domain's check of batches against the log, run under the writer lock (see ``EventLog.add_check``)."""
+
+    def begin(self, txn: WriteTxn) -> CheckRun: ...
 
 
 def _batch_digest(frame: pl.DataFrame) -> int:
@@ -205,10 +367,18 @@ def _check_expected(expected: Mapping[str, ExpectedVersion], actual: dict[str, i
             raise ConcurrencyError(stream, want, have)
 
 
-def _check_event_ids_unused(log: LogView, frame: pl.DataFrame, head: int) -> None:
-    """Caller-given event_ids must be new. Generated UUIDv7s are unique by construction."""
+def _check_event_ids_unused(log: LogView, frame: pl.DataFrame, head: int, earlier: set[str]) -> None:
+    """Caller-given event_ids must be new (``earlier``: those of batches going into the same commit).
+    Generated UUIDv7s are unique by construction."""
     given = frame.get_column("event_id").drop_nulls()
-    if given.len() == 0 or head == 0:
+    if given.len() == 0:
+        return
+    if earlier:
+        for row, event_id in enumerate(frame.get_column("event_id").to_list()):
+            if event_id in earlier:
+                raise DuplicateEventError(f"event_id {event_id!r} is already in a batch committed with this one",
+                                          row=row, field="event_id")
+    if head == 0:
         return
     clash = (
         log.scan_range(head)

@@ -13,6 +13,8 @@ each column of the store's schema, in schema order (envelope, then payload), SHA
 
 The event hash is the hex digest. The commit hash is SHA-256 of the text
 ``v1|<previous commit hash, or 64 zeros for the first>|<first_seq>|<last_seq>|<event hash>``.
+A commit that holds several batches (a group commit) is hashed the same way over all its
+events, first_seq to last_seq: the chain has one link per commit, however many batches.
 
 Evolved schemas (``EventLog.evolve``). "The store's schema" above is the schema *version the
 commit was committed under*: a commit made under version 2 or later records

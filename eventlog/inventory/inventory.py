@@ -41,6 +41,7 @@ from eventlog.errors import (
     ValidationError,
 )
 from eventlog.log import AppendResult, EventLog
+from eventlog.writer import AppendRequest, WriteTxn
 from eventlog.core.definitions import AnyProjection, ProjectionStatus
 from eventlog.inventory.branches import compare_stock, take_snapshots
 from eventlog.inventory.checks import inventory_checks
@@ -117,6 +118,9 @@ class Inventory:
         #: (seq, a bound on every item's stock there): lets a batch of additions skip the stock check.
         self._bound: tuple[int, int] | None = None
         self._newest_snapshot: int | None = None  # seq of the newest snapshot on disk, once looked up
+        #: (last seq, state there or None) of the commit this process made last, for the snapshot after it.
+        self._committed: tuple[int, pl.DataFrame | None] | None = None
+        log.add_check(STOCK_CHECK, _StockCheck(self))
 
     @classmethod
     def open(
@@ -175,37 +179,15 @@ class Inventory:
         exports ``__arrow_c_stream__``), a polars LazyFrame, or a list of dicts.
         """
         frame = _normalize_items(batch)
-        with self.log.writing() as txn:
-            bound = self._stock_bound(frame, txn.head)
-            state = None if bound is not None else self._state_at_seq(txn.head)
-            if state is not None:
-                _check_stock(frame, state)
-            result = txn.append(frame, schema=INVENTORY_SCHEMA)  # fills fields an evolved schema adds
-            if txn.appended is not None and state is not None:  # the next read (or check) starts from here
-                after = self.engine.merge(STATE, state, self.engine.fold(STATE, txn.appended))
-                self._remember((result.last_seq, None), after)
-            elif txn.appended is not None and bound is not None:
-                self._bound = (result.last_seq, bound)
-        if txn.appended is not None:  # outside the lock: writers need not wait
-            if state is not None:
-                self._maybe_snapshot(after, result.last_seq)
-            elif result.last_seq - self._newest_snapshot_seq() > self.snapshot_every:
-                self._state_at_seq(result.last_seq)  # folds the additions since the last state, and snapshots
+        self._committed = None
+        # Under the lock, with any batches of other writers waiting for it (EventLog.commit).
+        result = self.log.commit(AppendRequest(frame, schema_json=INVENTORY_SCHEMA.to_json(), check=STOCK_CHECK))
+        committed, self._committed = self._committed, None
+        if committed is not None and committed[1] is not None:  # outside the lock: writers need not wait
+            self._maybe_snapshot(committed[1], committed[0])
+        elif result.last_seq - self._newest_snapshot_seq() > self.snapshot_every:
+            self._state_at_seq(result.last_seq)  # folds the additions since the last state, and snapshots
         return result
-
-    def _stock_bound(self, frame: pl.DataFrame, head: int) -> int | None:
-        """A bound on every item's stock after ``frame``, when no row of it can fail the stock check.
-
-        A batch of additions cannot take a stock below zero; only past an int64, which a bound on
-        the largest stock rules out. Then neither the state nor a fold of the batch is needed:
-        a stream of ``add_item`` calls costs a commit each, and the next read folds them at once.
-        """
-        self._check_state_definition()
-        if self._bound is None or self._bound[0] != head or frame.get_column("event_type").eq(REMOVED).any():
-            return None
-        added = frame.filter(pl.col("event_type") == ADDED).select(pl.col("quantity").cast(pl.Int128).sum()).item()
-        bound = self._bound[1] + int(added or 0)
-        return bound if bound <= _MAX_STOCK else None
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -578,6 +560,80 @@ def _check_stock(frame: pl.DataFrame, state: pl.DataFrame) -> None:
         raise InsufficientStockError(name, quantity, after + quantity, row=row)
     raise ValidationError(f"the stock of {name!r} would be {after}, more than an int64 holds ({_MAX_STOCK})",
                           row=row, field="quantity")
+
+
+#: The name the stock check is registered under with the inventory's log (``EventLog.add_check``).
+STOCK_CHECK = "inventory-stock"
+
+
+class _StockCheck:
+    """The stock check of ``record``, for every batch of a commit (this writer's and those queued for it)."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self._inventory = inventory
+
+    def begin(self, txn: WriteTxn) -> _StockRun:
+        return _StockRun(self._inventory, txn.head)
+
+
+class _StockRun:
+    """Each batch against the stock at the head plus the batches accepted before it in the same commit.
+
+    A batch of additions is passed on the bound alone when this writer knows one at the head;
+    otherwise the state at the head is computed once, and the earlier batches' signed
+    quantities are added to it.
+    """
+
+    def __init__(self, inventory: Inventory, head: int) -> None:
+        inventory._check_state_definition()
+        self._inventory = inventory
+        self._head = head
+        known = inventory._bound
+        self._bound: int | None = known[1] if known is not None and known[0] == head else None
+        self._state: pl.DataFrame | None = None
+        self._earlier: list[pl.DataFrame] = []
+
+    def check(self, frame: pl.DataFrame) -> None:
+        if self._bound is not None and not frame.get_column("event_type").eq(REMOVED).any():
+            if self._bound + _added(frame) <= _MAX_STOCK:
+                return
+        if self._state is None:
+            self._state = self._inventory._state_at_seq(self._head)
+        _check_stock(frame, self._with_earlier(self._state))
+
+    def accept(self, frame: pl.DataFrame) -> None:
+        self._earlier.append(frame)
+        if self._bound is not None:  # removals only lower a stock: the bound stays one
+            self._bound += _added(frame)
+
+    def committed(self, events: pl.DataFrame, last_seq: int) -> None:
+        inventory = self._inventory
+        if self._state is not None:  # the next read (or check) starts from here
+            frames = inventory._frames  # in memory: Polars' merge, no DuckDB registration
+            after = frames.merge(STATE, self._state, frames.fold(STATE, events))
+            inventory._remember((last_seq, None), after)
+            inventory._committed = (last_seq, after)
+        else:
+            if self._bound is not None and self._bound <= _MAX_STOCK:
+                inventory._bound = (last_seq, self._bound)
+            inventory._committed = (last_seq, None)
+
+    def _with_earlier(self, state: pl.DataFrame) -> pl.DataFrame:
+        """``state``'s item and quantity with the batches accepted before in this commit added."""
+        if not self._earlier:
+            return state
+        signed = pl.when(pl.col("event_type") == ADDED).then(pl.col("quantity")).when(
+            pl.col("event_type") == REMOVED).then(-pl.col("quantity")).otherwise(0)
+        moved = (pl.concat([f.select("stream_id", "event_type", "quantity") for f in self._earlier])
+                 .group_by("stream_id").agg(signed.sum().alias("__moved")).rename({"stream_id": "item"}))
+        dtype = state.schema["quantity"]
+        return (state.select("item", "quantity").join(moved, on="item", how="full", coalesce=True)
+                .select("item", (pl.col("quantity").fill_null(0) + pl.col("__moved").fill_null(0)).cast(dtype)
+                        .alias("quantity")))
+
+
+def _added(frame: pl.DataFrame) -> int:
+    return int(frame.filter(pl.col("event_type") == ADDED).select(pl.col("quantity").cast(pl.Int128).sum()).item() or 0)
 
 
 def _resolve(log: EventLog, as_of: Cut, known_at: Cut) -> TimeCut:
