@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,10 +33,11 @@ def child(store: str, writer: int, seconds: float, go: str) -> None:
     from eventlog import Inventory
 
     inv = Inventory.open(store)
-    inv.log.head()
+    inv.stock()  # a long-lived writer: its state (and so a bound on every stock) is in memory before it starts
     print("ready", flush=True)
     while not os.path.exists(go):
         time.sleep(0.001)
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     start = time.monotonic()
     stop = start + seconds
     latencies, acks = [], []
@@ -47,7 +49,10 @@ def child(store: str, writer: int, seconds: float, go: str) -> None:
         latencies.append(time.monotonic() - t)
         acks.append((result.first_seq, item))
         i += 1
-    print(json.dumps({"start": start, "end": time.monotonic(), "latencies": latencies, "acks": acks}), flush=True)
+    end = time.monotonic()
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
+    print(json.dumps({"start": start, "end": end, "cpu_s": cpu_s, "latencies": latencies, "acks": acks}), flush=True)
 
 
 def run_writers(store: Path, writers: int, seconds: float) -> dict[str, Any]:
@@ -84,7 +89,9 @@ def run_writers(store: Path, writers: int, seconds: float) -> dict[str, Any]:
     window = max(o["end"] for o in outs) - min(o["start"] for o in outs)
     _check(store, head, before, acks)
     ordered = sorted(latencies)
+    cpu_s = sum(o["cpu_s"] for o in outs)
     return {"writers": writers, "events": len(acks), "window_s": window, "events_per_s": len(acks) / window,
+            "cpu_ms_per_event": cpu_s * 1e3 / max(1, len(acks)),
             "p50": ordered[len(ordered) // 2], "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
             "latencies": latencies}
 
@@ -152,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         base = base or r["events_per_s"]
         print(f"{n} writers: {r['events']} events in {r['window_s']:.1f} s = {r['events_per_s']:.1f} events/s "
               f"({r['events_per_s'] / base:.2f}× 1 writer), p50 {r['p50'] * 1e3:.1f} ms, p99 {r['p99'] * 1e3:.1f} ms, "
-              f"median {statistics.median(r['latencies']) * 1e3:.1f} ms; load {os.getloadavg()[0]:.1f}", flush=True)
+              f"median {statistics.median(r['latencies']) * 1e3:.1f} ms, CPU {r['cpu_ms_per_event']:.1f} ms/event; "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -588,14 +588,19 @@ class _StockRun:
         inventory._check_state_definition()
         self._inventory = inventory
         self._head = head
-        known = inventory._bound
-        self._bound: int | None = known[1] if known is not None and known[0] == head else None
+        self._known = inventory._bound  # (seq, bound there), for a bound at the head when one is needed
+        self._bound: int | None = self._known[1] if self._known is not None and self._known[0] == head else None
         self._state: pl.DataFrame | None = None
         self._earlier: list[pl.DataFrame] = []
 
     def check(self, frame: pl.DataFrame) -> None:
-        if self._bound is not None and not frame.get_column("event_type").eq(REMOVED).any():
-            if self._bound + _added(frame) <= _MAX_STOCK:
+        if not frame.get_column("event_type").eq(REMOVED).any():
+            if self._bound is None and self._state is None and self._known is not None:
+                self._bound = self._bound_at_head(*self._known)
+                self._known = None  # tried once
+                if self._bound is not None:
+                    self._bound += sum(_added(f) for f in self._earlier)
+            if self._bound is not None and self._bound + _added(frame) <= _MAX_STOCK:
                 return
         if self._state is None:
             self._state = self._inventory._state_at_seq(self._head)
@@ -617,6 +622,18 @@ class _StockRun:
             if self._bound is not None and self._bound <= _MAX_STOCK:
                 inventory._bound = (last_seq, self._bound)
             inventory._committed = (last_seq, None)
+
+    def _bound_at_head(self, seq: int, bound: int) -> int | None:
+        """This writer's bound at ``seq`` moved to the head by the commits of other writers since.
+
+        Each item's stock grew by at most the largest net change any item had in between: the
+        fold of those events alone, cheaper than bringing the whole state up to the head (which
+        a group of additions does not need).
+        """
+        if seq > self._head:
+            return None
+        moved = self._inventory._fold(after=seq, cut=self._head).get_column("quantity").max()
+        return bound + max(0, moved if isinstance(moved, int) else 0)
 
     def _with_earlier(self, state: pl.DataFrame) -> pl.DataFrame:
         """``state``'s item and quantity with the batches accepted before in this commit added."""
