@@ -614,8 +614,7 @@ class _StockRun:
     def committed(self, events: pl.DataFrame, last_seq: int) -> None:
         inventory = self._inventory
         if self._state is not None:  # the next read (or check) starts from here
-            frames = inventory._frames  # in memory: Polars' merge, no DuckDB registration
-            after = frames.merge(STATE, self._state, frames.fold(STATE, events))
+            after = inventory.engine.merge(STATE, self._state, inventory.engine.fold(STATE, events))
             inventory._remember((last_seq, None), after)
             inventory._committed = (last_seq, after)
         else:
