@@ -203,9 +203,7 @@ class EventLog:
         Every stored column is there; with ``upcast``, old events read through the schema's
         read rules (a no-op for a store that never evolved).
         """
-        lf = self.storage.scan(after=after, cut=cut).filter(pl.col("seq") <= cut)
-        if after:
-            lf = lf.filter(pl.col("seq") > after)
+        lf = self.storage.scan(after=after, cut=cut)
         if streams is not None:
             lf = lf.filter(pl.col("stream_id").is_in(list(streams)))
         if event_types is not None:

@@ -155,6 +155,7 @@ class StoreContract:
         for after, cut in itertools.combinations(range(head + 1), 2):
             ranged = store.scan().filter((pl.col("seq") > after) & (pl.col("seq") <= cut)).collect().sort("seq")
             assert ranged["seq"].to_list() == list(range(after + 1, cut + 1))
+            assert_frame_equal(store.scan(after=after, cut=cut).collect().sort("seq"), ranged)
 
     # --- history and transactions ------------------------------------------------------------
 

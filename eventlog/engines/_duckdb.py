@@ -19,9 +19,7 @@ import polars as pl
 from eventlog.core import sqlrender
 from eventlog.core.definitions import columns_read
 from eventlog.engines._polars import finish_lazy, stored_schema
-from eventlog.engines.base import Events, EventSlice, slice_schema
-from eventlog.errors import StorageError
-from eventlog.store.damage import first_unreadable
+from eventlog.engines.base import Events, EventSlice, slice_schema, unreadable_file_error
 
 if TYPE_CHECKING:
     import duckdb
@@ -116,10 +114,10 @@ class DuckDBEngine:
         except duckdb.Error as exc:
             # DuckDB's errors on a damaged file range from IOException to a BinderException on
             # a mangled schema; only a file that really is damaged turns one into StorageError.
-            damaged = first_unreadable(cover.paths)
+            damaged = unreadable_file_error(events, cover.paths)
             if damaged is None:
                 raise
-            raise damaged_data_error(str(events.storage.path.parent), *damaged) from exc
+            raise damaged from exc
         return _cast(out, schema)
 
     @contextmanager
@@ -144,15 +142,6 @@ def _shared_connection() -> duckdb.DuckDBPyConnection:
         if _SHARED is None or _SHARED[0] != os.getpid():
             _SHARED = (os.getpid(), duckdb.connect())
         return _SHARED[1]
-
-
-def damaged_data_error(store: str, file: str, why: str) -> StorageError:
-    """A data file the store lists is gone or unreadable: say which, and what to do."""
-    return StorageError(
-        f"reading the events of the store at {store} failed: the data file {file} is damaged ({why}). "
-        "Run `eventlog verify` to check the store, then restore the file from a backup",
-        store=store, file=file,
-    )
 
 
 def _cast(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from eventlog.core import sqlrender
-from eventlog.engines.base import Events, EventSlice, lazy_events
+from eventlog.engines.base import Events, EventSlice, lazy_events, unreadable_file_error
 from eventlog.errors import ProjectionError
 
 if TYPE_CHECKING:
@@ -26,7 +26,13 @@ class PolarsEngine:
     dialect = "duckdb"  # pl.sql_expr reads the same SQL as DuckDB; sql() renders for DuckDB
 
     def fold(self, definition: Projection, events: Events) -> pl.DataFrame:
-        return fold_lazy(definition, _lazy(events)).collect()
+        try:
+            return fold_lazy(definition, _lazy(events)).collect()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            damaged = unreadable_file_error(events) if isinstance(events, EventSlice) else None
+            if damaged is None:
+                raise
+            raise damaged from exc
 
     def merge(self, definition: Projection, stored: pl.DataFrame, tail: pl.DataFrame) -> pl.DataFrame:
         """Only the groups the tail touches are re-aggregated; the rest of a (possibly large)

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 
+from eventlog.errors import StorageError
+from eventlog.store.damage import first_unreadable
+
 if TYPE_CHECKING:
     from eventlog.core.definitions import Projection
     from eventlog.core.evolution import SchemaHistory
@@ -73,9 +76,7 @@ class Engine(Protocol):
 
 def lazy_events(events: EventSlice) -> pl.LazyFrame:
     """A slice as a Polars LazyFrame: stored columns with the schema's read rules applied."""
-    lf = events.storage.scan(after=events.after, cut=events.cut).filter(pl.col("seq") <= events.cut)
-    if events.after:
-        lf = lf.filter(pl.col("seq") > events.after)
+    lf = events.storage.scan(after=events.after, cut=events.cut)
     if events.business is not None:
         lf = lf.filter(pl.col("occurred_at") <= events.business)
     if events.streams is not None:
@@ -92,3 +93,25 @@ def slice_schema(events: EventSlice) -> pl.Schema:
     if events.history.rules:
         lf = events.history.apply(lf)
     return lf.collect_schema()
+
+
+def unreadable_file_error(events: EventSlice, paths: list[str] | None = None) -> StorageError | None:
+    """The error naming a data file of the slice that is gone or unreadable, if one is.
+
+    Engines' own errors on a damaged file range from FileNotFoundError to a schema error;
+    only a file that really is damaged turns one into this StorageError.
+    """
+    if paths is None:
+        day_max = None if events.business is None else events.business.date()
+        paths = events.storage.files_covering(after=events.after, cut=events.cut, day_max=day_max).paths
+    damaged = first_unreadable(paths)
+    return None if damaged is None else damaged_data_error(str(events.storage.path.parent), *damaged)
+
+
+def damaged_data_error(store: str, file: str, why: str) -> StorageError:
+    """A data file the store lists is gone or unreadable: say which, and what to do."""
+    return StorageError(
+        f"reading the events of the store at {store} failed: the data file {file} is damaged ({why}). "
+        "Run `eventlog verify` to check the store, then restore the file from a backup",
+        store=store, file=file,
+    )

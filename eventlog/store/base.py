@@ -90,8 +90,8 @@ class EventStore(Protocol):
     def scan(self, *, after: int = 0, cut: int | None = None) -> pl.LazyFrame:
         """Every event of this version, with every stored column (older files read new ones as null).
 
-        With ``after``/``cut``, at least the events with after < seq <= cut (files that cannot
-        hold any are skipped; the caller filters by seq).
+        With ``after``/``cut``, exactly the events with after < seq <= cut (files that cannot
+        hold any are not read).
         """
         ...
 

@@ -122,7 +122,10 @@ class MemoryEvents:
     def scan(self, *, after: int = 0, cut: int | None = None) -> pl.LazyFrame:
         files = [f for f in self._now.files if f.seqs[1] > after and (cut is None or f.seqs[0] <= cut)]
         frames = [self._with_all_columns(f) for f in files]
-        return pl.concat(frames).lazy() if frames else pl.LazyFrame(schema=self.columns())
+        lf = pl.concat(frames).lazy() if frames else pl.LazyFrame(schema=self.columns())
+        if after:
+            lf = lf.filter(pl.col("seq") > after)
+        return lf if cut is None else lf.filter(pl.col("seq") <= cut)
 
     # --- writes ------------------------------------------------------------------------
 
