@@ -18,7 +18,6 @@ import polars as pl
 import sqlglot
 from sqlglot import exp
 
-from eventlog.core import foldplan
 from eventlog.core.definitions import (
     AnyProjection,
     FunctionProjection,
@@ -27,9 +26,9 @@ from eventlog.core.definitions import (
     columns_read,
     stable_hash,
 )
-from eventlog.engines._polars import stored_schema
 from eventlog.engines.base import Engine, Events, EventSlice
 from eventlog.engines.choose import engine_named
+from eventlog.engines.folds import fold_many
 from eventlog.errors import ProjectionError
 from eventlog.log import EventLog
 from eventlog.store.tables import ProjectionTables, TableVersion, month_of
@@ -169,22 +168,7 @@ class Projector:
 
     def _fold_many(self, projections: list[Projection], events: Events) -> dict[str, pl.DataFrame]:
         """The stored form of each projection, reading ``events`` once per group of the fold plan."""
-        out: dict[str, pl.DataFrame] = {}
-        schema = pl.Schema(self.log.schema.columns())
-        for group in foldplan.plan(projections):
-            if group.fine is None:
-                proj = group.parts[0].projection
-                out[proj.name] = self.engine.fold(proj, events)
-                continue
-            fine = self.engine.fold(group.fine, events)
-            for part in group.parts:
-                target = stored_schema(part.projection, schema)
-                if part.rename is not None:  # the finest member itself: only its names change
-                    table = fine.select(pl.col(a).alias(b) for a, b in part.rename.items())
-                else:
-                    table = self.engine.fold(part.regroup or part.projection, fine)
-                out[part.projection.name] = table.select(target.names()).cast(target)
-        return out
+        return fold_many(self.engine, projections, events, pl.Schema(self.log.schema.columns()))
 
     def _build_incremental(self, names: list[str], head: int, commits: _Commits) -> None:
         start = time.perf_counter()

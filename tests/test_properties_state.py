@@ -16,14 +16,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inventory_helpers import batches_of, events_of, item_events, store, write
+from polars.testing import assert_frame_equal
 
 from eventlog import Inventory, SnapshotWarning
-from eventlog.model.state import STATE_VERSION
+from eventlog.core.definitions import Projection
+from eventlog.engines._polars import PolarsEngine
+from eventlog.engines.folds import fold_many
+from eventlog.model.builtins import BUILTINS
+from eventlog.model.state import STATE, STATE_VERSION
 from eventlog.store.snapshots import SnapshotStore
 
 PROPERTY = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -154,3 +160,27 @@ def test_every_items_history_has_the_reference_running_stock(events: list[dict[s
         for item in {e["item"] for e in events}:
             history = inventory.history(item).select("seq", "change", "stock").rows()
             assert history == reference.running_stock(logged, item), item
+
+
+@PROPERTY
+@given(data=st.data())
+def test_the_folds_of_consecutive_groups_merge_into_the_fold_of_all(data: st.DataObject) -> None:
+    """What verify's one pass relies on: each group of the log folded on its own (several
+    definitions in one fold where the fold plan allows), then all merged in one regroup,
+    equals each definition folded over the whole log."""
+    engine = PolarsEngine()
+    definitions = [STATE, *(p for p in BUILTINS if isinstance(p, Projection))]
+    with tempfile.TemporaryDirectory() as tmp:
+        inventory = Inventory.open(store(tmp), snapshot_every=0)
+        for batch in data.draw(item_events(max_size=30).flatmap(batches_of), label="batches"):
+            write(inventory, batch)
+        events = inventory.log.scan().collect()
+    head = events.height
+    cuts = sorted(data.draw(st.lists(st.integers(1, max(head - 1, 1)), max_size=4, unique=True), label="cuts"))
+    bounds = [0, *(c for c in cuts if c < head), head]
+    groups = [events.filter(pl.col("seq").is_between(a + 1, b)) for a, b in zip(bounds, bounds[1:])]
+    folded = [fold_many(engine, definitions, group, group.schema) for group in groups]
+    for definition in definitions:
+        whole = engine.fold(definition, events)
+        merged = engine.merge_all(definition, [f[definition.name] for f in folded])
+        assert_frame_equal(merged.select(whole.columns), whole, check_row_order=False)

@@ -52,6 +52,23 @@ class PolarsEngine:
         regrouped = both.group_by(keys).agg(merged).with_columns(_tidy_sets(definition))
         return pl.concat([untouched, regrouped.select(stored.columns)], how="vertical_relaxed")
 
+    def merge_all(self, definition: Projection, parts: list[pl.DataFrame]) -> pl.DataFrame:
+        """Several stored forms (at least one) into one, in one regroup of them all.
+
+        For the folds of consecutive groups of the log (verify's pass), which share few keys:
+        merging them one by one would carry the growing result through a semi and an anti join
+        each time (at 10M events, daily_flows' 860k groups made that the pass's largest cost).
+        """
+        nonempty = [p for p in parts if p.height]
+        if len(nonempty) <= 1:
+            return nonempty[0] if nonempty else parts[0]
+        merged: list[pl.Expr] = []
+        for out, agg in definition.aggregates.items():
+            merged.extend(_merge_exprs(definition, out, agg))
+        columns = parts[0].columns
+        both = pl.concat([p.select(columns) for p in nonempty], how="vertical_relaxed")
+        return both.group_by(list(definition.keys)).agg(merged).with_columns(_tidy_sets(definition)).select(columns)
+
     def finish(self, definition: Projection, stored: pl.DataFrame) -> pl.DataFrame:
         return finish_lazy(definition, stored.lazy()).collect()
 

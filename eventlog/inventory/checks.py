@@ -32,6 +32,7 @@ import polars as pl
 
 from eventlog.core.definitions import FunctionProjection, Projection, columns_read
 from eventlog.engines._polars import PolarsEngine
+from eventlog.engines.folds import fold_many
 from eventlog.errors import ProjectionError, StorageError
 from eventlog.log import EventLog
 from eventlog.model.state import STATE, STORED_SCHEMA, with_running_stock
@@ -45,6 +46,8 @@ from eventlog.verify.seal import Carry, file_digests
 
 #: Seqs read per group when the checks read the log themselves (before a seal verify trusts).
 GROUP = 1_000_000
+#: Group folds held per target before they are merged (bounds memory; one regroup per this many).
+_MERGE_EVERY = 16
 _ENGINE = PolarsEngine()
 _SEAL = "inventory.json"
 _FORMAT = 1
@@ -80,6 +83,20 @@ class _Target:
     #: Another target whose finished state this one continues (``after`` is its cut): several
     #: snapshots fold the log once, each the events since the one before it.
     prior: str | None = None
+    #: Folds of groups absorbed since ``state`` was last merged: merged in one regroup.
+    pending: list[pl.DataFrame] = field(default_factory=list)
+
+    def absorb(self, part: pl.DataFrame) -> None:
+        self.pending.append(part)
+        if len(self.pending) >= _MERGE_EVERY:
+            self.settled()
+
+    def settled(self) -> pl.DataFrame | None:
+        """``state`` with every absorbed fold merged in."""
+        if self.pending:
+            self.state = _ENGINE.merge_all(self.definition, ([] if self.state is None else [self.state]) + self.pending)
+            self.pending = []
+        return self.state
 
 
 @dataclass
@@ -136,12 +153,16 @@ class OnePass:
         if _PARTITION in self._columns(plan) and _PARTITION not in events.columns:
             lf = lf.with_columns(pl.col("occurred_at").dt.date().alias(_PARTITION))
         group = lf.select(sorted(self._columns(plan) & set(lf.collect_schema()) | {"seq"})).collect()
-        folds = {}
+        windows: dict[tuple[int, int], list[tuple[str, _Target]]] = {}
         for name, target in plan.targets.items():
             if target.cut >= lo and target.after < hi:
-                inside = target.after < lo and target.cut >= hi  # the whole group: no filtered copy
-                rows = group if inside else group.filter((pl.col("seq") > target.after) & (pl.col("seq") <= target.cut))
-                folds[name] = _ENGINE.fold(target.definition, rows)
+                window = (max(target.after, lo - 1), min(target.cut, hi))
+                windows.setdefault(window, []).append((name, target))
+        folds = {}
+        for (after, cut), members in windows.items():
+            whole = after < lo and cut >= hi  # the whole group: no filtered copy
+            rows = group if whole else group.filter((pl.col("seq") > after) & (pl.col("seq") <= cut))
+            folds.update(_fold_members(members, rows))
         moves = None
         if hi > plan.stock_from and plan.negative is None:
             rows = group if plan.stock_from < lo else group.filter(pl.col("seq") > plan.stock_from)
@@ -156,8 +177,7 @@ class OnePass:
             return
         lo, hi, folds, moves = partial
         for name, part in folds.items():
-            target = plan.targets[name]
-            target.state = part if target.state is None else _ENGINE.merge(target.definition, target.state, part)
+            plan.targets[name].absorb(part)
         if moves is not None and plan.negative is None:
             level = moves.join(plan.opening, on="stream_id", how="left").with_columns(pl.col("__start").fill_null(0))
             if level.filter(pl.col("__start") + pl.col("low") < 0).height:
@@ -428,6 +448,19 @@ def _table_entry(table: TableVersion, files: dict[str, str]) -> dict[str, Any]:
             "files": files}
 
 
+def _fold_members(members: list[tuple[str, _Target]], rows: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each target's fold of ``rows``: the definitions together, in one fold where the fold plan allows."""
+    folds: dict[str, pl.DataFrame] = {}
+    definitions: dict[str, Projection] = {}
+    for name, target in members:
+        if definitions.setdefault(target.definition.name, target.definition) != target.definition:
+            folds[name] = _ENGINE.fold(target.definition, rows)  # another definition of the same name: alone
+    together = fold_many(_ENGINE, list(definitions.values()), rows, rows.schema)
+    for name, target in members:
+        folds.setdefault(name, together[target.definition.name])
+    return folds
+
+
 def _running_stock(group: pl.DataFrame, opening: pl.DataFrame) -> Violation | None:
     """The first event of ``group`` (in log order) that takes an item below zero, if any."""
     running = with_running_stock(
@@ -447,15 +480,16 @@ def _resolved(targets: dict[str, _Target], key: str) -> _Target:
     target = targets[key]
     if target.prior is not None:
         before = _state_or_empty(_resolved(targets, target.prior))
-        own = target.state
+        own = target.settled()
         target.state = before if own is None else _ENGINE.merge(target.definition, before, own)
         target.prior = None
     return target
 
 
 def _state_or_empty(target: _Target, proj: Projection | None = None, log: EventLog | None = None) -> pl.DataFrame:
-    if target.state is not None:
-        return target.state
+    state = target.settled()
+    if state is not None:
+        return state
     if proj is None or log is None:
         return pl.DataFrame(schema=STORED_SCHEMA)
     return _ENGINE.fold(proj, pl.LazyFrame(schema=log.schema.columns()))
