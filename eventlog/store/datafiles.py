@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
 
 from eventlog.core.schema import PARTITION_COLUMN
+from eventlog.errors import StorageError
 from eventlog.store.atomic import fsync_folder
 
 #: A partition's rows go to files of at most this many rows (a file is one row group of pyarrow's default size).
@@ -84,7 +85,16 @@ class DataFiles:
                     piece = partial(body.slice, first + start, stop - start)
                 else:  # gathered in the worker: at most a few partitions' copies exist at once
                     piece = partial(body.take, rows_of[day].slice(start, stop - start))
-                self._futures.append(_pool().submit(_write_file, root, day, piece))
+                self._futures.append(_pool().submit(place_file, root, day, partial(_write_table, piece)))
+
+    @classmethod
+    def of(cls, root: Path, writes: list[tuple[dt.date, Callable[[Path], None]]], *, data_change: bool) -> DataFiles:
+        """The files that ``writes`` make, one per (day, write): each write fills the staged path it is given."""
+        files = cls.__new__(cls)
+        files._root = root
+        files._futures = [_pool().submit(place_file, root, day, write, data_change=data_change)
+                          for day, write in writes]
+        return files
 
     def wait(self) -> list[Written]:
         """Every file written, synced and renamed; their folders (and the table's, for new ones) synced."""
@@ -92,7 +102,7 @@ class DataFiles:
         for future in self._futures:
             try:
                 written.append(future.result())
-            except (OSError, pa.ArrowException) as exc:
+            except (OSError, pa.ArrowException, StorageError) as exc:
                 error = error or exc
         if error is None:
             try:
@@ -112,7 +122,7 @@ class DataFiles:
         for future in self._futures:
             try:
                 remove([future.result().path])
-            except (OSError, pa.ArrowException):
+            except (OSError, pa.ArrowException, StorageError):
                 pass
 
 
@@ -125,8 +135,23 @@ def remove(paths: Any) -> None:
             pass
 
 
-def _write_file(root: Path, day: dt.date, piece: Callable[[], pa.Table]) -> Written:
+def _write_table(piece: Callable[[], pa.Table], staged: Path) -> None:
     table = piece()
+    pq.write_table(
+        table, staged, compression="zstd", compression_level=1,
+        # random ids gain nothing from a dictionary; zstd level 1: appends are write-bound
+        use_dictionary=dictionary_columns(table.column_names),
+    )
+
+
+def dictionary_columns(names: list[str]) -> list[str]:
+    """The columns written with a dictionary: all but ``event_id`` (random ids gain nothing from one)."""
+    return [c for c in names if c != "event_id"]
+
+
+def place_file(root: Path, day: dt.date, write: Callable[[Path], None], *, data_change: bool = True) -> Written:
+    """One data file of partition ``day``: ``write`` fills a staged name, which is fsynced and renamed
+    into place; its add action carries the statistics of the footer just written."""
     folder = root / f"{PARTITION_COLUMN}={day.isoformat()}"
     new_folder = not folder.is_dir()
     folder.mkdir(exist_ok=True)
@@ -134,11 +159,7 @@ def _write_file(root: Path, day: dt.date, piece: Callable[[], pa.Table]) -> Writ
     final = folder / name
     staged = folder / f"{name}#1"
     try:
-        pq.write_table(
-            table, staged, compression="zstd", compression_level=1,
-            # random ids gain nothing from a dictionary; zstd level 1: appends are write-bound
-            use_dictionary=[c for c in table.column_names if c != "event_id"],
-        )
+        write(staged)
         meta = pq.read_metadata(staged)  # the footer just written, from the page cache
         fd = os.open(staged, os.O_RDONLY)
         try:
@@ -150,13 +171,13 @@ def _write_file(root: Path, day: dt.date, piece: Callable[[], pa.Table]) -> Writ
         remove([staged, final])
         raise
     size = final.stat().st_size
-    stats = _stats(meta, table.num_rows)
+    stats = _stats(meta, meta.num_rows)
     action = AddAction(
         path=f"{folder.name}/{name}", size=size, partition_values={PARTITION_COLUMN: day.isoformat()},
-        modification_time=int(time.time() * 1000), data_change=True,
+        modification_time=int(time.time() * 1000), data_change=data_change,
         # raw UTF-8, as deltalake writes it: it misreads the \\u escapes of a character beyond U+FFFF
         stats=json.dumps(stats, separators=(",", ":"), ensure_ascii=False))
-    return Written(action, final, table.num_rows, stats["minValues"].get("seq"), stats["maxValues"].get("seq"),
+    return Written(action, final, meta.num_rows, stats["minValues"].get("seq"), stats["maxValues"].get("seq"),
                    _max_recorded(meta), day, new_folder)
 
 

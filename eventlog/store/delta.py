@@ -30,14 +30,15 @@ from deltalake import (
     WriterProperties,
 )
 from deltalake.exceptions import CommitFailedError, DeltaError
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, RemoveAction
 
 from eventlog.core.schema import PARTITION_COLUMN
 from eventlog.errors import CommitError, EventLogError, StorageError, StorePathError
 from eventlog.store.atomic import fsync_file, fsync_folder
 from eventlog.store.base import FILE_COLUMNS, META_PREFIX, CommitFileProblem, FileCover
 from eventlog.store.damage import check_store_path, storage_error
-from eventlog.store.datafiles import DataFiles, remove
+from eventlog.store import compaction
+from eventlog.store.datafiles import DataFiles, Written, remove
 from eventlog.store.paths import outside
 
 _CONFIGURATION = {
@@ -399,7 +400,8 @@ class DeltaEvents:
         self._extend_files(before, version, [w.action for w in written])
         return version
 
-    def _extend_files(self, before: int, version: int, added: list[AddAction]) -> None:
+    def _extend_files(self, before: int, version: int, added: list[AddAction], *,
+                      removed: set[str] | frozenset[str] = frozenset()) -> None:
         """Carry the file list over to our own commit: relisting every file per append would make
         an append's cost grow with the table."""
         if self._files is None or self._files[0] != before or version != before + 1:
@@ -413,6 +415,8 @@ class DeltaEvents:
                          "max_recorded_at": None if high is None else dt.datetime.fromisoformat(high.replace("Z", "+00:00")),
                          "day": dt.date.fromisoformat(action.partition_values[PARTITION_COLUMN] or "")})
         old = self._files[1]
+        if removed:
+            old = old.filter(~pl.col("path").is_in(list(removed)))
         self._files = (version, pl.concat([old, pl.DataFrame(rows, schema=old.schema)]))
         self._inside.update(a.path for a in added)
 
@@ -485,21 +489,62 @@ class DeltaEvents:
         return self.version
 
     def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
-        before = self.version
+        """Merge each day's small files into files of about ``target_size`` bytes, in one commit.
+
+        The merged files are written and synced by us (``compaction``), then committed with the
+        remove actions of the files they replace (both ``dataChange: false``), pinned to the
+        version read: if another writer committed meanwhile, nothing is committed. Then the
+        commit is synced, as an append's. No bin, no commit.
+        """
+        files = self.files()
+        target = target_size or self._target_size()
+        bins = compaction.plan(files, target)
+        if not bins:
+            return compaction.metrics(files, bins, [])
+        stored = {c: t for c, t in self.columns().items() if c != PARTITION_COLUMN}
+        schema = arrow_schema(stored).remove(len(stored))  # the partition column lives in the path
         try:
-            metrics = self._table.optimize.compact(  # it catches self._table up with its own commit
-                target_size=target_size,
-                writer_properties=_WRITER,
-                commit_properties=CommitProperties(custom_metadata={META_PREFIX + "operation": "compact"}),
-                post_commithook_properties=_HOOKS,
-            )
-            if self.version > before:
-                self._make_durable(before + 1, self.version, committed=True)
-            return metrics
-        except StorageError:
-            raise  # a damaged store: running it again would not help
+            written = compaction.write(self.path, bins, schema).wait()
+        except (OSError, pa.ArrowException) as exc:
+            raise CommitError(f"compacting {self.path} failed writing the merged files: {exc}; nothing was "
+                              "committed and the events are unchanged, run it again (with room on the disk)") from exc
+        now = int(time.time() * 1000)
+        removed = [RemoveAction(path, False, now, size, {PARTITION_COLUMN: b.day.isoformat()})
+                   for b in bins for path, size in zip(b.paths, b.sizes, strict=True)]
+        actions: list[AddAction | RemoveAction] = [*(w.action for w in written), *removed]
+        before = self.version
+        props = CommitProperties(custom_metadata={META_PREFIX + "operation": "compact"}, max_commit_retries=0)
+        try:
+            self._table.create_write_transaction(
+                actions, "append", schema=self._table.schema(), partition_by=[PARTITION_COLUMN],
+                commit_properties=props, post_commithook_properties=_HOOKS)
+        except CommitFailedError as exc:
+            remove(w.path for w in written)
+            raise CommitError(f"compacting {self.path} was refused ({exc}): another writer committed since it "
+                              "read the table; nothing was committed, run it again") from exc
         except (DeltaError, OSError) as exc:
+            # The checkpoint hook runs after the commit: remove the files only when they are surely not committed.
+            if not self._compaction_landed(written):
+                remove(w.path for w in written)
             raise _maintenance_error("compacting", self.path, exc) from exc
+        self.refresh()
+        version = self.version
+        self._make_durable(before + 1, version, committed=True, data=False)
+        self._extend_files(before, version, [w.action for w in written], removed={r.path for r in removed})
+        return compaction.metrics(files, bins, written)
+
+    def _target_size(self) -> int:
+        with self._reading("reading the metadata of"):
+            configured = self._table.metadata().configuration.get("delta.targetFileSize")
+        return int(configured) if configured and configured.isdigit() else compaction.TARGET_SIZE
+
+    def _compaction_landed(self, written: list[Written]) -> bool:
+        """Whether a compaction whose commit raised is in the table (its first file is live); True if unknown."""
+        try:
+            self.refresh()
+            return written[0].action.path in set(self.files().get_column("path").to_list())
+        except EventLogError:
+            return True  # keep the files: vacuum takes them if they are orphans
 
     def vacuum(self, *, retention_hours: float, dry_run: bool) -> list[str]:
         hours = math.ceil(retention_hours)  # deltalake takes whole hours: never keep less
