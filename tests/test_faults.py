@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 import pytest
 import reference
 from deltalake import DeltaTable
-from deltalake.table import TableMerger, TableOptimizer
+from deltalake.table import TableMerger
 from inventory_helpers import AWKWARD_ITEMS, T0, events_of, store
 
 import eventlog.store.delta
@@ -129,7 +129,7 @@ SEAMS: dict[str, tuple[Any, str]] = {
     "commit": (DeltaTable, "create_write_transaction"),
     "tables.write_deltalake": (eventlog.store.tables, "write_deltalake"),
     "merge.execute": (TableMerger, "execute"),
-    "optimize.compact": (TableOptimizer, "compact"),
+    "merged.write_table": (pq.ParquetWriter, "write_table"),
     "vacuum": (DeltaTable, "vacuum"),
 }
 
@@ -195,9 +195,17 @@ FAULTS = [
     Fault("projections", "merge.execute", call=2, done=1, step="merge the second table, the first committed"),
     Fault("projections", "tables.write_deltalake", done=2, step="replace the months of the first daily table"),
     Fault("projections", "tables.write_deltalake", call=3, done=4, step="rewrite the first function table"),
-    # compact and vacuum are one Rust call each (files, commit, checkpoint hook inside).
-    Fault("compact", "optimize.compact", raises=CommitError, step="rewrite files and commit"),
-    Fault("compact", "optimize.compact", after=True, done=1, raises=CommitError, step="after the commit"),
+    # compact = each day's merged file (the template: four) written under a staged name, fsynced, renamed
+    # into place, the four folders fsynced; then one commit of adds and removes, the commit file and the
+    # log folder fsynced. Events never change; a failure before the commit leaves no file (see below).
+    Fault("compact", "merged.write_table", raises=CommitError, step="write a merged file"),
+    Fault("compact", "fsync", raises=CommitError, step="fsync a merged file"),
+    Fault("compact", "replace", raises=CommitError, step="rename a merged file into place"),
+    Fault("compact", "fsync", call=5, raises=CommitError, step="fsync a merged file's folder"),
+    Fault("compact", "commit", raises=CommitError, step="commit the merged files and the removes"),
+    Fault("compact", "commit", after=True, done=1, raises=CommitError, step="after the commit (post-commit hooks)"),
+    Fault("compact", "fsync", call=9, done=1, raises=CommitError, step="fsync the commit file"),
+    # vacuum is one Rust call (deletes, commit, checkpoint hook inside).
     Fault("vacuum", "vacuum", raises=CommitError, step="delete files and commit"),
     Fault("vacuum", "vacuum", after=True, done=1, raises=CommitError, step="after the commit"),
     Fault("vacuum", "unlink", done=1, step="delete a killed writer's half-written file, Delta's vacuum done"),
@@ -510,13 +518,13 @@ def test_a_temp_file_another_writer_renames_while_prune_looks_at_it_is_no_error(
 CHILD = r"""
 import datetime as dt, json, os, pathlib, sys, time
 from deltalake import DeltaTable
-from deltalake.table import TableOptimizer
 import eventlog.store.tables
 from eventlog import Inventory
 
 path, op, step = sys.argv[1], sys.argv[2], sys.argv[3]
 SEAMS = {"os.replace": (os, "replace"), "Path.unlink": (pathlib.Path, "unlink"), "json.dump": (json, "dump"),
-         "TableOptimizer.compact": (TableOptimizer, "compact"), "DeltaTable.vacuum": (DeltaTable, "vacuum"),
+         "DeltaTable.create_write_transaction": (DeltaTable, "create_write_transaction"),
+         "DeltaTable.vacuum": (DeltaTable, "vacuum"),
          "tables.write_deltalake": (eventlog.store.tables, "write_deltalake")}
 
 def wait_for_the_kill():
@@ -631,7 +639,9 @@ KILL_STEPS = [
     ("snapshot", "os.replace#1"),  # data written and fsynced, not in place
     ("snapshot", "os.replace#2"),  # data in place, manifest written, not in place
     ("snapshot", "Path.unlink#1+"),  # committed; pruning an older one: its manifest gone, its data not yet
-    ("compact", "TableOptimizer.compact#1+"),  # committed, not yet seen by the process
+    # each round appends (commit #1) then compacts (commit #2)
+    ("compact", "DeltaTable.create_write_transaction#2"),  # merged files in place and synced, not committed
+    ("compact", "DeltaTable.create_write_transaction#2+"),  # committed, not yet synced nor seen by the process
     ("vacuum", "DeltaTable.vacuum#1+"),  # deleted and committed; a killed writer's staged files not yet
     ("projections", "tables.write_deltalake#1"),  # a rebuild about to write its first table
     ("projections", "tables.write_deltalake#2+"),  # one table committed, the next not begun
@@ -697,3 +707,64 @@ def test_an_append_on_a_full_disk_is_a_commit_error_with_nothing_on_stderr_and_n
     assert observe(path) == before
     assert _files_on_disk(path) == files
     assert Inventory.open(path).record(NEW_BATCH).first_seq == len(before["events"]) + 1
+
+
+FULL_DISK_COMPACT_CHILD = r"""
+import resource, signal, sys
+from eventlog import Inventory
+from eventlog.errors import CommitError
+inventory = Inventory.open(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+try:
+    inventory.log.compact()
+    print("compacted", flush=True)
+except CommitError as exc:
+    print("refused", "nothing was committed" in str(exc), "events" in str(exc), "\n" not in str(exc), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+@pytest.mark.parametrize(("limit", "where"), [(2048, "a merged file"), (5000, "the commit file")])
+def test_a_compaction_on_a_full_disk_is_a_commit_error_with_nothing_on_stderr_and_nothing_left(
+    path: Path, limit: int, where: str
+) -> None:
+    """The template's merged files are about 3.4 kB and its compaction's commit about 6 kB: at 2048 bytes
+    the first merged file fails, at 5000 they are all written and the commit file fails."""
+    before, files = observe(path), _files_on_disk(path)
+    version = DeltaTable(str(path / "events")).version()
+    child = subprocess.run([sys.executable, "-c", FULL_DISK_COMPACT_CHILD, str(path), str(limit)],
+                           capture_output=True, text=True, check=False, timeout=120)
+    assert child.stdout.splitlines() == ["refused True True True"], (where, child.stdout, child.stderr)
+    assert child.stderr == ""  # deltalake's optimize printed Rust panic traces here
+    assert DeltaTable(str(path / "events")).version() == version
+    assert observe(path) == before
+    assert _files_on_disk(path) == files  # no staged or merged file left
+    inventory = Inventory.open(path)
+    assert inventory.log.compact()["numFilesRemoved"] > 0  # with room on the disk
+    assert observe(path) == before
+    assert Inventory.open(path).verify().ok
+
+
+def test_a_compaction_failing_before_its_commit_leaves_no_file(path: Path) -> None:
+    files = _files_on_disk(path)
+    for fault in [f for f in FAULTS if f.op == "compact" and not f.done]:
+        _run_with(fault, Inventory.open(path))
+        assert _files_on_disk(path) == files, fault
+
+
+@pytest.mark.slow
+def test_a_compaction_killed_before_its_commit_leaves_only_orphans_vacuum_removes(busy: Path) -> None:
+    reader = OldReader.open(busy)
+    reported = _kill(busy, "compact", step="DeltaTable.create_write_transaction#2")
+    inventory = Inventory.open(busy)
+    live = set(inventory.log.files()["path"])
+    orphans = _files_on_disk(busy) - live
+    assert orphans and all(o.endswith(".zstd.parquet") for o in orphans)  # merged and renamed, never committed
+    _assert_recovered(busy, reported, reader)
+    inventory = Inventory.open(busy)
+    removed = set(inventory.log.vacuum(retention_hours=0))
+    assert orphans <= removed
+    assert _files_on_disk(busy) == set(inventory.log.files()["path"])
+    assert Inventory.open(busy).verify().ok

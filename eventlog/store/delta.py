@@ -58,6 +58,7 @@ _WRITER = WriterProperties(
 _HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 # A file deltalake is still writing (or a killed writer left): "<name>#<n>".
 _STAGED = re.compile(r"#\d+$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 #: Where files() takes each neutral column from in deltalake's flattened add actions.
 _STATS = {
@@ -506,7 +507,7 @@ class DeltaEvents:
         try:
             written = compaction.write(self.path, bins, schema).wait()
         except (OSError, pa.ArrowException) as exc:
-            raise CommitError(f"compacting {self.path} failed writing the merged files: {exc}; nothing was "
+            raise CommitError(f"compacting {self.path} failed writing the merged files ({plain(exc)}); nothing was "
                               "committed and the events are unchanged, run it again (with room on the disk)") from exc
         now = int(time.time() * 1000)
         removed = [RemoveAction(path, False, now, size, {PARTITION_COLUMN: b.day.isoformat()})
@@ -520,13 +521,16 @@ class DeltaEvents:
                 commit_properties=props, post_commithook_properties=_HOOKS)
         except CommitFailedError as exc:
             remove(w.path for w in written)
-            raise CommitError(f"compacting {self.path} was refused ({exc}): another writer committed since it "
+            raise CommitError(f"compacting {self.path} was refused ({plain(exc)}): another writer committed since it "
                               "read the table; nothing was committed, run it again") from exc
         except (DeltaError, OSError) as exc:
             # The checkpoint hook runs after the commit: remove the files only when they are surely not committed.
-            if not self._compaction_landed(written):
-                remove(w.path for w in written)
-            raise _maintenance_error("compacting", self.path, exc) from exc
+            if self._compaction_landed(written):
+                self._make_durable(before + 1, before + 1, committed=True, data=False)
+                raise _maintenance_error("compacting", self.path, exc) from exc
+            remove(w.path for w in written)
+            raise CommitError(f"compacting {self.path} failed committing the merged files ({plain(exc)}); nothing "
+                              "was committed and the events are unchanged, run it again") from exc
         self.refresh()
         version = self.version
         self._make_durable(before + 1, version, committed=True, data=False)
@@ -658,4 +662,11 @@ def _added_paths(commit: Path) -> list[str]:
 
 def _maintenance_error(doing: str, path: Path, exc: Exception) -> CommitError:
     """Compaction and vacuum change files, never events: whether or not they committed, a retry is safe."""
-    return CommitError(f"{doing} {path} failed: {exc}; the events are unchanged either way, run it again")
+    return CommitError(f"{doing} {path} failed ({plain(exc)}); the events are unchanged either way, run it again")
+
+
+def plain(exc: BaseException) -> str:
+    """An error's text on one line: deltalake's are several, indented, with colour codes (``↳``)."""
+    text = _ANSI.sub("", str(exc))
+    lines = [line.strip().removeprefix("↳").strip() for line in text.splitlines()]
+    return ": ".join(line for line in lines if line)
