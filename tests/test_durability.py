@@ -102,3 +102,63 @@ def test_a_failed_commit_removes_the_files_it_wrote(empty_log: EventLog, monkeyp
         empty_log.append(_batch())
     assert {p for p in events.rglob("*.parquet*")} == before
     assert EventLog.open(empty_log.path).head() == 1
+
+
+def _removed_files(events: Path, version: int) -> list[Path]:
+    lines = (events / "_delta_log" / f"{version:020d}.json").read_text().splitlines()
+    return [events / json.loads(line)["remove"]["path"] for line in lines if '"remove"' in line]
+
+
+@pytest.fixture
+def fragmented(empty_log: EventLog) -> EventLog:
+    """Four single-day appends over two days: two small files per day, merged into one each."""
+    for i in range(4):
+        empty_log.append([added(f"item {i}", occurred_at=T0 + dt.timedelta(days=i % 2))])
+    return empty_log
+
+
+def test_merged_files_and_their_folders_are_synced_before_the_compaction_commits(
+    fragmented: EventLog, calls: list[tuple[str, str]]
+) -> None:
+    calls.clear()
+    fragmented.compact()
+    events = fragmented.path / "events"
+    version = fragmented.version
+    files, replaced = _added_files(events, version), _removed_files(events, version)
+    assert (len(files), len(replaced)) == (2, 4)
+    before = calls[:calls.index(("commit", ""))]
+    for file in files:
+        assert ("fsync", str(file) + "#1") in before, f"{file.name} was not synced before the commit"
+        synced_folder = before.index(("fsync", str(file.parent)))
+        assert synced_folder > before.index(("rename", str(file))), "its folder was synced before the rename"
+    after = calls[calls.index(("committed", "")):]
+    commit_file = events / "_delta_log" / f"{version:020d}.json"
+    assert after.index(("fsync", str(events / "_delta_log"))) > after.index(("fsync", str(commit_file)))
+    assert all(path.exists() for path in replaced)  # older versions still read them, until vacuum
+
+
+def test_a_compaction_commit_is_marked_as_no_data_change(fragmented: EventLog) -> None:
+    """A Delta reader following the log (streaming, change feed) must not take merged files for new rows."""
+    fragmented.compact()
+    lines = (fragmented.path / "events" / "_delta_log" / f"{fragmented.version:020d}.json").read_text().splitlines()
+    actions = [json.loads(line) for line in lines]
+    changes = [a[kind]["dataChange"] for a in actions for kind in ("add", "remove") if kind in a]
+    assert len(changes) == 6 and not any(changes)
+    assert next(a["commitInfo"] for a in actions if "commitInfo" in a)["eventlog.operation"] == "compact"
+
+
+def test_a_failed_compaction_commit_removes_the_merged_files(fragmented: EventLog,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    events = fragmented.path / "events"
+    before = {p for p in events.rglob("*.parquet*")}
+    scan = fragmented.scan().collect()
+
+    def refuse(self: DeltaTable, *args: Any, **kwargs: Any) -> None:
+        assert len({p for p in events.rglob("*.parquet")} - before) == 2  # the merged files are in place
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", refuse)
+    with pytest.raises(CommitError, match="nothing was committed"):
+        fragmented.compact()
+    assert {p for p in events.rglob("*.parquet*")} == before
+    assert EventLog.open(fragmented.path).scan().collect().equals(scan)

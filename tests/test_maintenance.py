@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from support import AWKWARD_STREAMS, SELECT, added, read_all
 
-from eventlog import EventLog
+from eventlog import EventLog, Inventory
+from eventlog.errors import CommitError
 
 
 @pytest.fixture(params=["plain", "with spaces ✓"])
@@ -155,3 +163,86 @@ def test_vacuum_keeps_leftovers_younger_than_the_retention(existing_log: EventLo
     assert existing_log.vacuum(retention_hours=1, dry_run=True) == []
     assert set(existing_log.vacuum(retention_hours=0, dry_run=True)) >= planted
     assert all((existing_log.path / "events" / p).exists() for p in planted)
+
+
+# --- compaction through eventlog's own writer: every event kept, in seq order, verify passing ----------
+
+T0 = dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+ITEMS = ["sword", "o'brien's axe", "Ünïcødé ✓ 日本", "a;b; --"]
+#: Batches of (day offset, item, quantity) additions; after each, one of the batch's items loses 1.
+BATCH = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(1, 3)), min_size=1, max_size=8)
+
+
+def _record(inventory: Inventory, batch: list[tuple[int, int, int]]) -> None:
+    inventory.record([{"event_type": "item_added", "item": ITEMS[i], "quantity": q,
+                       "occurred_at": T0 + dt.timedelta(days=d, minutes=k)} for k, (d, i, q) in enumerate(batch)])
+    day, item, _ = batch[-1]
+    inventory.record([{"event_type": "item_removed", "item": ITEMS[item], "quantity": 1,
+                       "occurred_at": T0 + dt.timedelta(days=day, hours=1)}])
+
+
+# No shrinking: each example writes a store, and shrinking one took minutes on a shared machine.
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(batches=st.lists(BATCH, min_size=2, max_size=6), target=st.sampled_from([None, 4_500, 9_000]))
+def test_compaction_keeps_every_event_in_seq_order_and_verify_passes(
+    batches: list[list[tuple[int, int, int]]], target: int | None
+) -> None:
+    """Random small appends over a few days; a compaction to a target that merges some or all of a day's
+    files changes no scan and no stock, leaves each file in seq order with true statistics, and verifies."""
+    with tempfile.TemporaryDirectory() as tmp:
+        inventory = Inventory.open(Path(tmp) / "store ✓")
+        for batch in batches:
+            _record(inventory, batch)
+        events, stock, files = read_all(inventory.log), inventory.stock().rows(), inventory.log.files()
+        metrics = inventory.log.compact(target_size=target)
+        after = inventory.log.files()
+        assert after.height == files.height - metrics["numFilesRemoved"] + metrics["numFilesAdded"]
+        for opened in (inventory, Inventory.open(inventory.path)):
+            assert read_all(opened.log).equals(events)
+            assert opened.stock().rows() == stock
+        for path, low, high in after.select("path", "min_seq", "max_seq").iter_rows():
+            seq = pq.ParquetFile(inventory.log.path / "events" / path).read(columns=["seq"]).column("seq").to_pylist()
+            assert seq == sorted(seq) and (seq[0], seq[-1]) == (low, high)
+        for _, day in after.sort("min_seq").group_by("day"):  # the files of a day keep disjoint seq ranges
+            assert (day["min_seq"].shift(-1).drop_nulls() > day["max_seq"].head(day.height - 1)).all()
+        assert Inventory.open(inventory.path).verify().ok
+        if target is None:  # the default target merges each day into one file; then there is nothing to do
+            assert after.height == after["day"].n_unique()
+            assert inventory.log.compact()["numFilesRemoved"] == 0
+
+
+def test_compaction_merges_only_files_below_the_target_and_consecutive_in_seq(empty_log: EventLog) -> None:
+    """A file at or above the target ends a run: merged files never span it, so a day's ranges stay disjoint."""
+    for i in range(6):
+        empty_log.append([added(AWKWARD_STREAMS[0], quantity=1 + i)] * (2000 if i == 2 else 1))
+    files = empty_log.files().sort("min_seq")
+    assert files["day"].n_unique() == 1
+    big = int(files.filter(pl.col("rows") == 2000)["size_bytes"][0])
+    before = read_all(empty_log)
+    metrics = empty_log.compact(target_size=big)
+    after = empty_log.files().sort("min_seq")
+    assert (metrics["numFilesRemoved"], metrics["numFilesAdded"]) == (5, 2)
+    assert after["rows"].to_list() == [2, 2000, 3]  # the files before it, the large one left alone, those after it
+    assert read_all(empty_log).equals(before)
+
+
+def test_a_compaction_racing_another_writers_compaction_commits_nothing(
+    fragmented_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deltalake does not check a remove against a concurrent one: committed anyway, the rows would be
+    there twice. The commit is pinned to the version read, so it is refused."""
+    before = read_all(fragmented_log)
+    real = DeltaTable.create_write_transaction
+
+    def another_writer_first(self: DeltaTable, *args: Any, **kwargs: Any) -> None:
+        DeltaTable(str(fragmented_log.path / "events")).optimize.compact()  # removes the same files
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", another_writer_first)
+    with pytest.raises(CommitError, match="another writer committed"):
+        fragmented_log.compact()
+    monkeypatch.undo()
+    assert read_all(EventLog.open(fragmented_log.path)).equals(before)
+    assert _same(_answers(EventLog.open(fragmented_log.path)), _answers(fragmented_log))
+    assert fragmented_log.verify().ok
