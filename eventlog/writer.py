@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from eventlog.core.chain import GENESIS, commit_hash, events_hash
-from eventlog.core.ids import uuid7_series
+from eventlog.core.ids import Uuid7s
 from eventlog.core.schema import PARTITION_COLUMN, EventSchema
 from eventlog.core.validate import first_row, normalize
 from eventlog.errors import (
@@ -86,7 +89,7 @@ class WriteTxn:
         self._streams = streams
         self._chain = chain
         self.head, self.last_recorded = log.storage.head_and_last_recorded()
-        #: The events of the last append, as stored (seq, stream_version, ... assigned).
+        #: The events of the last append, as stored (seq, stream_version, ... assigned), event_id aside.
         self.appended: pl.DataFrame | None = None
 
     @property
@@ -227,14 +230,11 @@ class WriteTxn:
         current = self.stream_versions(frame.get_column("stream_id").unique().to_list())
         now = dt.datetime.now(dt.timezone.utc)
         recorded_at = now if self.last_recorded is None else max(now, self.last_recorded + dt.timedelta(milliseconds=1))
-        # Every column of the table, in its order: columns no longer in the schema are null.
-        assigned = _assign_envelope(frame, self.head, current, recorded_at)
-        events = assigned.select(
-            pl.col(c) if c in assigned.columns else pl.lit(None, dtype=t).alias(c) for c, t in log.storage.columns().items()
-        )
         first, last = self.head + 1, self.head + frame.height
+        # The stored rows, built a file at a time by the storage's writers (and a column at a time
+        # by the hash): no table of every stored column is ever held whole.
+        rows = AssignedRows(frame, first, current, recorded_at, log.storage.columns())
         previous = self._chain.at(log.storage, self.head, log.path)
-        table = events.to_arrow()  # once: the storage writes it while the chain hashes it
         hashed_columns = log.schema.columns()  # the columns of the version it commits under
         schema_version = log.schema_version
         transactions: dict[str, int] = {}
@@ -250,7 +250,7 @@ class WriteTxn:
         hashes: list[str] = []
 
         def metadata() -> dict[str, str]:
-            digest = events_hash(table, hashed_columns)
+            digest = events_hash(rows, hashed_columns)  # while the storage writes the files
             own = commit_hash(previous, first, last, digest)
             hashes.append(own)
             out = {"first_seq": str(first), "last_seq": str(last), "count": str(frame.height),
@@ -264,11 +264,12 @@ class WriteTxn:
                 out["idempotency_key"] = str(requests[accepted[0][0]].idempotency_key)
             return out
 
-        version = log.storage.append(table, metadata=metadata, transactions=transactions)
+        version = log.storage.append(rows, metadata=metadata, transactions=transactions)
         own = hashes[0]
-        self._streams.advance(events, last, log.path / "cache")
+        self._streams.advance(rows.latest_versions(), first, last, log.path / "cache")
         self._chain.advance(last, own)
         self.head, self.last_recorded = last, recorded_at
+        events = rows.frame()
         self.appended = events
         return version, recorded_at, events
 
@@ -316,6 +317,149 @@ class BatchCheck(Protocol):
     """A domain's check of batches against the log, run under the writer lock (see ``EventLog.add_check``)."""
 
     def begin(self, txn: WriteTxn) -> CheckRun: ...
+
+
+class AssignedRows:
+    """The rows of one append as stored: the batch plus the envelope the log assigns.
+
+    stream_version, the filled occurred_at and the partition date are computed once for every
+    row, and the random bits of generated event ids drawn once; a ``slice`` or ``take`` of rows
+    converts just those rows of the batch to Arrow and adds their envelope (the ids formatted
+    then), and ``column`` gives one column to hash a block at a time. So the storage's writers
+    build each file's rows as they write it, and no copy of the whole batch in Arrow, nor a
+    table of every stored column, ever exists.
+    """
+
+    def __init__(self, frame: pl.DataFrame, first_seq: int, current: dict[str, int], recorded_at: dt.datetime,
+                 columns: dict[str, pl.DataType]) -> None:
+        n = frame.height
+        self.num_rows = n
+        self._first = first_seq
+        self._recorded_us = _epoch_us(recorded_at)
+        self._frame = frame
+        self.schema = pl.DataFrame(schema=columns).to_arrow().schema
+        self.column_names = list(columns)
+        self._versions, self._latest = _stream_versions(frame.get_column("stream_id"), current)
+        given = frame.get_column("event_id")
+        # Generated ids are kept as their random bits and formatted for the rows asked for.
+        self._made = Uuid7s(n) if given.null_count() else None
+        self._given = given.to_arrow().cast(pa.large_string()) if given.null_count() < n else None
+        occurred = frame.get_column("occurred_at").to_arrow()
+        if occurred.null_count:
+            occurred = pc.coalesce(occurred, pa.scalar(self._recorded_us, type=occurred.type))
+        self._occurred = occurred
+        self._days = pc.cast(occurred, pa.date32())
+        self._own = {"seq", "recorded_at", "stream_version", "event_id", "occurred_at", PARTITION_COLUMN}
+        self._batch = [c for c in frame.columns if c not in self._own]
+
+    def latest_versions(self) -> pl.DataFrame:
+        """(stream_id, version): each stream's version after this append."""
+        return self._latest
+
+    def frame(self) -> pl.DataFrame:
+        """The appended events as stored, event_id aside (the state's fold and caches never read it)."""
+        n = self.num_rows
+        return self._frame.drop("event_id").with_columns(
+            pl.int_range(self._first, self._first + n, dtype=pl.Int64, eager=True).alias("seq"),
+            pl.Series("stream_version", self._versions),
+            pl.Series("occurred_at", self._occurred),
+            pl.lit(self._recorded_us, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")).alias("recorded_at"),
+        )
+
+    def column(self, name: str) -> pa.Array | pl.Series | _EventIds:
+        if name == "event_id":
+            return _EventIds(self)
+        if name in self._own:
+            return self._envelope(name, None, 0, self.num_rows)
+        if name in self._batch:
+            return self._frame.get_column(name)  # the hash converts it a block at a time
+        return pa.nulls(self.num_rows, type=self.schema.field(name).type)  # a column no longer in the schema
+
+    def slice(self, offset: int, length: int) -> pa.Table:
+        length = max(0, min(length, self.num_rows - offset))
+        return self._table(self._frame.slice(offset, length), None, offset, length)
+
+    def take(self, indices: pa.Array) -> pa.Table:
+        return self._table(self._frame[indices.to_numpy()], indices, 0, len(indices))
+
+    def _table(self, part: pl.DataFrame, indices: pa.Array | None, offset: int, length: int) -> pa.Table:
+        batch = part.select(self._batch).to_arrow()
+        arrays: list[pa.Array | pa.ChunkedArray] = []
+        for name in self.column_names:
+            if name in self._own:
+                arrays.append(self._envelope(name, indices, offset, length))
+            elif name in self._batch:
+                arrays.append(batch.column(name))
+            else:
+                arrays.append(pa.nulls(length, type=self.schema.field(name).type))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def _envelope(self, name: str, indices: pa.Array | None, offset: int, length: int) -> pa.Array:
+        """One column the log assigns, for the rows ``indices`` (or offset..offset+length-1)."""
+        kind = self.schema.field(name).type
+        if name == "seq":
+            rows = np.arange(offset, offset + length) if indices is None else indices.to_numpy()
+            return pa.array(rows + self._first, type=kind)
+        if name == "recorded_at":
+            return pa.array(np.full(length, self._recorded_us, dtype=np.int64)).cast(kind)
+        if name == "event_id":
+            return self._event_ids(indices, offset, length)
+        array = {"stream_version": self._versions, "occurred_at": self._occurred, PARTITION_COLUMN: self._days}[name]
+        return array.slice(offset, length) if indices is None else array.take(indices)
+
+    def _event_ids(self, indices: pa.Array | None, offset: int, length: int) -> pa.Array:
+        rows = np.arange(offset, offset + length) if indices is None else indices.to_numpy()
+        given = None
+        if self._given is not None:
+            given = self._given.slice(offset, length) if indices is None else self._given.take(indices)
+        if self._made is None:
+            return given
+        made = self._made.take(rows)
+        return made if given is None else pc.coalesce(given, made)
+
+
+class _EventIds:
+    """The event_id column of an append, sliced for the hash a block at a time (never formatted whole)."""
+
+    def __init__(self, rows: AssignedRows) -> None:
+        self._rows = rows
+
+    def slice(self, offset: int, length: int) -> pa.Array:
+        length = max(0, min(length, self._rows.num_rows - offset))
+        return self._rows._event_ids(None, offset, length)
+
+
+def _epoch_us(when: dt.datetime) -> int:
+    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _stream_versions(stream_ids: pl.Series, current: dict[str, int]) -> tuple[pa.Array, pl.DataFrame]:
+    """Each row's stream_version (the stream's current version + its rank in the batch), and each
+    stream's version after the batch.
+
+    A slice of rows at a time, each stream's version carried to the next: the group indices of a
+    window over the whole batch would take more memory than the batch's ids.
+    """
+    carry = pl.DataFrame({"stream_id": list(current), "__base": list(current.values())},
+                         schema={"stream_id": pl.String, "__base": pl.Int64})
+    parts = []
+    for offset in range(0, stream_ids.len(), _VERSION_ROWS):
+        ranked = (
+            stream_ids.slice(offset, _VERSION_ROWS).to_frame("stream_id")
+            .join(carry, on="stream_id", how="left", maintain_order="left")
+            .select("stream_id", version=pl.col("__base").fill_null(0)
+                    + pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("stream_id"))
+        )
+        parts.append(ranked.get_column("version").to_arrow())
+        last = ranked.group_by("stream_id").agg(pl.col("version").max().alias("__base"))
+        carry = pl.concat([carry.join(last, on="stream_id", how="anti"), last])
+    versions = pa.concat_arrays(parts) if parts else pa.array([], type=pa.int64())
+    return versions, carry.rename({"__base": "version"})
+
+
+#: Rows the stream versions are assigned for at a time.
+_VERSION_ROWS = 1 << 18
 
 
 def _batch_digest(frame: pl.DataFrame) -> int:
@@ -393,28 +537,6 @@ def _check_event_ids_unused(log: LogView, frame: pl.DataFrame, head: int, earlie
         raise DuplicateEventError(f"event_id {event_id!r} is already in the log at seq {seq}", row=row, field="event_id")
 
 
-def _assign_envelope(frame: pl.DataFrame, head: int, current: dict[str, int], recorded_at: dt.datetime) -> pl.DataFrame:
-    """seq, stream_version, event_id, occurred_at, recorded_at and the partition date, vectorised."""
-    n = frame.height
-    base = pl.DataFrame(
-        {"stream_id": list(current), "__base": list(current.values())}, schema={"stream_id": pl.String, "__base": pl.Int64}
-    )
-    ts = pl.lit(recorded_at, dtype=pl.Datetime("us", "UTC"))
-    out = (
-        frame.with_columns(
-            seq=pl.int_range(head + 1, head + n + 1, dtype=pl.Int64),
-            event_id=pl.col("event_id").fill_null(uuid7_series(n)),
-            occurred_at=pl.col("occurred_at").fill_null(ts),
-            recorded_at=ts,
-        )
-        .join(base, on="stream_id", how="left", maintain_order="left")
-        .with_columns(
-            stream_version=pl.col("__base").fill_null(0) + pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("stream_id")
-        )
-    )
-    return out.with_columns(pl.col("occurred_at").dt.date().alias(PARTITION_COLUMN))
-
-
 class StreamVersions:
     """Current version per stream, kept in memory and advanced from the tail of the log.
 
@@ -430,7 +552,7 @@ class StreamVersions:
     def __init__(self) -> None:
         self._reset()
 
-    #: Appends of at most this many events update a dict, not the table (a group_by costs milliseconds).
+    #: Appends to at most this many streams update a dict, not the table (a group_by costs milliseconds).
     SMALL = 64
 
     def _reset(self) -> None:
@@ -464,21 +586,22 @@ class StreamVersions:
                 out[stream] = self._recent[stream]  # versions only grow: the newer is the larger
         return out
 
-    def advance(self, events: pl.DataFrame, last_seq: int, folder: Path) -> None:
-        """Add an own append; the on-disk copy is renewed every ``PERSIST_AFTER`` events, so that the
-        next process to write reads a short tail of the log, not all of it."""
-        if self._through != events["seq"][0] - 1:
+    def advance(self, latest: pl.DataFrame, first_seq: int, last_seq: int, folder: Path) -> None:
+        """Add an own append (``latest``: each of its streams' version after it); the on-disk copy is
+        renewed every ``PERSIST_AFTER`` events, so that the next process to write reads a short
+        tail of the log, not all of it."""
+        if self._through != first_seq - 1:
             return
         if last_seq - self._saved >= self.PERSIST_AFTER:
-            self._merge(events.group_by("stream_id").agg(pl.col("stream_version").max().alias("version")), last_seq)
+            self._merge(latest, last_seq)
             self._save(folder)
             return
-        if events.height <= self.SMALL and len(self._recent) < 8 * 1024:
-            for stream, version in zip(events["stream_id"].to_list(), events["stream_version"].to_list(), strict=True):
+        if latest.height <= self.SMALL and len(self._recent) < 8 * 1024:
+            for stream, version in latest.iter_rows():
                 self._recent[stream] = max(version, self._recent.get(stream, 0))
             self._through = last_seq
             return
-        self._merge(events.group_by("stream_id").agg(pl.col("stream_version").max().alias("version")), last_seq)
+        self._merge(latest, last_seq)
 
     def _merge(self, tail: pl.DataFrame, through: int) -> None:
         parts = [self._table, tail]

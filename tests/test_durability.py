@@ -18,6 +18,7 @@ import pytest
 from deltalake import DeltaTable
 from support import added
 
+import eventlog.store.datafiles as datafiles
 from eventlog import EventLog
 from eventlog.errors import CommitError
 
@@ -162,3 +163,32 @@ def test_a_failed_compaction_commit_removes_the_merged_files(fragmented: EventLo
         fragmented.compact()
     assert {p for p in events.rglob("*.parquet*")} == before
     assert EventLog.open(fragmented.path).scan().collect().equals(scan)
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), RuntimeError("a bug in building the rows")],
+                         ids=["disk full", "any other error"])
+def test_a_failure_in_a_later_file_removes_the_files_written_before_it(
+        empty_log: EventLog, monkeypatch: pytest.MonkeyPatch, failure: Exception) -> None:
+    """A batch is written a file at a time (each built from its rows as it is written): when the
+    third fails, the first two are in place already, and are removed; nothing is committed."""
+    empty_log.append([added("first", occurred_at=T0)])
+    events = empty_log.path / "events"
+    before = set(events.rglob("*.parquet*"))
+    monkeypatch.setattr(datafiles, "ROWS_PER_FILE", 2)  # six rows of one day: three files
+    real = datafiles.place_file
+    started: list[int] = []
+
+    def place(root: Path, day: dt.date, write: Any, **kwargs: Any) -> Any:
+        started.append(1)
+        if len(started) == 3:
+            raise failure
+        return real(root, day, write, **kwargs)
+
+    monkeypatch.setattr(datafiles, "place_file", place)
+    with pytest.raises(CommitError if isinstance(failure, OSError) else RuntimeError):
+        empty_log.append([added(f"item {i}", occurred_at=T0) for i in range(6)])
+    assert len(started) == 3
+    assert set(events.rglob("*.parquet*")) == before
+    reopened = EventLog.open(empty_log.path)
+    assert reopened.head() == 1 and reopened.version == empty_log.version
+    monkeypatch.undo()
+    assert reopened.append([added(f"item {i}", occurred_at=T0) for i in range(6)]).last_seq == 7
+    assert reopened.verify().ok

@@ -8,6 +8,7 @@ import json
 import shutil
 import struct
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -254,9 +255,15 @@ def test_an_unreadable_projection_table_is_reported_not_raised(inventory: Invent
 
 def commit_with_a_broken_envelope(monkeypatch: pytest.MonkeyPatch, inv: Inventory, **columns: pl.Expr) -> int:
     """Record one add through a writer whose envelope assignment overwrites ``columns``."""
-    original = eventlog_writer._assign_envelope
-    with monkeypatch.context() as patch:
-        patch.setattr(eventlog_writer, "_assign_envelope", lambda *args: original(*args).with_columns(**columns))
+    original = eventlog_writer.AssignedRows._table
+
+    def broken(self: eventlog_writer.AssignedRows, *args: Any) -> pa.Table:
+        table = original(self, *args)
+        return pl.DataFrame(table).with_columns(**columns).to_arrow().cast(table.schema)
+
+    with monkeypatch.context() as patch:  # the rows written and the rows hashed, alike
+        patch.setattr(eventlog_writer.AssignedRows, "_table", broken)
+        patch.setattr(eventlog_writer.AssignedRows, "column", lambda self, name: self.slice(0, self.num_rows).column(name))
         result = inv.log.append([{"event_type": "item_added", "stream_id": "sword", "quantity": 1}])
     return result.first_seq
 
@@ -421,3 +428,16 @@ def test_eventlog_head_and_verify_expect_catch_a_truncated_tail(inventory: Inven
     commit_file(inventory, 3).unlink()
     failed = CliRunner().invoke(main, ["--store", store, "verify", "--expect", anchor.stdout.strip()])
     assert failed.exit_code == 1 and "anchor" in failed.output and "Traceback" not in failed.output
+
+
+def test_a_null_string_hashes_alike_whatever_bytes_its_slot_holds() -> None:
+    """Arrow lets a null value's slot keep bytes; the canonical encoding is defined on values."""
+    import numpy as np
+
+    tidy = pa.array(["ab", None, "c"], type=pa.large_string())
+    messy = pa.LargeStringArray.from_buffers(3, pa.py_buffer(np.array([0, 2, 5, 6], dtype=np.int64)),
+                                             pa.py_buffer(b"abXYZc"), pa.py_buffer(np.packbits([1, 0, 1], bitorder="little")),
+                                             null_count=1)
+    assert messy.to_pylist() == tidy.to_pylist()
+    columns = {"name": pl.String()}
+    assert events_hash(pa.table({"name": messy}), columns) == events_hash(pa.table({"name": tidy}), columns)

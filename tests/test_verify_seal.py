@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -99,9 +101,15 @@ def test_a_damaged_seal_is_no_seal(inventory: Inventory) -> None:
 
 
 def append_with_a_broken_envelope(monkeypatch: pytest.MonkeyPatch, inv: Inventory, **columns: pl.Expr) -> int:
-    original = eventlog_writer._assign_envelope
-    with monkeypatch.context() as patch:
-        patch.setattr(eventlog_writer, "_assign_envelope", lambda *args: original(*args).with_columns(**columns))
+    original = eventlog_writer.AssignedRows._table
+
+    def broken(self: eventlog_writer.AssignedRows, *args: Any) -> pa.Table:
+        table = original(self, *args)
+        return pl.DataFrame(table).with_columns(**columns).to_arrow().cast(table.schema)
+
+    with monkeypatch.context() as patch:  # the rows written and the rows hashed, alike
+        patch.setattr(eventlog_writer.AssignedRows, "_table", broken)
+        patch.setattr(eventlog_writer.AssignedRows, "column", lambda self, name: self.slice(0, self.num_rows).column(name))
         result = inv.log.append([{"event_type": "item_added", "stream_id": "sword", "quantity": 1}])
     return result.first_seq
 

@@ -34,6 +34,7 @@ hashing a million events costs a fraction of the Parquet write.
 from __future__ import annotations
 
 import hashlib
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -44,13 +45,83 @@ ENCODING_VERSION = "v1"
 GENESIS = "0" * 64
 
 
-def events_hash(events: pl.DataFrame | pa.Table, columns: dict[str, pl.DataType]) -> str:
+def events_hash(events: pl.DataFrame | pa.Table | ColumnSource, columns: dict[str, pl.DataType]) -> str:
     """The event hash of ``events`` (in seq order) for the schema's ``columns``.
 
-    An Arrow table is hashed as it is (the writer's copy of the commit), a frame is converted once.
+    A frame, an Arrow table or any ``ColumnSource`` (the writer's rows of a commit, built column
+    by column) is hashed a column at a time, and each column a block of rows at a time: the
+    memory it takes is that of one block's encoding, not of the commit's.
     """
-    encoded = EncodedEvents(events, columns)
-    return encoded.digest(0, encoded.height)
+    digest = hashlib.sha256()
+    height = events.height if isinstance(events, pl.DataFrame) else events.num_rows
+    names = events.columns if isinstance(events, pl.DataFrame) else events.column_names
+    for name, dtype in columns.items():
+        column: pl.Series | pa.Array | pa.ChunkedArray | Blocks | None = None
+        if name in names:
+            column = events.get_column(name) if isinstance(events, pl.DataFrame) else events.column(name)
+        _feed_column(digest, f"col:{name}\n".encode(), column, dtype, height)
+    return digest.hexdigest()
+
+
+#: Rows encoded at a time when hashing a column.
+_BLOCK = 1 << 17
+
+
+def _feed_column(digest: Any, header: bytes, column: pl.Series | pa.Array | pa.ChunkedArray | Blocks | None,
+                 dtype: pl.DataType, height: int) -> None:
+    """One column's canonical bytes (see the module's docstring): its presence bytes, its integers,
+    then its string bytes, each fed a block of rows at a time."""
+    def block(start: int) -> pa.Array:
+        if column is None:
+            return pa.nulls(min(_BLOCK, height - start), type=pa.int64() if dtype != pl.String else pa.large_string())
+        part = column.slice(start, _BLOCK)
+        if isinstance(part, pl.Series):
+            return part.to_arrow()
+        return part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part
+
+    digest.update(header)
+    starts = range(0, height, _BLOCK)
+    values = []
+    for start in starts:
+        valid, ints, offsets, _data = _encode(block(start), dtype)
+        digest.update(b"\x01" * len(ints) if valid is None else valid.data)
+        values.append(ints)
+    for ints in values:
+        digest.update(ints.data)
+    del values
+    if dtype == pl.String:
+        for start in starts:
+            _valid, _ints, offsets, data = _encode(block(start), dtype)
+            if offsets is not None:
+                digest.update(data[int(offsets[0]) : int(offsets[-1])])
+
+
+class ColumnSource(Protocol):
+    """Rows whose columns can be taken one at a time (``pa.Table`` is one)."""
+
+    @property
+    def num_rows(self) -> int: ...
+
+    @property
+    def column_names(self) -> list[str]: ...
+
+    def column(self, name: str) -> pa.Array | pa.ChunkedArray | pl.Series | Blocks: ...
+
+
+class Blocks(Protocol):
+    """A column made a block of rows at a time (``slice`` gives those rows as one array)."""
+
+    def slice(self, offset: int, length: int) -> pa.Array: ...
+
+
+def _feed(digest: Any, header: bytes, valid: np.ndarray | None, values: np.ndarray, offsets: np.ndarray | None,
+          data: memoryview, start: int, stop: int) -> None:
+    """One column's canonical bytes for the events at positions start..stop-1."""
+    digest.update(header)
+    digest.update(b"\x01" * (stop - start) if valid is None else valid[start:stop].data)
+    digest.update(values[start:stop].data)
+    if offsets is not None:
+        digest.update(data[int(offsets[start]) : int(offsets[stop])])
 
 
 def commit_hash(previous: str | None, first_seq: int, last_seq: int, events_digest: str) -> str:
@@ -86,11 +157,7 @@ class EncodedEvents:
         """The event hash of the events at positions start..stop-1."""
         digest = hashlib.sha256()
         for header, valid, values, offsets, data in self._columns:
-            digest.update(header)
-            digest.update(b"\x01" * (stop - start) if valid is None else valid[start:stop].data)
-            digest.update(values[start:stop].data)
-            if offsets is not None:
-                digest.update(data[int(offsets[start]) : int(offsets[stop])])
+            _feed(digest, header, valid, values, offsets, data, start, stop)
         return digest.hexdigest()
 
 
@@ -105,12 +172,17 @@ def _encode(array: pa.Array, dtype: pl.DataType) -> _Encoded:
     if pa.types.is_null(array.type):
         return valid, np.zeros(len(array), dtype=">i8"), np.zeros(len(array) + 1, dtype=np.int64), memoryview(b"")
     array = array.cast(pa.large_string())
-    if array.null_count:
-        array = pc.fill_null(array, "")  # a null contributes no bytes
+    bounds, lengths, data = _string_parts(array)
+    if valid is not None and lengths[valid == 0].any():  # a null contributes no bytes: drop what its slot holds
+        bounds, lengths, data = _string_parts(pc.fill_null(array, ""))
+    return valid, lengths.astype(">i8"), bounds, memoryview(data) if data is not None else memoryview(b"")
+
+
+def _string_parts(array: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Buffer | None]:
+    """(offsets, byte length of each value, data buffer) of a large_string array."""
     _, offsets, data = array.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
-    lengths = np.diff(bounds).astype(">i8")  # the byte length of each value
-    return valid, lengths, bounds, memoryview(data) if data is not None else memoryview(b"")
+    return bounds, np.diff(bounds), data
 
 
 def _as_int64(array: pa.Array, dtype: pl.DataType) -> np.ndarray:

@@ -56,6 +56,9 @@ from eventlog.verify import VerifyReport, verify
 
 DEFAULT_SNAPSHOT_EVERY = 1_000_000
 _MAX_STOCK = 2**63 - 1
+#: Rows the stock check and the fold of an append take at a time (their memory is that of a slice).
+_CHECK_ROWS = 1 << 18
+_FOLD_ROWS = 1 << 16
 _CACHE_SIZE = 8
 
 
@@ -538,24 +541,32 @@ def _rename_item(row: int, rec: Mapping[str, Any]) -> Any:
 
 def _check_stock(frame: pl.DataFrame, state: pl.DataFrame) -> None:
     """Reject the batch if any item's running stock goes negative, or beyond what an int64
-    holds (the fold and every read would fail on it), naming the first row."""
+    holds (the fold and every read would fail on it), naming the first row.
+
+    Checked a slice of rows at a time, each item's stock carried from one slice to the next:
+    the memory it takes does not grow with the batch.
+    """
     removes = frame.get_column("event_type") == REMOVED
-    added = frame.filter(pl.col("event_type") == ADDED).select(pl.col("quantity").cast(pl.Int128).sum()).item()
+    added = frame.select(pl.col("quantity").filter(pl.col("event_type") == ADDED).cast(pl.Int128).sum()).item()
     most = state.get_column("quantity").max() or 0
     if not removes.any() and most + (added or 0) <= _MAX_STOCK:  # type: ignore[operator]
         return
-    start = state.select(pl.col("item").alias("stream_id"), pl.col("quantity").alias("__start"))
-    running = with_running_stock(
-        frame.select("stream_id", "event_type", "quantity")
-        .with_row_index("__row")
-        .join(start, on="stream_id", how="left", maintain_order="left")
-        .sort("__row"),
-        start="__start",
-    )
-    row = first_row(running, (pl.col("stock") < 0) | (pl.col("stock") > _MAX_STOCK))
-    if row is None:
-        return
-    name, quantity, after = running.select("stream_id", "quantity", "stock").row(row)
+    start = state.select(pl.col("item").alias("stream_id"), pl.col("quantity").cast(pl.Int128).alias("__start"))
+    for offset in range(0, frame.height, _CHECK_ROWS):
+        running = with_running_stock(
+            frame.slice(offset, _CHECK_ROWS).select("stream_id", "event_type", "quantity")
+            .join(start, on="stream_id", how="left", maintain_order="left"),
+            start="__start",
+        )
+        row = first_row(running, (pl.col("stock") < 0) | (pl.col("stock") > _MAX_STOCK))
+        if row is not None:
+            _refuse(running, row, offset + row)
+        last = running.group_by("stream_id").agg(pl.col("stock").last().alias("__start"))
+        start = pl.concat([start.join(last, on="stream_id", how="anti"), last])
+
+
+def _refuse(running: pl.DataFrame, at: int, row: int) -> None:
+    name, quantity, after = running.select("stream_id", "quantity", "stock").row(at)
     if after < 0:
         raise InsufficientStockError(name, quantity, after + quantity, row=row)
     raise ValidationError(f"the stock of {name!r} would be {after}, more than an int64 holds ({_MAX_STOCK})",
@@ -614,7 +625,9 @@ class _StockRun:
     def committed(self, events: pl.DataFrame, last_seq: int) -> None:
         inventory = self._inventory
         if self._state is not None:  # the next read (or check) starts from here
-            after = inventory.engine.merge(STATE, self._state, inventory.engine.fold(STATE, events))
+            after = self._state
+            for start in range(0, events.height, _FOLD_ROWS):  # a slice at a time: bounded memory
+                after = inventory.engine.merge(STATE, after, inventory.engine.fold(STATE, events.slice(start, _FOLD_ROWS)))
             inventory._remember((last_seq, None), after)
             inventory._committed = (last_seq, after)
         else:
@@ -649,7 +662,7 @@ class _StockRun:
 
 
 def _added(frame: pl.DataFrame) -> int:
-    return int(frame.filter(pl.col("event_type") == ADDED).select(pl.col("quantity").cast(pl.Int128).sum()).item() or 0)
+    return int(frame.select(pl.col("quantity").filter(pl.col("event_type") == ADDED).cast(pl.Int128).sum()).item() or 0)
 
 
 def _resolve(log: EventLog, as_of: Cut, known_at: Cut) -> TimeCut:

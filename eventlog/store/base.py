@@ -47,6 +47,23 @@ class CommitFileProblem:
     file: str  # relative to the store's path
 
 
+class Rows(Protocol):
+    """The rows of one append with every stored column (``pa.Table`` is one; so is the writer's
+    ``AssignedRows``, which builds the rows asked for only when asked)."""
+
+    @property
+    def num_rows(self) -> int: ...
+
+    @property
+    def schema(self) -> pa.Schema: ...
+
+    def column(self, name: str) -> pa.Array | pa.ChunkedArray: ...
+
+    def slice(self, offset: int, length: int) -> pa.Table: ...
+
+    def take(self, indices: pa.Array) -> pa.Table: ...
+
+
 class EventStore(Protocol):
     """The storage seam: one table of events, versioned per commit.
 
@@ -105,9 +122,10 @@ class EventStore(Protocol):
         """The first commit record that lost its content, if any (a store without files has none)."""
         ...
 
-    def append(self, data: pa.Table, *, metadata: dict[str, str] | Callable[[], dict[str, str]],
+    def append(self, data: Rows, *, metadata: dict[str, str] | Callable[[], dict[str, str]],
                transactions: dict[str, int]) -> int:
-        """Commit ``data`` (all stored columns) as one version and return it; callers hold the writer lock.
+        """Commit ``data`` (all stored columns; a ``pa.Table`` or rows built on demand) as one version
+        and return it; callers hold the writer lock.
 
         ``metadata`` may be a function: it is called once, while the data is being written.
         """

@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
 
 from eventlog.core.schema import PARTITION_COLUMN
-from eventlog.errors import StorageError
 from eventlog.store.atomic import fsync_folder
+from eventlog.store.base import Rows
 
 #: A partition's rows go to files of at most this many rows (a file is one row group of pyarrow's default size).
 ROWS_PER_FILE = 1 << 20
@@ -64,10 +64,10 @@ class Written:
 class DataFiles:
     """Write the files of one commit; ``wait`` returns them synced, or raises after removing them all."""
 
-    def __init__(self, root: Path, data: pa.Table) -> None:
+    def __init__(self, root: Path, data: Rows) -> None:
         self._root = root
         self._futures: list[Future[Written]] = []
-        days = pl.from_arrow(data.select([PARTITION_COLUMN])).with_row_index("__row")  # type: ignore[union-attr]
+        days = pl.Series(PARTITION_COLUMN, data.column(PARTITION_COLUMN)).to_frame().with_row_index("__row")
         groups = days.group_by(PARTITION_COLUMN, maintain_order=True).agg(
             pl.col("__row").first().alias("first"), pl.col("__row").last().alias("last"), pl.len().alias("n"))
         scattered = groups.filter(pl.col("last") - pl.col("first") + 1 != pl.col("n")).get_column(PARTITION_COLUMN)
@@ -76,15 +76,15 @@ class DataFiles:
             spread = days.filter(pl.col(PARTITION_COLUMN).is_in(scattered.implode()))
             for key, part in spread.partition_by(PARTITION_COLUMN, as_dict=True, maintain_order=True).items():
                 rows_of[key[0]] = part.get_column("__row").to_arrow()
-        body = data.drop_columns([PARTITION_COLUMN])
         for day, first, _last, n in groups.iter_rows():
             for start in range(0, n, ROWS_PER_FILE):
                 stop = min(start + ROWS_PER_FILE, n)
                 piece: Callable[[], pa.Table]
+                # Built in the worker: only the files being written have their rows in memory.
                 if day not in rows_of:
-                    piece = partial(body.slice, first + start, stop - start)
-                else:  # gathered in the worker: at most a few partitions' copies exist at once
-                    piece = partial(body.take, rows_of[day].slice(start, stop - start))
+                    piece = partial(data.slice, first + start, stop - start)
+                else:
+                    piece = partial(data.take, rows_of[day].slice(start, stop - start))
                 self._futures.append(_pool().submit(place_file, root, day, partial(_write_table, piece)))
 
     @classmethod
@@ -102,7 +102,7 @@ class DataFiles:
         for future in self._futures:
             try:
                 written.append(future.result())
-            except (OSError, pa.ArrowException, StorageError) as exc:
+            except Exception as exc:  # re-raised below, once every other file is in and can be removed
                 error = error or exc
         if error is None:
             try:
@@ -122,7 +122,7 @@ class DataFiles:
         for future in self._futures:
             try:
                 remove([future.result().path])
-            except (OSError, pa.ArrowException, StorageError):
+            except Exception:  # noqa: BLE001 (that file was not written: nothing to remove)
                 pass
 
 
@@ -137,6 +137,8 @@ def remove(paths: Any) -> None:
 
 def _write_table(piece: Callable[[], pa.Table], staged: Path) -> None:
     table = piece()
+    if PARTITION_COLUMN in table.column_names:  # kept in the folder's name, not in the file
+        table = table.drop_columns([PARTITION_COLUMN])
     pq.write_table(
         table, staged, compression="zstd", compression_level=1,
         # random ids gain nothing from a dictionary; zstd level 1: appends are write-bound

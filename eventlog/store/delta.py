@@ -35,7 +35,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from eventlog.core.schema import PARTITION_COLUMN
 from eventlog.errors import CommitError, EventLogError, StorageError, StorePathError
 from eventlog.store.atomic import fsync_file, fsync_folder
-from eventlog.store.base import FILE_COLUMNS, META_PREFIX, CommitFileProblem, FileCover
+from eventlog.store.base import FILE_COLUMNS, META_PREFIX, CommitFileProblem, FileCover, Rows
 from eventlog.store.damage import check_store_path, storage_error
 from eventlog.store import compaction
 from eventlog.store.datafiles import DataFiles, Written, remove
@@ -354,7 +354,7 @@ class DeltaEvents:
 
     # --- writes (callers hold the writer lock) -----------------------------------------
 
-    def append(self, data: pa.Table, *, metadata: Metadata, transactions: dict[str, int]) -> int:
+    def append(self, data: Rows, *, metadata: Metadata, transactions: dict[str, int]) -> int:
         """Write ``data``'s files, sync them, then commit them with ``metadata`` (computed while they are written).
 
         The order is what survives a power loss: data files and their folders are synced before the

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from eventlog.core.schema import PARTITION_COLUMN
 from eventlog.errors import CommitError
-from eventlog.store.base import META_PREFIX, CommitFileProblem, FileCover
+from eventlog.store.base import META_PREFIX, CommitFileProblem, FileCover, Rows
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,9 @@ class MemoryEvents:
 
     # --- writes ------------------------------------------------------------------------
 
-    def append(self, data: pa.Table, *, metadata: dict[str, str] | Callable[[], dict[str, str]],
+    def append(self, data: Rows, *, metadata: dict[str, str] | Callable[[], dict[str, str]],
                transactions: dict[str, int]) -> int:
-        events = pl.DataFrame(data)
+        events = pl.DataFrame(data.slice(0, data.num_rows))
         metadata = metadata() if callable(metadata) else metadata
         if dict(events.schema) != self.columns():
             raise CommitError(f"the batch's columns {dict(events.schema)} are not the table's {self.columns()}; "
