@@ -9,6 +9,9 @@ builds stay readable within the retention and fail with a typed error after it.
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -56,7 +59,7 @@ def test_compact_merges_the_files_of_every_table_and_changes_no_answer(updated: 
     report = updated.compact()["projections"]
     assert set(report) == set(NAMES)
     keyed.update_incremental()
-    assert keyed.history(1)[0]["operation"] == "OPTIMIZE"
+    assert keyed.history(1)[0]["eventlog.operation"] == "compact"
     assert len(keyed.file_uris()) == 1 < files_before
     assert _answers(Inventory.open(updated.path)) == before
     for name in NAMES:  # the build's bookkeeping is the same: compaction is no build
@@ -115,3 +118,38 @@ def test_maintenance_of_a_store_without_projection_tables_does_nothing_to_them(t
     assert inventory.compact()["projections"] == {}
     assert inventory.vacuum(retention_hours=0)["projections"] == {}
     assert pl.DataFrame(inventory.projection("daily_stock").read()).height == 1
+
+
+FULL_DISK_CHILD = r"""
+import resource, signal, sys
+from eventlog import Inventory
+from eventlog.errors import StorageError
+inventory = Inventory.open(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY))
+try:
+    inventory.projector.compact()
+    print("compacted", flush=True)
+except StorageError as exc:
+    print("refused", "nothing was committed" in str(exc), "projection" in str(exc), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+def test_a_table_compaction_on_a_full_disk_is_a_storage_error_with_nothing_on_stderr_and_nothing_left(
+    updated: Inventory,
+) -> None:
+    before = _answers(updated)
+    on_disk = {name: _files(updated, name) for name in NAMES}
+    child = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(updated.path)], capture_output=True,
+                           text=True, check=False, timeout=120)
+    assert child.stdout.splitlines() == ["refused True True"], (child.stdout, child.stderr)
+    assert child.stderr == ""  # deltalake's optimize printed Rust panic traces here
+    assert {name: _files(updated, name) for name in NAMES} == on_disk
+    assert {p.name for p in updated.path.rglob("*#1")} == set()
+    assert _answers(Inventory.open(updated.path)) == before
+    report = Inventory.open(updated.path).compact()["projections"]  # with room on the disk
+    assert report["most_collected_items"]["numFilesRemoved"] > 1
+    assert _answers(Inventory.open(updated.path)) == before
+    assert Inventory.open(updated.path).verify().ok

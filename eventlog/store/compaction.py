@@ -17,7 +17,6 @@ of ``ROWS_PER_FILE``, one input file in memory at a time.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,16 +38,17 @@ TARGET_SIZE = 100 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Bin:
-    """Files of one day merged into one file: their paths (relative to the table) in seq order."""
+    """Files of one partition merged into one file: their paths (relative to the table), in order."""
 
-    day: dt.date
+    partition: dict[str, str]  # the partition values (none for a table without partitions)
     paths: tuple[str, ...]
     sizes: tuple[int, ...]
     disjoint: bool  # their seq ranges do not overlap: each can be read, sorted and written in turn
+    by: str | None = "seq"  # the column the merged rows are in order of (None: as the files hold them)
 
 
 def plan(files: pl.DataFrame, target: int) -> list[Bin]:
-    """The bins of a compaction of ``files`` (``FILE_COLUMNS``) to files of about ``target`` bytes.
+    """The bins of a compaction of the events' ``files`` (``FILE_COLUMNS``) to files of about ``target`` bytes.
 
     A file without seq statistics is never merged (nothing says where its rows belong), and
     it ends a run like a large file.
@@ -56,31 +56,49 @@ def plan(files: pl.DataFrame, target: int) -> list[Bin]:
     bins: list[Bin] = []
     ordered = files.sort("day", "min_seq", "path", nulls_last=True)
     for (day,), group in ordered.group_by("day", maintain_order=True):
-        run: list[tuple[str, int, int, int]] = []
-        total = 0
-        for path, size, low, high in group.select("path", "size_bytes", "min_seq", "max_seq").iter_rows():
-            small = size < target and low is not None and high is not None
-            if not small or total + size > target:
-                _close(bins, day, run)
-                run, total = [], 0
-            if small:
-                run.append((path, size, low, high))
-                total += size
-        _close(bins, day, run)
+        rows = group.select("path", "size_bytes", "min_seq", "max_seq").iter_rows()
+        for run in _runs(((path, size, (low, high)) for path, size, low, high in rows), target,
+                         mergeable=lambda r: r[2][0] is not None and r[2][1] is not None):
+            disjoint = all(later[2][0] > earlier[2][1] for earlier, later in zip(run, run[1:], strict=False))
+            bins.append(Bin({PARTITION_COLUMN: day.isoformat()}, tuple(r[0] for r in run),
+                            tuple(r[1] for r in run), disjoint))
     return bins
 
 
-def _close(bins: list[Bin], day: dt.date, run: list[tuple[str, int, int, int]]) -> None:
-    if len(run) < 2:
-        return
-    disjoint = all(later[2] > earlier[3] for earlier, later in zip(run, run[1:], strict=False))
-    bins.append(Bin(day, tuple(r[0] for r in run), tuple(r[1] for r in run), disjoint))
+def plan_table(files: list[tuple[str, int, dict[str, str]]], target: int) -> list[Bin]:
+    """The bins of a compaction of another table's files: (path, size, partition values), in log order.
+
+    Their rows keep the files' order (a projection table orders its rows by keys, or by a hidden
+    row number): runs of small files of one partition, as for the events.
+    """
+    by_partition: dict[tuple[tuple[str, str], ...], list[tuple[str, int, None]]] = {}
+    for path, size, partition in files:
+        by_partition.setdefault(tuple(sorted(partition.items())), []).append((path, size, None))
+    return [Bin(dict(key), tuple(r[0] for r in run), tuple(r[1] for r in run), True, by=None)
+            for key, group in by_partition.items() for run in _runs(iter(group), target, mergeable=lambda r: True)]
+
+
+def _runs(files: Iterator[tuple[str, int, Any]], target: int, *, mergeable: Any) -> Iterator[list[Any]]:
+    """Runs of consecutive files below ``target`` whose sizes add up to at most it; a run of one is no run."""
+    run: list[Any] = []
+    total = 0
+    for item in files:
+        small = item[1] < target and mergeable(item)
+        if not small or total + item[1] > target:
+            if len(run) > 1:
+                yield run
+            run, total = [], 0
+        if small:
+            run.append(item)
+            total += item[1]
+    if len(run) > 1:
+        yield run
 
 
 def write(root: Path, bins: list[Bin], schema: pa.Schema) -> DataFiles:
     """Start writing one merged file per bin (with ``schema``: the stored columns, the partition's
     left out); ``wait()`` on the result gives them in place and synced, or removes them and raises."""
-    return DataFiles.of(root, [(b.day, _merger(root, b, schema)) for b in bins], data_change=False)
+    return DataFiles.of(root, [(b.partition, _merger(root, b, schema)) for b in bins], data_change=False)
 
 
 def _merger(root: Path, bin_: Bin, schema: pa.Schema) -> Any:
@@ -103,26 +121,29 @@ def _merger(root: Path, bin_: Bin, schema: pa.Schema) -> Any:
 
 
 def _pieces(root: Path, bin_: Bin, schema: pa.Schema) -> Iterator[pa.Table]:
-    """The bin's rows in seq order: file by file when their ranges are disjoint, else all at once."""
-    tables = (_conform(pq.ParquetFile(root / path).read(), schema, root / path) for path in bin_.paths)
+    """The bin's rows in order: file by file when their ranges are disjoint, else all at once."""
+    partitions = set(bin_.partition)
+    tables = (_conform(pq.ParquetFile(root / path).read(), schema, root / path, partitions) for path in bin_.paths)
     if bin_.disjoint:
         for table in tables:
-            yield _by_seq(table)
+            yield _ordered(table, bin_.by)
     else:
-        yield _by_seq(pa.concat_tables(list(tables)))
+        yield _ordered(pa.concat_tables(list(tables)), bin_.by)
 
 
-def _by_seq(table: pa.Table) -> pa.Table:
-    seq = table.column("seq").to_numpy()
-    if len(seq) > 1 and bool((seq[1:] < seq[:-1]).any()):
-        return table.take(pa.array(np.argsort(seq, kind="stable")))
+def _ordered(table: pa.Table, by: str | None) -> pa.Table:
+    if by is None:
+        return table
+    key = table.column(by).to_numpy()
+    if len(key) > 1 and bool((key[1:] < key[:-1]).any()):
+        return table.take(pa.array(np.argsort(key, kind="stable")))
     return table
 
 
-def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
+def _conform(table: pa.Table, schema: pa.Schema, path: Path, partitions: set[str]) -> pa.Table:
     """A file's rows with the table's columns: a file written before a column was added reads it
     as null, as every reader does. A column the table does not have would be lost: refused."""
-    extra = sorted(set(table.column_names) - set(schema.names) - {PARTITION_COLUMN})
+    extra = sorted(set(table.column_names) - set(schema.names) - partitions)
     if extra:
         raise StorageError(f"the data file {path} holds columns {extra} the table's schema does not have; "
                            "compaction would drop them. Nothing was committed", file=str(path))
@@ -134,7 +155,7 @@ def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def metrics(files: pl.DataFrame, bins: list[Bin], written: list[Written]) -> dict[str, Any]:
+def metrics(considered: int, bins: list[Bin], written: list[Written]) -> dict[str, Any]:
     """deltalake's compaction metrics, for what callers read of them (the counts, the sizes)."""
     removed = [s for b in bins for s in b.sizes]
     added = [w.action.size for w in written]
@@ -143,9 +164,9 @@ def metrics(files: pl.DataFrame, bins: list[Bin], written: list[Written]) -> dic
         "numFilesRemoved": len(removed),
         "filesAdded": _sizes(added),
         "filesRemoved": _sizes(removed),
-        "partitionsOptimized": len({b.day for b in bins}),
-        "totalConsideredFiles": files.height,
-        "totalFilesSkipped": files.height - len(removed),
+        "partitionsOptimized": len({tuple(sorted(b.partition.items())) for b in bins}),
+        "totalConsideredFiles": considered,
+        "totalFilesSkipped": considered - len(removed),
     }
 
 

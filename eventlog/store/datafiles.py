@@ -57,7 +57,7 @@ class Written:
     min_seq: int | None
     max_seq: int | None
     max_recorded_at: dt.datetime | None
-    day: dt.date
+    partition: dict[str, str]  # its partition values (none for a table without partitions)
     new_folder: bool  # its partition folder was made for it: the table folder gained an entry
 
 
@@ -85,15 +85,18 @@ class DataFiles:
                     piece = partial(data.slice, first + start, stop - start)
                 else:
                     piece = partial(data.take, rows_of[day].slice(start, stop - start))
-                self._futures.append(_pool().submit(place_file, root, day, partial(_write_table, piece)))
+                self._futures.append(_pool().submit(place_file, root, {PARTITION_COLUMN: day.isoformat()},
+                                                    partial(_write_table, piece)))
 
     @classmethod
-    def of(cls, root: Path, writes: list[tuple[dt.date, Callable[[Path], None]]], *, data_change: bool) -> DataFiles:
-        """The files that ``writes`` make, one per (day, write): each write fills the staged path it is given."""
+    def of(cls, root: Path, writes: list[tuple[dict[str, str], Callable[[Path], None]]], *,
+           data_change: bool) -> DataFiles:
+        """The files that ``writes`` make, one per (partition values, write): each write fills the staged
+        path it is given, in the folder of those partition values."""
         files = cls.__new__(cls)
         files._root = root
-        files._futures = [_pool().submit(place_file, root, day, write, data_change=data_change)
-                          for day, write in writes]
+        files._futures = [_pool().submit(place_file, root, partition, write, data_change=data_change)
+                          for partition, write in writes]
         return files
 
     def wait(self) -> list[Written]:
@@ -151,10 +154,12 @@ def dictionary_columns(names: list[str]) -> list[str]:
     return [c for c in names if c != "event_id"]
 
 
-def place_file(root: Path, day: dt.date, write: Callable[[Path], None], *, data_change: bool = True) -> Written:
-    """One data file of partition ``day``: ``write`` fills a staged name, which is fsynced and renamed
-    into place; its add action carries the statistics of the footer just written."""
-    folder = root / f"{PARTITION_COLUMN}={day.isoformat()}"
+def place_file(root: Path, partition: dict[str, str], write: Callable[[Path], None], *,
+               data_change: bool = True) -> Written:
+    """One data file of the ``partition`` values' folder: ``write`` fills a staged name, which is fsynced
+    and renamed into place; its add action carries the statistics of the footer just written."""
+    relative = "/".join(f"{column}={value}" for column, value in partition.items())
+    folder = root / relative if relative else root
     new_folder = not folder.is_dir()
     folder.mkdir(exist_ok=True)
     name = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
@@ -175,12 +180,12 @@ def place_file(root: Path, day: dt.date, write: Callable[[Path], None], *, data_
     size = final.stat().st_size
     stats = _stats(meta, meta.num_rows)
     action = AddAction(
-        path=f"{folder.name}/{name}", size=size, partition_values={PARTITION_COLUMN: day.isoformat()},
+        path=f"{relative}/{name}" if relative else name, size=size, partition_values=dict(partition),
         modification_time=int(time.time() * 1000), data_change=data_change,
         # raw UTF-8, as deltalake writes it: it misreads the \\u escapes of a character beyond U+FFFF
         stats=json.dumps(stats, separators=(",", ":"), ensure_ascii=False))
     return Written(action, final, meta.num_rows, stats["minValues"].get("seq"), stats["maxValues"].get("seq"),
-                   _max_recorded(meta), day, new_folder)
+                   _max_recorded(meta), dict(partition), new_folder)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -204,6 +209,8 @@ def _stats(meta: pq.FileMetaData, rows: int) -> dict[str, Any]:
     schema = meta.schema.to_arrow_schema()
     for j in range(min(meta.num_columns, _STATS_COLUMNS)):
         name = meta.schema.column(j).path
+        if name not in schema.names:
+            continue  # a leaf of a nested column (a projection's list): Delta keeps no statistics for it
         kind = schema.field(name).type
         lo = hi = None
         complete, count = True, 0

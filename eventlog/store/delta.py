@@ -501,7 +501,7 @@ class DeltaEvents:
         target = target_size or self._target_size()
         bins = compaction.plan(files, target)
         if not bins:
-            return compaction.metrics(files, bins, [])
+            return compaction.metrics(files.height, bins, [])
         stored = {c: t for c, t in self.columns().items() if c != PARTITION_COLUMN}
         schema = arrow_schema(stored).remove(len(stored))  # the partition column lives in the path
         try:
@@ -510,7 +510,7 @@ class DeltaEvents:
             raise CommitError(f"compacting {self.path} failed writing the merged files ({plain(exc)}); nothing was "
                               "committed and the events are unchanged, run it again (with room on the disk)") from exc
         now = int(time.time() * 1000)
-        removed = [RemoveAction(path, False, now, size, {PARTITION_COLUMN: b.day.isoformat()})
+        removed = [RemoveAction(path, False, now, size, dict(b.partition))
                    for b in bins for path, size in zip(b.paths, b.sizes, strict=True)]
         actions: list[AddAction | RemoveAction] = [*(w.action for w in written), *removed]
         before = self.version
@@ -535,7 +535,7 @@ class DeltaEvents:
         version = self.version
         self._make_durable(before + 1, version, committed=True, data=False)
         self._extend_files(before, version, [w.action for w in written], removed={r.path for r in removed})
-        return compaction.metrics(files, bins, written)
+        return compaction.metrics(files.height, bins, written)
 
     def _target_size(self) -> int:
         with self._reading("reading the metadata of"):

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +40,10 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from filelock import FileLock
 
 from eventlog.errors import ProjectionError, StorageError
+from eventlog.store import compaction
 from eventlog.store.base import META_PREFIX
+from eventlog.store.datafiles import remove
+from eventlog.store.delta import plain
 
 #: The hidden partition column of month-partitioned tables (the first day of the month).
 MONTH = "__month"
@@ -255,9 +259,52 @@ class ProjectionTables:
         return self._commit_empty(name, meta | {"rows": self._latest(name).rows})
 
     def compact(self, name: str) -> dict[str, Any]:
-        """Merge small files (an update adds a few per commit); every read stays the same."""
-        with _writing(name, self.folder(name)):
-            return dict(self._current(name).optimize.compact())
+        """Merge small files (an update adds a few per commit); every read stays the same.
+
+        As for the events (``store/compaction.py``): the merged files are written and synced by
+        eventlog, then committed with the removes of the files they replace, pinned to the version
+        read. deltalake's ``optimize`` printed Rust panic traces on stderr on a full disk.
+        """
+        folder = self.folder(name)
+        with _writing(name, folder):
+            current = self._current(name)
+            partitions = list(current.metadata().partition_columns)
+            listed = pl.DataFrame(current.get_add_actions(flatten=True))
+            configured = current.metadata().configuration.get("delta.targetFileSize")
+        target = int(configured) if configured and configured.isdigit() else compaction.TARGET_SIZE
+        values = listed.select(pl.col(f"partition.{c}").cast(pl.String) for c in partitions) if partitions else None
+        files = [(path, size, dict(zip(partitions, values.row(i), strict=True)) if values is not None else {})
+                 for i, (path, size) in enumerate(listed.select("path", "size_bytes").iter_rows())]
+        bins = compaction.plan_table(files, target)
+        if not bins:
+            return compaction.metrics(len(files), bins, [])
+        schema = pa.schema(current.schema().to_arrow())
+        schema = pa.schema([f for f in schema if f.name not in partitions])
+        try:
+            written = compaction.write(folder, bins, schema).wait()
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"compacting the table of projection {name!r} at {folder} failed writing the merged "
+                               f"files ({plain(exc)}); nothing was committed, run it again", file=str(folder)) from exc
+        now = int(time.time() * 1000)
+        actions: list[AddAction | RemoveAction] = [w.action for w in written]
+        actions += [RemoveAction(path, False, now, size, dict(b.partition))
+                    for b in bins for path, size in zip(b.paths, b.sizes, strict=True)]
+        try:
+            current.create_write_transaction(
+                actions, "append", schema=current.schema(), partition_by=partitions,
+                commit_properties=CommitProperties(custom_metadata={f"{META_PREFIX}operation": "compact"},
+                                                   max_commit_retries=0))
+        except (DeltaError, OSError) as exc:
+            committed = True  # unless the table says otherwise: vacuum takes orphans, a live file must stay
+            with contextlib.suppress(DeltaError, OSError):
+                current.update_incremental()
+                committed = written[0].action.path in set(pl.DataFrame(current.get_add_actions(flatten=True))["path"])
+            if not committed:
+                remove(w.path for w in written)
+            state = "it committed (a later step failed)" if committed else "nothing was committed"
+            raise StorageError(f"compacting the table of projection {name!r} at {folder} failed ({plain(exc)}); "
+                               f"{state}, its rows are unchanged either way, run it again", file=str(folder)) from exc
+        return compaction.metrics(len(files), bins, written)
 
     def vacuum(self, name: str, *, retention_hours: float, dry_run: bool = False) -> list[str]:
         """Delete files no version younger than ``retention_hours`` needs (the log's policy)."""
