@@ -428,6 +428,18 @@ class _EventIds:
         length = max(0, min(length, self._rows.num_rows - offset))
         return self._rows._event_ids(None, offset, length)
 
+    def byte_lengths(self, offset: int, length: int) -> np.ndarray:
+        """The UTF-8 length of each id, without formatting the generated ones (36 characters each)."""
+        length = max(0, min(length, self._rows.num_rows - offset))
+        out = np.full(length, 36, dtype=np.int64)
+        given = self._rows._given
+        if given is not None:
+            part = given.slice(offset, length)
+            counted = pc.binary_length(part).to_numpy(zero_copy_only=False)
+            present = part.is_valid().to_numpy(zero_copy_only=False)
+            out[present] = counted[present]
+        return out
+
 
 def _epoch_us(when: dt.datetime) -> int:
     delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)

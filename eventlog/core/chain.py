@@ -81,17 +81,40 @@ def _feed_column(digest: Any, header: bytes, column: pl.Series | pa.Array | pa.C
 
     digest.update(header)
     starts = range(0, height, _BLOCK)
-    values = []
-    for start in starts:
-        valid, ints, offsets, _data = _encode(block(start), dtype)
-        digest.update(b"\x01" * len(ints) if valid is None else valid.data)
-        values.append(ints)
-    for ints in values:
-        digest.update(ints.data)
-    del values
+    lengths = getattr(column, "byte_lengths", None)
+    if dtype == pl.String and (isinstance(column, pl.Series) or lengths is not None):
+        # Presence and byte lengths without the text (Polars' own, or the column's): the text
+        # is converted (or made) once, in the last pass.
+        for start in starts:
+            if isinstance(column, pl.Series):
+                part = column.slice(start, _BLOCK)
+                valid = part.is_not_null().cast(pl.UInt8).to_numpy() if part.null_count() else None
+                digest.update(b"\x01" * part.len() if valid is None else valid.data)
+            else:
+                digest.update(b"\x01" * min(_BLOCK, height - start))  # a made column has no nulls
+        for start in starts:
+            if isinstance(column, pl.Series):
+                counted = column.slice(start, _BLOCK).str.len_bytes().fill_null(0).cast(pl.Int64).to_numpy()
+            else:
+                counted = lengths(start, _BLOCK)  # type: ignore[misc]
+            digest.update(counted.astype(">i8").data)
+    else:
+        values = []
+        for start in starts:
+            valid, ints, offsets, _data = _encode(block(start), dtype)
+            digest.update(b"\x01" * len(ints) if valid is None else valid.data)
+            values.append(ints)
+        for ints in values:
+            digest.update(ints.data)
+        del values
     if dtype == pl.String:
         for start in starts:
-            _valid, _ints, offsets, data = _encode(block(start), dtype)
+            if isinstance(column, pl.Series):  # nulls as "", so that their slots hold no bytes
+                part = column.slice(start, _BLOCK)
+                array = (part.fill_null("") if part.null_count() else part).to_arrow().cast(pa.large_string())
+            else:
+                array = block(start)
+            _valid, _ints, offsets, data = _encode(array, dtype)
             if offsets is not None:
                 digest.update(data[int(offsets[0]) : int(offsets[-1])])
 
