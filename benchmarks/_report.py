@@ -318,6 +318,17 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     goal("`add_item()` p50 flat with table size: ÷ the smallest size's p50", "≤ 1.3×", add_flat)
 
+    def writers(s: str) -> dict[str, Any] | None:
+        one, eight = get(s, "writers", variant="1"), get(s, "writers", variant="8")
+        if one is None or eight is None or "events_per_s" not in one or "events_per_s" not in eight:
+            return None
+        r = eight["events_per_s"] / one["events_per_s"]
+        text = (f"{r:.2f}× ({eight['events_per_s']:.0f} vs {one['events_per_s']:.0f} events/s; p50 "
+                f"{_stat(eight) * 1e3:.0f} vs {_stat(one) * 1e3:.0f} ms)")
+        return {"value": r, "text": text, "met": r >= 5.0}
+
+    goal("8 writers ÷ 1 writer events/s (processes appending single events)", "≥ 5×", writers)
+
     def record_memory(s: str) -> dict[str, Any] | None:
         parts = []
         for r in (r for r in rows if r["size"] == s and r["op"] == "memory_record" and r["impl"] == "eventlog"):

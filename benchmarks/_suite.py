@@ -30,7 +30,7 @@ from typing import Any
 
 import polars as pl
 
-from benchmarks import _limits, _peers, _reads, _spark, branching
+from benchmarks import _limits, _peers, _reads, _spark, _writers, branching
 from benchmarks._data import Dataset, size_label
 from benchmarks._measure import Results, peak_rss_mib, quantities, same_frames, same_quantities, timed
 from eventlog import EventLog, Inventory, Projection
@@ -117,6 +117,7 @@ class SizeBench:
                 self.append_tail()
                 self.record()
                 self.add_item()
+                _writers.run(self)
                 self.record_memory()
                 return
             self.warm_up()
@@ -142,6 +143,7 @@ class SizeBench:
             self.incremental()
             self.record()
             self.add_item()
+            _writers.run(self)
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
 
