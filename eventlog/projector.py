@@ -15,8 +15,6 @@ from dataclasses import replace
 from typing import Any
 
 import polars as pl
-import sqlglot
-from sqlglot import exp
 
 from eventlog.core.definitions import (
     AnyProjection,
@@ -440,6 +438,9 @@ class Projector:
 @functools.lru_cache(maxsize=256)
 def _windowed(sql: str) -> bool:
     """Whether a SQL expression holds a window function (its value for a row depends on others)."""
+    import sqlglot  # on first use: reading the inventory's state never needs it
+    from sqlglot import exp
+
     return sqlglot.parse_one(sql, read="duckdb").find(exp.Window) is not None
 
 
