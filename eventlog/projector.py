@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +27,7 @@ from eventlog.core.definitions import (
 )
 from eventlog.engines.base import Engine, Events, EventSlice
 from eventlog.engines.choose import engine_named
-from eventlog.engines.folds import fold_many
+from eventlog.engines.folds import fold_many, folds
 from eventlog.errors import ProjectionError
 from eventlog.log import EventLog
 from eventlog.store.tables import ProjectionTables, TableVersion, month_of
@@ -158,11 +159,12 @@ class Projector:
 
     def _build_full(self, names: list[str], head: int, commits: _Commits) -> None:
         start = time.perf_counter()
-        tables = self._fold_many([self._declarative(n) for n in names], self._slice(head))
-        elapsed = time.perf_counter() - start
-        for name in names:
+        # Each table goes to its commit as soon as it is folded: the largest (the fine fold's
+        # own, daily_flows) is written while the others are regrouped from it.
+        for name, table in folds(self.engine, [self._declarative(n) for n in names], self._slice(head),
+                                 pl.Schema(self.log.schema.columns())):
             self._changed[name] = (-1, None, None)  # every day
-            self._store(name, tables[name], head, elapsed, full=True, commits=commits)
+            self._store(name, table, head, time.perf_counter() - start, full=True, commits=commits)
 
     def _fold_many(self, projections: list[Projection], events: Events) -> dict[str, pl.DataFrame]:
         """The stored form of each projection, reading ``events`` once per group of the fold plan."""
@@ -205,19 +207,38 @@ class Projector:
             days = part.get_column(proj.partition_by)
             first, last = days.min(), days.max()
             self._changed[proj.name] = (m.checkpoint, first, last)  # type: ignore[assignment]
-            stored = self.tables.read(proj.name, m, from_month=month_of(first))  # type: ignore[arg-type]
+            since = month_of(first)  # type: ignore[arg-type]
+            if self._read_whole(proj.name):  # one read for this merge and for the functions reading it
+                whole = self.tables.read(proj.name, m)
+                before = whole.filter(pl.col(proj.partition_by) < since)
+                stored = whole.filter(pl.col(proj.partition_by) >= since)
+            else:
+                stored = self.tables.read(proj.name, m, from_month=since)
             merged = self.engine.merge(proj, stored, part)
+            if self._read_whole(proj.name):
+                self._fresh[proj.name] = pl.concat([before, merged], how="vertical_relaxed")
             commits.submit(proj.name, self.tables.replace_from, proj.name, merged,
                            self.build_metadata(proj, head, start, full=False), partition_by=proj.partition_by,
-                           from_month=month_of(first), total_rows=m.rows - stored.height + merged.height)  # type: ignore[arg-type]
+                           from_month=since, total_rows=m.rows - stored.height + merged.height)
         else:
             self._changed[proj.name] = (-1, None, None)
             stored = self.tables.read(proj.name, m)
             touched = stored.join(part.select(keys).unique(), on=keys, how="semi", nulls_equal=True)
             merged = self.engine.merge(proj, touched, part)
+            if self._read_whole(proj.name):
+                self._fresh[proj.name] = self.engine.merge(proj, stored, part)
             commits.submit(proj.name, self.tables.merge_keys, proj.name, merged, keys,
                            self.build_metadata(proj, head, start, full=False),
                            total_rows=m.rows - touched.height + merged.height)
+
+    def _read_whole(self, name: str) -> bool:
+        """Whether a function reads all of ``name``'s table (not only a trailing window of it):
+        an update then keeps the whole new table in memory for it, rather than reading it back."""
+        for proj in self.registry.values():
+            if isinstance(proj, FunctionProjection) and proj.source == name:
+                if proj.updates != "from_day" or self._declarative(name).having is not None:
+                    return True
+        return False
 
     def _build_function(self, proj: FunctionProjection, head: int, commits: _Commits, *, rebuild: bool) -> None:
         start = time.perf_counter()
@@ -445,18 +466,24 @@ def _windowed(sql: str) -> bool:
 
 
 class _Commits:
-    """Table commits on a worker thread, in the order submitted: deltalake releases the GIL
-    while it writes, so the next projection is computed while the last one is committed.
+    """Table commits on worker threads, started in the order submitted: deltalake releases the
+    GIL while it encodes and writes, so the commits of different tables overlap each other and
+    the computation of the next table on the main thread.
 
-    One commit at a time, each one Delta commit of one table; after a failure no later one
-    starts. So a crash or an error leaves the tables committed before it at the new version
-    and every other at its previous one, exactly as with commits one after another.
+    Each is one Delta commit of one table, and an update commits each table at most once; after
+    a failure no commit that has not started starts. So a crash or an error leaves every table
+    either at its new version or at its previous one, each whole, as commits one after another
+    would (which tables are at which may differ: some that were under way may have finished).
     """
 
+    #: Commits at once: one per core and one waiting on the disk, on this 2-core machine.
+    WORKERS = 3
+
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-commit")
+        self._pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="eventlog-commit")
         self._futures: dict[str, Future[Any]] = {}
         self._error: BaseException | None = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> _Commits:
         return self
@@ -473,7 +500,9 @@ class _Commits:
         try:
             return fn(*args, **kwargs)
         except BaseException as exc:
-            self._error = exc
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
             raise
 
     def wait(self, name: str) -> None:

@@ -8,7 +8,7 @@ cannot tell the difference.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import polars as pl
 
@@ -24,11 +24,17 @@ def fold_many(engine: Engine, projections: Sequence[Projection], events: Events,
 
     ``schema`` is the events' schema: the stored schemas follow from it.
     """
-    out: dict[str, pl.DataFrame] = {}
+    return dict(folds(engine, projections, events, schema))
+
+
+def folds(engine: Engine, projections: Sequence[Projection], events: Events,
+          schema: pl.Schema) -> Iterator[tuple[str, pl.DataFrame]]:
+    """(name, stored form) of each projection as soon as it is computed: a caller can commit the
+    fine fold's own table while the others are regrouped from it."""
     for group in foldplan.plan(projections):
         if group.fine is None:
             proj = group.parts[0].projection
-            out[proj.name] = engine.fold(proj, events)
+            yield proj.name, engine.fold(proj, events)
             continue
         fine = engine.fold(group.fine, events)
         for part in group.parts:
@@ -37,5 +43,4 @@ def fold_many(engine: Engine, projections: Sequence[Projection], events: Events,
                 table = fine.select(pl.col(a).alias(b) for a, b in part.rename.items())
             else:
                 table = engine.fold(part.regroup or part.projection, fine)
-            out[part.projection.name] = table.select(target.names()).cast(target)
-    return out
+            yield part.projection.name, table.select(target.names()).cast(target)

@@ -14,6 +14,7 @@ import datetime as dt
 import polars as pl
 
 from eventlog.core.definitions import Agg, FunctionProjection, Projection
+from eventlog.core.order import sorted_by
 
 ADDED = "event_type = 'item_added'"
 REMOVED = "event_type = 'item_removed'"
@@ -73,10 +74,10 @@ def _stockouts(daily: pl.DataFrame) -> pl.DataFrame:
 
     In business time a backdated removal can take a day's stock below zero, so "not the
     item's first run" is not enough: a zero run after only negative days is no stockout.
-    One sort, then only whole-column operations: a run starts where the item changes or
+    One sort (by item ranks: core/order.py), then only whole-column operations: a run starts where the item changes or
     zero-ness flips, and ends where the next run of the same item starts (no group-by).
     """
-    rows = daily.select("item", "day", "stock").sort("item", "day")
+    rows = sorted_by(daily.select("item", "day", "stock"), ["item", "day"])
     item = pl.col("item")
     new_item = (item != item.shift(1)).fill_null(True)
     zero = pl.col("stock") == 0

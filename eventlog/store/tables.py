@@ -252,6 +252,7 @@ class ProjectionTables:
              .merge(source=rows.rechunk().to_arrow(), predicate=predicate, source_alias="s", target_alias="t",
                     commit_properties=props)
              .when_matched_update_all().when_not_matched_insert_all().execute())
+            self._committed(name, meta | {"rows": total_rows})
         return self._latest(name)
 
     def touch(self, name: str, meta: dict[str, Any]) -> TableVersion:
@@ -328,6 +329,7 @@ class ProjectionTables:
                 partition_by=[MONTH] if partition_by else [], schema_mode=schema_mode,
                 commit_properties=_properties(meta),
             )
+            self._committed(name, meta)
 
     def _damaged(self, name: str) -> bool:
         try:
@@ -344,7 +346,18 @@ class ProjectionTables:
             current = self._current(name)
             nothing = pa.Table.from_batches([], schema=pa.schema(current.schema().to_arrow()))  # empty_table() imports pandas
             write_deltalake(current, nothing, mode="append", commit_properties=_properties(meta))
+            self._committed(name, meta)
         return self._latest(name)
+
+    def _committed(self, name: str, meta: dict[str, Any]) -> None:
+        """Remember the build just committed (its version and metadata are known: no history read).
+
+        Sound because every commit to a projection table is made under its update lock, so the
+        newest version after our commit is ours.
+        """
+        current = self._current(name)
+        entry = dict(_properties(meta).custom_metadata or {})
+        self._builds[name] = _version(name, current.version(), entry, current.metadata().partition_columns)
 
     def _latest(self, name: str) -> TableVersion:
         folder = self.folder(name)
