@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pytest
 from hypothesis import strategies as st
 
+import eventlog.writer as eventlog_writer
 from eventlog import INVENTORY_SCHEMA, EventSchema, EventType, Field, Inventory
 
 UTC = dt.timezone.utc
@@ -258,3 +261,18 @@ def append_and_update(path: str, worker: int, rounds: int, go: Any) -> None:
              "occurred_at": T0 + dt.timedelta(days=i % 9, hours=worker + 1)},
         ])
         inventory.update_projections()
+
+
+def commit_with_a_broken_envelope(monkeypatch: pytest.MonkeyPatch, inv: Inventory, **columns: pl.Expr) -> int:
+    """Record one add through a writer whose envelope assignment overwrites ``columns``."""
+    original = eventlog_writer.AssignedRows._table
+
+    def broken(self: eventlog_writer.AssignedRows, *args: Any) -> pa.Table:
+        table = original(self, *args)
+        return pl.DataFrame(table).with_columns(**columns).to_arrow().cast(table.schema)
+
+    with monkeypatch.context() as patch:  # the rows written and the rows hashed, alike
+        patch.setattr(eventlog_writer.AssignedRows, "_table", broken)
+        patch.setattr(eventlog_writer.AssignedRows, "column", lambda self, name: self.slice(0, self.num_rows).column(name))
+        result = inv.log.append([{"event_type": "item_added", "stream_id": "sword", "quantity": 1}])
+    return result.first_seq

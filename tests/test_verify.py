@@ -8,16 +8,15 @@ import json
 import shutil
 import struct
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from inventory_helpers import commit_with_a_broken_envelope
 
 import eventlog.inventory.checks as inventory_checks
 import eventlog.verify.events as eventlog_verify_events
-import eventlog.writer as eventlog_writer
 from eventlog import Inventory
 from eventlog.core.chain import GENESIS, _encode, commit_hash, events_hash
 from eventlog.errors import IntegrityError, ValidationError
@@ -251,21 +250,6 @@ def test_an_unreadable_projection_table_is_reported_not_raised(inventory: Invent
 # --- invariants the hash chain cannot vouch for -----------------------------------------------
 # A writer with a bug in envelope assignment still hashes and chains what it wrote, so the
 # chain passes; verify must find the broken invariant from the values themselves.
-
-
-def commit_with_a_broken_envelope(monkeypatch: pytest.MonkeyPatch, inv: Inventory, **columns: pl.Expr) -> int:
-    """Record one add through a writer whose envelope assignment overwrites ``columns``."""
-    original = eventlog_writer.AssignedRows._table
-
-    def broken(self: eventlog_writer.AssignedRows, *args: Any) -> pa.Table:
-        table = original(self, *args)
-        return pl.DataFrame(table).with_columns(**columns).to_arrow().cast(table.schema)
-
-    with monkeypatch.context() as patch:  # the rows written and the rows hashed, alike
-        patch.setattr(eventlog_writer.AssignedRows, "_table", broken)
-        patch.setattr(eventlog_writer.AssignedRows, "column", lambda self, name: self.slice(0, self.num_rows).column(name))
-        result = inv.log.append([{"event_type": "item_added", "stream_id": "sword", "quantity": 1}])
-    return result.first_seq
 
 
 @pytest.fixture(params=[1, 2_000_000], ids=["one commit per read", "one read"])

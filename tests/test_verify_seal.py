@@ -6,14 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from inventory_helpers import commit_with_a_broken_envelope
 
-import eventlog.writer as eventlog_writer
 from eventlog import Inventory
 
 UTC = dt.timezone.utc
@@ -100,24 +98,10 @@ def test_a_damaged_seal_is_no_seal(inventory: Inventory) -> None:
     assert report.ok and report.sealed == 0
 
 
-def append_with_a_broken_envelope(monkeypatch: pytest.MonkeyPatch, inv: Inventory, **columns: pl.Expr) -> int:
-    original = eventlog_writer.AssignedRows._table
-
-    def broken(self: eventlog_writer.AssignedRows, *args: Any) -> pa.Table:
-        table = original(self, *args)
-        return pl.DataFrame(table).with_columns(**columns).to_arrow().cast(table.schema)
-
-    with monkeypatch.context() as patch:  # the rows written and the rows hashed, alike
-        patch.setattr(eventlog_writer.AssignedRows, "_table", broken)
-        patch.setattr(eventlog_writer.AssignedRows, "column", lambda self, name: self.slice(0, self.num_rows).column(name))
-        result = inv.log.append([{"event_type": "item_added", "stream_id": "sword", "quantity": 1}])
-    return result.first_seq
-
-
 def test_a_gap_in_a_streams_versions_after_the_seal_is_found(inventory: Inventory,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     sealed = inventory.log.head()
-    seq = append_with_a_broken_envelope(monkeypatch, inventory, stream_version=pl.col("stream_version") + 1)
+    seq = commit_with_a_broken_envelope(monkeypatch, inventory, stream_version=pl.col("stream_version") + 1)
     report = reopened(inventory).log.verify()
     assert report.sealed == sealed
     assert report.violation is not None and report.violation.check == "streams" and report.violation.seq == seq
@@ -126,7 +110,7 @@ def test_a_gap_in_a_streams_versions_after_the_seal_is_found(inventory: Inventor
 def test_an_event_id_repeating_one_before_the_seal_is_found(inventory: Inventory,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     first_id = inventory.log.scan().filter(pl.col("seq") == 1).collect().item(0, "event_id")
-    append_with_a_broken_envelope(monkeypatch, inventory, event_id=pl.lit(first_id))
+    commit_with_a_broken_envelope(monkeypatch, inventory, event_id=pl.lit(first_id))
     report = reopened(inventory).log.verify()
     assert report.sealed > 0
     assert report.violation is not None and report.violation.check == "event ids" and report.violation.seq == 1
@@ -135,7 +119,7 @@ def test_an_event_id_repeating_one_before_the_seal_is_found(inventory: Inventory
 def test_recorded_at_going_back_across_the_seal_is_found(inventory: Inventory,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     long_ago = dt.datetime(2000, 1, 1, tzinfo=UTC)
-    seq = append_with_a_broken_envelope(monkeypatch, inventory, recorded_at=pl.lit(long_ago, pl.Datetime("us", "UTC")))
+    seq = commit_with_a_broken_envelope(monkeypatch, inventory, recorded_at=pl.lit(long_ago, pl.Datetime("us", "UTC")))
     report = reopened(inventory).log.verify()
     assert report.sealed > 0
     assert report.violation is not None and report.violation.check == "recorded_at" and report.violation.seq == seq
