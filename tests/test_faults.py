@@ -46,6 +46,7 @@ from deltalake import DeltaTable
 from deltalake.table import TableMerger
 from inventory_helpers import AWKWARD_ITEMS, T0, events_of, store
 
+import eventlog.projector
 import eventlog.store.delta
 import eventlog.store.tables
 from eventlog import Inventory, SnapshotWarning
@@ -235,9 +236,22 @@ def failing(fault: Fault) -> Iterator[list[Fault]]:
         yield fired
 
 
+@contextmanager
+def _one_commit_at_a_time() -> Iterator[None]:
+    """Projection tables committed one after another, so that the n-th call of a seam is the n-th
+    table's. With several commit threads the tables under way when one fails may finish as well,
+    each whole (the projector's documented guarantee), and ``done`` would not be one number."""
+    workers = eventlog.projector._Commits.WORKERS
+    eventlog.projector._Commits.WORKERS = 1
+    try:
+        yield
+    finally:
+        eventlog.projector._Commits.WORKERS = workers
+
+
 def _run_with(fault: Fault, inventory: Inventory) -> None:
     """Run the fault's operation with the fault injected; check it fired and what the caller saw."""
-    with failing(fault) as fired:
+    with failing(fault) as fired, _one_commit_at_a_time():
         if fault.warns is not None:
             with pytest.warns(fault.warns):
                 OPERATIONS[fault.op](inventory)
@@ -516,10 +530,12 @@ def test_a_temp_file_another_writer_renames_while_prune_looks_at_it_is_no_error(
 # there instead, says "blocked" and waits for the kill. Each round appends a batch first, so
 # that snapshot, compact and vacuum always have work.
 CHILD = r"""
-import datetime as dt, json, os, pathlib, sys, time
+import datetime as dt, json, os, pathlib, sys, threading, time
 from deltalake import DeltaTable
-import eventlog.store.tables
+import eventlog.projector, eventlog.store.tables
 from eventlog import Inventory
+
+eventlog.projector._Commits.WORKERS = 1  # the n-th call of a seam is the n-th table's (see _one_commit_at_a_time)
 
 path, op, step = sys.argv[1], sys.argv[2], sys.argv[3]
 SEAMS = {"os.replace": (os, "replace"), "Path.unlink": (pathlib.Path, "unlink"), "json.dump": (json, "dump"),
@@ -535,14 +551,16 @@ if step != "-":
     name, call = step.split("#")
     after, call = call.endswith("+"), int(call.rstrip("+"))
     owner, attr = SEAMS[name]
-    real, calls = getattr(owner, attr), [0]
+    real, calls, counting = getattr(owner, attr), [0], threading.Lock()
 
     def blocking(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == call and not after:
+        with counting:  # seams may be called from several threads: each call has its own number
+            calls[0] += 1
+            mine = calls[0]
+        if mine == call and not after:
             wait_for_the_kill()
         out = real(*args, **kwargs)
-        if calls[0] == call:
+        if mine == call:
             wait_for_the_kill()
         return out
 
