@@ -46,12 +46,7 @@ class PolarsEngine:
         touched_keys = tail.select(keys).unique()
         touched = stored.join(touched_keys, on=keys, how="semi", nulls_equal=True)
         untouched = stored.join(touched_keys, on=keys, how="anti", nulls_equal=True)
-        merged: list[pl.Expr] = []
-        for out, agg in definition.aggregates.items():
-            merged.extend(_merge_exprs(definition, out, agg))
-        both = pl.concat([touched, tail.select(stored.columns)], how="vertical_relaxed")
-        regrouped = both.group_by(keys).agg(merged).with_columns(_tidy_sets(definition))
-        return pl.concat([untouched, regrouped.select(stored.columns)], how="vertical_relaxed")
+        return pl.concat([untouched, _regroup(definition, [touched, tail])], how="vertical_relaxed")
 
     def merge_all(self, definition: Projection, parts: list[pl.DataFrame]) -> pl.DataFrame:
         """Several stored forms (at least one) into one, in one regroup of them all.
@@ -63,12 +58,7 @@ class PolarsEngine:
         nonempty = [p for p in parts if p.height]
         if len(nonempty) <= 1:
             return nonempty[0] if nonempty else parts[0]
-        merged: list[pl.Expr] = []
-        for out, agg in definition.aggregates.items():
-            merged.extend(_merge_exprs(definition, out, agg))
-        columns = parts[0].columns
-        both = pl.concat([p.select(columns) for p in nonempty], how="vertical_relaxed")
-        return both.group_by(list(definition.keys)).agg(merged).with_columns(_tidy_sets(definition)).select(columns)
+        return _regroup(definition, nonempty)
 
     def finish(self, definition: Projection, stored: pl.DataFrame) -> pl.DataFrame:
         # Sorted first, eagerly, by the ranks of text keys (core/order.py): the lazy sort
@@ -112,6 +102,16 @@ def _lazy(events: Events) -> pl.LazyFrame:
     if isinstance(events, EventSlice):
         return lazy_events(events) if not events.empty else lazy_events(events).head(0)
     return events.lazy() if isinstance(events, pl.DataFrame) else events
+
+
+def _regroup(definition: Projection, parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Stored forms re-aggregated by the keys into one, in the first one's columns."""
+    columns = parts[0].columns
+    merged: list[pl.Expr] = []
+    for out, agg in definition.aggregates.items():
+        merged.extend(_merge_exprs(definition, out, agg))
+    both = pl.concat([p.select(columns) for p in parts], how="vertical_relaxed")
+    return both.group_by(list(definition.keys)).agg(merged).with_columns(_tidy_sets(definition)).select(columns)
 
 
 def _tidy_sets(definition: Projection) -> list[pl.Expr]:
