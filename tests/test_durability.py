@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,52 @@ def test_a_failure_in_a_later_file_removes_the_files_written_before_it(
     monkeypatch.undo()
     assert reopened.append([added(f"item {i}", occurred_at=T0) for i in range(6)]).last_seq == 7
     assert reopened.verify().ok
+
+
+def test_projection_tables_sync_their_files_before_each_commit_and_the_commit_after(
+    tmp_path: Path, calls: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A build and an update of every projection table: each commit's new files and their folders are
+    synced before the commit, its commit file and log folder after, before update_projections returns."""
+    import threading
+
+    from inventory_helpers import store
+
+    import eventlog.store.tables as tables
+    from eventlog import Inventory
+
+    inventory = Inventory.open(store(tmp_path))
+    def item(name: str, day: int) -> dict[str, Any]:
+        return {"event_type": "item_added", "item": name, "quantity": 2, "occurred_at": T0 + dt.timedelta(days=day)}
+
+    inventory.record([item(f"item {i}", 20 * i) for i in range(4)])
+    real, lock = tables.commit_actions, threading.Lock()
+
+    def commit(target: Any, *args: Any, **kwargs: Any) -> None:  # tables commit on several threads
+        folder = urllib.parse.unquote(target.table_uri.removeprefix("file://")) if isinstance(target, DeltaTable) else target
+        with lock:
+            calls.append(("commit", os.path.realpath(folder)))
+        real(target, *args, **kwargs)
+        with lock:
+            calls.append(("committed", os.path.realpath(folder)))
+
+    monkeypatch.setattr(tables, "commit_actions", commit)
+    for rebuild in (True, False):
+        calls.clear()
+        if not rebuild:
+            inventory.record([item("late", 70), item("item 0", 71)])
+        inventory.update_projections(rebuild=rebuild)
+        seen = list(calls)
+        committed = [path for what, path in seen if what == "committed" and path]  # "": the events' own commits
+        assert committed, "no projection table was committed"
+        for folder in map(Path, committed):
+            version = DeltaTable(str(folder)).version()
+            lines = (folder / "_delta_log" / f"{version:020d}.json").read_text().splitlines()
+            files = [folder / json.loads(line)["add"]["path"] for line in lines if '"add"' in line]
+            commit_at, done_at = seen.index(("commit", str(folder))), seen.index(("committed", str(folder)))
+            for file in files:
+                assert ("fsync", f"{file}#1") in seen[:commit_at] or ("fsync", str(file)) in seen[:commit_at], file
+                assert ("fsync", str(file.parent)) in seen[:commit_at], file.parent
+            after = seen[done_at:]
+            assert ("fsync", str(folder / "_delta_log" / f"{version:020d}.json")) in after, folder
+            assert ("fsync", str(folder / "_delta_log")) in after, folder

@@ -43,7 +43,6 @@ import pyarrow.parquet as pq
 import pytest
 import reference
 from deltalake import DeltaTable
-from deltalake.table import TableMerger
 from inventory_helpers import AWKWARD_ITEMS, T0, events_of, store
 
 import eventlog.projector
@@ -128,8 +127,7 @@ SEAMS: dict[str, tuple[Any, str]] = {
     "history": (DeltaTable, "history"),
     "write_table": (pq, "write_table"),
     "commit": (DeltaTable, "create_write_transaction"),
-    "tables.write_deltalake": (eventlog.store.tables, "write_deltalake"),
-    "merge.execute": (TableMerger, "execute"),
+    "tables.commit_actions": (eventlog.store.tables, "commit_actions"),
     "merged.write_table": (pq.ParquetWriter, "write_table"),
     "vacuum": (DeltaTable, "vacuum"),
 }
@@ -188,14 +186,17 @@ FAULTS = [
     Fault("snapshot", "fsync", call=4, done=1, raises=SnapshotError, step="fsync the folder after the commit"),
     Fault("snapshot", "unlink", done=1, raises=None, warns=SnapshotWarning,
           step="prune old snapshots, the new one committed"),
-    # projections: one Delta commit per table. The update of the built-ins merges the touched keys of
-    # the first two tables (Delta MERGE), replaces the tail's months of the two daily ones and rewrites
-    # the two function tables; each commit is all or nothing.
-    Fault("projections", "merge.execute", step="merge the touched keys of the first table"),
-    Fault("projections", "merge.execute", after=True, done=1, step="after the first table's merge commit"),
-    Fault("projections", "merge.execute", call=2, done=1, step="merge the second table, the first committed"),
-    Fault("projections", "tables.write_deltalake", done=2, step="replace the months of the first daily table"),
-    Fault("projections", "tables.write_deltalake", call=3, done=4, step="rewrite the first function table"),
+    # projections: one Delta commit per table, its files written and synced by eventlog first. The update
+    # of the built-ins rewrites the files holding the touched keys of the first two tables (copy-on-write),
+    # replaces the tail's months of the two daily ones and rewrites the two function tables; each commit
+    # is all or nothing, and a table's files written before a failed commit are removed.
+    Fault("projections", "write_table", step="write the first table's new file"),
+    Fault("projections", "fsync", step="fsync the first table's new file"),
+    Fault("projections", "tables.commit_actions", step="commit the touched keys of the first table"),
+    Fault("projections", "tables.commit_actions", after=True, done=1, step="after the first table's commit"),
+    Fault("projections", "tables.commit_actions", call=2, done=1, step="commit the second table, the first committed"),
+    Fault("projections", "tables.commit_actions", call=3, done=2, step="replace the months of the first daily table"),
+    Fault("projections", "tables.commit_actions", call=5, done=4, step="rewrite the first function table"),
     # compact = each day's merged file (the template: four) written under a staged name, fsynced, renamed
     # into place, the four folders fsynced; then one commit of adds and removes, the commit file and the
     # log folder fsynced. Events never change; a failure before the commit leaves no file (see below).
@@ -468,7 +469,7 @@ def test_a_reader_holding_the_previous_build_can_read_it_after_a_failed_and_a_go
     """A build is a Delta version: the one a reader holds stays readable (until vacuum), whatever came after."""
     inventory = Inventory.open(path)
     tables = inventory.projector.tables
-    _run_with(Fault("projections", "tables.write_deltalake"), inventory)
+    _run_with(Fault("projections", "tables.commit_actions"), inventory)
     held = {name: tables.manifest(name) for name in inventory.projector.registry}
     inventory.update_projections()
     for name, manifest in held.items():
@@ -541,7 +542,7 @@ path, op, step = sys.argv[1], sys.argv[2], sys.argv[3]
 SEAMS = {"os.replace": (os, "replace"), "Path.unlink": (pathlib.Path, "unlink"), "json.dump": (json, "dump"),
          "DeltaTable.create_write_transaction": (DeltaTable, "create_write_transaction"),
          "DeltaTable.vacuum": (DeltaTable, "vacuum"),
-         "tables.write_deltalake": (eventlog.store.tables, "write_deltalake")}
+         "tables.commit_actions": (eventlog.store.tables, "commit_actions")}
 
 def wait_for_the_kill():
     print("blocked", flush=True)
@@ -661,8 +662,8 @@ KILL_STEPS = [
     ("compact", "DeltaTable.create_write_transaction#2"),  # merged files in place and synced, not committed
     ("compact", "DeltaTable.create_write_transaction#2+"),  # committed, not yet synced nor seen by the process
     ("vacuum", "DeltaTable.vacuum#1+"),  # deleted and committed; a killed writer's staged files not yet
-    ("projections", "tables.write_deltalake#1"),  # a rebuild about to write its first table
-    ("projections", "tables.write_deltalake#2+"),  # one table committed, the next not begun
+    ("projections", "tables.commit_actions#1"),  # a rebuild about to write its first table
+    ("projections", "tables.commit_actions#2+"),  # one table committed, the next not begun
 ]
 
 
@@ -690,7 +691,7 @@ def test_a_build_killed_before_its_commit_never_displaces_the_previous_version(b
     inventory = Inventory.open(busy)
     tables = inventory.projector.tables
     held = {name: tables.manifest(name) for name in inventory.projector.registry}
-    _kill(busy, "projections", step="tables.write_deltalake#1")
+    _kill(busy, "projections", step="tables.commit_actions#1")
     inventory.add_item("after the kill ✓")
     inventory.update_projections()
     for name, manifest in held.items():

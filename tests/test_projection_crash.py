@@ -151,14 +151,14 @@ def test_a_failed_checkpoint_only_commit_keeps_the_previous_version_and_the_next
     path = store(tmp_path)
     inventory = _old_day_only(path)
     before = inventory.projection("top_movers").status()
-    real = tables.write_deltalake
+    real = tables.commit_actions
 
     def failing(*args: object, **kwargs: object) -> object:
-        if kwargs.get("mode") == "append":
+        if not args[1]:  # the commit of no action that moves the checkpoint
             raise OSError(5, "injected I/O error")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tables, "write_deltalake", failing)
+    monkeypatch.setattr(tables, "commit_actions", failing)
     with pytest.raises(OSError, match="injected"):
         inventory.update_projections()
     monkeypatch.undo()

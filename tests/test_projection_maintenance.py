@@ -153,3 +153,62 @@ def test_a_table_compaction_on_a_full_disk_is_a_storage_error_with_nothing_on_st
     assert report["most_collected_items"]["numFilesRemoved"] > 1
     assert _answers(Inventory.open(updated.path)) == before
     assert Inventory.open(updated.path).verify().ok
+
+
+FULL_DISK_UPDATE_CHILD = r"""
+import resource, signal, sys
+from eventlog import Inventory
+from eventlog.errors import StorageError
+inventory = Inventory.open(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY))
+try:
+    inventory.update_projections(rebuild=sys.argv[2] == "rebuild")
+    print("updated", flush=True)
+except StorageError as exc:
+    named = any(f"projection {name!r}" in str(exc) for name in inventory.projector.registry)
+    print("refused", named, "nothing was committed" in str(exc), flush=True)
+"""
+
+
+def _stored(inventory: Inventory) -> dict[str, tuple[int, list[tuple]]]:
+    """Every table's newest build as stored (reading through ``projection()`` would catch it up first)."""
+    tables = inventory.projector.tables
+    return {name: (m.checkpoint, tables.read(name, m).rows())
+            for name in NAMES if (m := tables.manifest(name)) is not None}
+
+
+def _log_files(inventory: Inventory) -> set[Path]:
+    return set(inventory.projector.tables.root.rglob("_delta_log/*"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+@pytest.mark.parametrize("how", ["rebuild", "update"])
+def test_a_projection_update_on_a_full_disk_is_a_storage_error_with_nothing_on_stderr_and_nothing_left(
+    updated: Inventory, how: str,
+) -> None:
+    updated.record([{"event_type": "item_added", "item": AWKWARD_ITEMS[5], "quantity": 4, "origin": "mine",
+                     "occurred_at": T0 + dt.timedelta(days=61)},
+                    {"event_type": "item_removed", "item": AWKWARD_ITEMS[0], "quantity": 1,
+                     "occurred_at": T0 + dt.timedelta(days=62)}])  # every table has rows to write
+    built = {name: updated.projector.tables.manifest(name).checkpoint for name in NAMES}  # type: ignore[union-attr]
+    before = _stored(Inventory.open(updated.path))
+    on_disk = {name: _files(updated, name) for name in NAMES}
+    log = _log_files(updated)
+    child = subprocess.run([sys.executable, "-c", FULL_DISK_UPDATE_CHILD, str(updated.path), how],
+                           capture_output=True, text=True, check=False, timeout=180)
+    assert child.stdout.splitlines() == ["refused True True"], (child.stdout, child.stderr)
+    assert child.stderr == ""  # deltalake's writer and MERGE printed Rust panic traces here
+    assert {name: _files(updated, name) for name in NAMES} == on_disk
+    assert {p.name for p in updated.path.rglob("*#1")} == set()
+    assert _log_files(updated) == log
+    assert _stored(Inventory.open(updated.path)) == before
+    with_room = Inventory.open(updated.path)
+    with_room.update_projections(rebuild=how == "rebuild")  # with room on the disk
+    after = _answers(Inventory.open(updated.path))
+    moved = {name: Inventory.open(updated.path).projection(name).status().checkpoint for name in NAMES}
+    assert all(moved[name] > built[name] for name in NAMES), (built, moved)  # the tail is in every table now
+    Inventory.open(updated.path).update_projections(rebuild=True)
+    assert _answers(Inventory.open(updated.path)) == after
+    assert Inventory.open(updated.path).verify().ok

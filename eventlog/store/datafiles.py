@@ -238,11 +238,12 @@ def _json_value(value: Any, kind: pa.DataType, *, up: bool) -> Any:
     """A statistic as Delta spells it: timestamps in UTC to the millisecond (a max rounded up, so
     that no reader skips a file whose values lie within that millisecond), dates as ISO dates."""
     if isinstance(value, dt.datetime):
-        value = value.astimezone(dt.timezone.utc)
+        naive = value.tzinfo is None  # a timestamp without time zone (a projection's): as stored, no "Z"
+        value = value if naive else value.astimezone(dt.timezone.utc)
         ms = value.replace(microsecond=value.microsecond // 1000 * 1000)
         if up and ms != value:
             ms += dt.timedelta(milliseconds=1)
-        return ms.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms.microsecond // 1000:03d}Z"
+        return ms.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms.microsecond // 1000:03d}" + ("" if naive else "Z")
     if isinstance(value, dt.date):
         return value.isoformat()
     return value

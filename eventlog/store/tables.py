@@ -34,7 +34,8 @@ from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Schema, convert_to_deltalake, write_deltalake
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, Schema, convert_to_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from filelock import FileLock
@@ -42,7 +43,8 @@ from filelock import FileLock
 from eventlog.errors import ProjectionError, StorageError
 from eventlog.store import compaction
 from eventlog.store.base import META_PREFIX
-from eventlog.store.datafiles import remove
+from eventlog.store.atomic import fsync_file, fsync_folder
+from eventlog.store.datafiles import ROWS_PER_FILE, DataFiles, remove
 from eventlog.store.delta import plain
 
 #: The hidden partition column of month-partitioned tables (the first day of the month).
@@ -176,14 +178,14 @@ class ProjectionTables:
         legacy = (self.folder(name) / _LEGACY).exists() and not (self.folder(name) / "_delta_log").is_dir()
         rows = _with_month(table.with_row_index(ROW) if ordered else table, partition_by)
         try:
-            self._commit(name, rows, meta | {"rows": table.height}, partition_by=partition_by, schema_mode="overwrite")
+            self._commit(name, rows, meta | {"rows": table.height}, partition_by=partition_by, overwrite=True)
         except StorageError:
             if not self._damaged(name):
                 raise
             # A table whose own log cannot be read is derived data: a full build replaces it whole.
             self._forget(name)
             shutil.rmtree(self.folder(name))
-            self._commit(name, rows, meta | {"rows": table.height}, partition_by=partition_by, schema_mode="overwrite")
+            self._commit(name, rows, meta | {"rows": table.height}, partition_by=partition_by, overwrite=True)
         if legacy:
             self._drop_legacy(name)
         return self._latest(name)
@@ -235,24 +237,45 @@ class ProjectionTables:
     def replace_from(self, name: str, rows: pl.DataFrame, meta: dict[str, Any], *, partition_by: str,
                      from_month: dt.date, total_rows: int) -> TableVersion:
         """Replace the months from ``from_month`` on with ``rows`` (all rows of those months), in one commit."""
-        predicate = f"\"{MONTH}\" >= '{from_month.isoformat()}'"
         self._commit(name, _with_month(rows, partition_by), meta | {"rows": total_rows}, partition_by=partition_by,
-                     predicate=predicate)
+                     replaced=lambda path, values: values.get(MONTH) is not None
+                     and dt.date.fromisoformat(values[MONTH]) >= from_month)
         return self._latest(name)
 
     def merge_keys(self, name: str, rows: pl.DataFrame, keys: Sequence[str], meta: dict[str, Any], *,
                    total_rows: int) -> TableVersion:
-        """Upsert ``rows`` by ``keys`` (null keys match null keys), in one commit."""
+        """Upsert ``rows`` by ``keys`` (null keys match null keys), in one commit.
+
+        Copy-on-write, as Delta's MERGE: the files holding a key of ``rows`` are read, their rows of
+        those keys replaced by ``rows``, written anew and committed with their removes.
+        """
         if rows.height == 0:
             return self._commit_empty(name, meta | {"rows": total_rows})
-        predicate = " AND ".join(f"(t.\"{k}\" IS NOT DISTINCT FROM s.\"{k}\")" for k in keys)  # parenthesised: DataFusion binds AND tighter
-        props = _properties(meta | {"rows": total_rows})
-        with _writing(name, self.folder(name)):
-            (self._current(name)
-             .merge(source=rows.rechunk().to_arrow(), predicate=predicate, source_alias="s", target_alias="t",
-                    commit_properties=props)
-             .when_matched_update_all().when_not_matched_insert_all().execute())
-            self._committed(name, meta | {"rows": total_rows})
+        folder = self.folder(name)
+        with _writing(name, folder):
+            current = self._current(name)
+            partitions = list(current.metadata().partition_columns)
+            paths = [str(p) for p in pl.DataFrame(current.get_add_actions(flatten=True)).get_column("path")]
+        if partitions:
+            raise ProjectionError(f"projection {name!r}: merge_keys of a partitioned table ({partitions})")
+        touched = rows.select(keys).unique()
+        holding: list[str] = []
+        kept: list[pl.DataFrame] = []
+        try:
+            for path in paths:
+                file = folder / urllib.parse.unquote(path)
+                if pl.read_parquet(file, columns=list(keys)).join(touched, on=list(keys), how="semi",
+                                                                  nulls_equal=True).height == 0:
+                    continue  # no touched key in it: the file stays
+                holding.append(path)
+                kept.append(pl.read_parquet(file).join(touched, on=list(keys), how="anti", nulls_equal=True))
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise StorageError(f"reading the table of projection {name!r} at {folder} failed ({plain(exc)}); "
+                               "nothing was committed", file=str(folder)) from exc
+        gone = set(holding)
+        merged = pl.concat([*kept, rows.select(kept[0].columns) if kept else rows], how="vertical_relaxed")
+        self._commit(name, merged, meta | {"rows": total_rows}, partition_by=None,
+                     replaced=lambda path, values: path in gone)
         return self._latest(name)
 
     def touch(self, name: str, meta: dict[str, Any]) -> TableVersion:
@@ -316,19 +339,64 @@ class ProjectionTables:
     # --- internals -----------------------------------------------------------------------
 
     def _commit(self, name: str, rows: pl.DataFrame, meta: dict[str, Any], *, partition_by: str | None,
-                predicate: str | None = None, schema_mode: Literal["merge", "overwrite"] | None = None) -> None:
+                replaced: Any = None, overwrite: bool = False) -> None:
+        """One commit of ``rows`` as new files: with ``overwrite`` they replace the whole table (its
+        schema and partitioning too), else the files ``replaced(path, partition values)`` selects.
+
+        The files are written and synced by eventlog (``datafiles``: a staged name, fsync, rename,
+        folder sync), then committed with the removes in one commit pinned to the version read, and
+        the commit file and log folder synced. deltalake's writer synced nothing and printed Rust
+        panic traces on stderr on a full disk. A failure before the commit removes the new files.
+        """
         folder = self.folder(name)
         folder.mkdir(parents=True, exist_ok=True)
+        partitions = [MONTH] if partition_by else []
+        arrow = rows.rechunk().to_arrow()
+        schema = Schema.from_arrow(arrow.schema)
         with _writing(name, folder):
             exists = (folder / "_delta_log").is_dir()
             if not exists:
                 self._forget(name)
-            target: DeltaTable | str = self._current(name) if exists else str(folder)
-            write_deltalake(
-                target, rows.rechunk().to_arrow(), mode="overwrite", predicate=predicate,
-                partition_by=[MONTH] if partition_by else [], schema_mode=schema_mode,
-                commit_properties=_properties(meta),
-            )
+            current = self._current(name) if exists else None
+            before = current.version() if current is not None else -1
+            removes: list[AddAction | RemoveAction] = []
+            if current is not None and not overwrite:
+                now = int(time.time() * 1000)
+                listed = current.get_add_actions(flatten=True)
+                paths = listed.column("path").to_pylist()
+                sizes = listed.column("size_bytes").to_pylist()
+                values = [dict(zip(partitions, (str(v) if v is not None else None
+                                                for v in vs), strict=True))
+                          for vs in zip(*(listed.column(f"partition.{c}").to_pylist() for c in partitions),
+                                        strict=True)] if partitions else [{} for _ in paths]
+                removes = [RemoveAction(p, True, now, size, v)
+                           for p, size, v in zip(paths, sizes, values, strict=True) if replaced(p, v)]
+        try:
+            written = DataFiles.of(folder, _pieces(arrow, partitions), data_change=True).wait()
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"writing the table of projection {name!r} at {folder} failed writing its files "
+                               f"({plain(exc)}); nothing was committed", file=str(folder)) from exc
+        props = _properties(meta, retries=0)
+        actions: list[AddAction | RemoveAction] = [*(w.action for w in written), *removes]
+        same_layout = current is not None and list(current.metadata().partition_columns) == partitions
+        try:
+            if current is not None and (same_layout or not overwrite):
+                commit_actions(current, actions, mode="overwrite" if overwrite else "append",
+                               schema=schema if overwrite else current.schema(), partition_by=partitions,
+                               properties=props)
+            else:  # a new table, or a new layout (an overwrite keeps the old partition columns)
+                self._forget(name)
+                commit_actions(str(folder), actions, mode="overwrite", schema=schema, partition_by=partitions,
+                               properties=props)
+        except (DeltaError, OSError) as exc:
+            committed = _landed(folder, before, props)
+            if not committed:
+                remove(w.path for w in written)
+            state = "it may have committed (a later step failed)" if committed else "nothing was committed"
+            raise StorageError(f"writing the table of projection {name!r} at {folder} failed ({plain(exc)}); "
+                               f"{state}", file=str(folder)) from exc
+        _make_durable(name, folder, before + 1, new_log=not exists)
+        with _reading(name, folder):
             self._committed(name, meta)
 
     def _damaged(self, name: str) -> bool:
@@ -344,8 +412,17 @@ class ProjectionTables:
         """A commit that moves the checkpoint and changes no row (a tail that touched no group)."""
         with _writing(name, self.folder(name)):
             current = self._current(name)
-            nothing = pa.Table.from_batches([], schema=pa.schema(current.schema().to_arrow()))  # empty_table() imports pandas
-            write_deltalake(current, nothing, mode="append", commit_properties=_properties(meta))
+            before = current.version()
+            props = _properties(meta, retries=0)
+            try:
+                commit_actions(current, [], mode="append", schema=current.schema(),
+                               partition_by=list(current.metadata().partition_columns), properties=props)
+            except OSError as exc:
+                state = "it may have committed" if _landed(self.folder(name), before, props) else "nothing was committed"
+                raise StorageError(f"writing the table of projection {name!r} at {self.folder(name)} failed "
+                                   f"({plain(exc)}); {state}", file=str(self.folder(name))) from exc
+        _make_durable(name, self.folder(name), before + 1, new_log=False)
+        with _reading(name, self.folder(name)):
             self._committed(name, meta)
         return self._latest(name)
 
@@ -471,10 +548,82 @@ def _version(name: str, version: int, entry: dict[str, Any], partitions: list[st
     )
 
 
-def _properties(meta: dict[str, Any]) -> CommitProperties:
+def _properties(meta: dict[str, Any], *, retries: int | None = None) -> CommitProperties:
     text = {f"{META_PREFIX}{k}": (str(v).lower() if isinstance(v, bool) else str(v))
             for k, v in meta.items() if v is not None}
-    return CommitProperties(custom_metadata=text)
+    if retries is None:
+        return CommitProperties(custom_metadata=text)
+    return CommitProperties(custom_metadata=text, max_commit_retries=retries)
+
+
+def commit_actions(target: DeltaTable | str, actions: list[AddAction | RemoveAction], *, mode: Literal["append", "overwrite"],
+                   schema: Schema, partition_by: list[str], properties: CommitProperties) -> None:
+    """The one Delta commit of a build or update: into the open table, or a new table at the path ``target``."""
+    if isinstance(target, DeltaTable):
+        target.create_write_transaction(actions, mode, schema=schema, partition_by=partition_by,
+                                        commit_properties=properties)
+    else:
+        adds = [a for a in actions if isinstance(a, AddAction)]
+        create_table_with_add_actions(target, schema, adds, mode=mode, partition_by=partition_by,
+                                      commit_properties=properties)
+
+
+def _pieces(table: pa.Table, partitions: list[str]) -> list[tuple[dict[str, str], Any]]:
+    """The files of ``table``: per partition value (the column left out), of at most ``ROWS_PER_FILE`` rows."""
+    groups: list[tuple[dict[str, str], pa.Table]] = []
+    if partitions:
+        frame = pl.DataFrame(pl.from_arrow(table))
+        for (month,), part in frame.partition_by(MONTH, as_dict=True, maintain_order=True).items():
+            if month is None:
+                raise ProjectionError(f"a row has no {MONTH} (its partition key is null); nothing was written")
+            groups.append(({MONTH: month.isoformat()}, part.drop(MONTH).to_arrow()))
+    else:
+        groups.append(({}, table))
+    pieces: list[tuple[dict[str, str], Any]] = []
+    for values, rows in groups:
+        for start in range(0, rows.num_rows, ROWS_PER_FILE):
+            pieces.append((values, _writer(rows.slice(start, ROWS_PER_FILE))))
+    return pieces
+
+
+def _writer(rows: pa.Table) -> Any:
+    def write(staged: Path) -> None:
+        pq.write_table(rows, staged, compression="zstd", compression_level=1)
+    return write
+
+
+def _landed(folder: Path, before: int, props: CommitProperties) -> bool:
+    """Whether a commit whose call raised is in the table (a newer version carries its metadata); True if unknown."""
+    wanted = props.custom_metadata or {}
+    try:
+        table = DeltaTable(str(folder))
+        if table.version() <= before:
+            return False
+        return any(all(entry.get(k) == v for k, v in wanted.items()) for entry in table.history(table.version() - before))
+    except TableNotFoundError:
+        return False
+    except (DeltaError, OSError, ValueError):
+        return True
+
+
+def _make_durable(name: str, folder: Path, version: int, *, new_log: bool) -> None:
+    """fsync the commit file of ``version`` (its checkpoint, if the commit made one) and the log folder
+    (the table folder too for a new log), before the build is reported; the data files synced themselves."""
+    log = folder / "_delta_log"
+    commit = log / f"{version:020d}.json"
+    files = [commit, *sorted(p for p in log.glob(f"{version:020d}.checkpoint*.parquet") if p.is_file())]
+    if len(files) > 1 and (log / "_last_checkpoint").is_file():
+        files.append(log / "_last_checkpoint")
+    try:
+        for path in files:
+            fsync_file(path)
+        fsync_folder(log)
+        if new_log:
+            fsync_folder(folder)
+    except OSError as exc:
+        raise StorageError(f"the commit of projection {name!r} at {folder} (version {version}) is committed, but "
+                           f"syncing it to disk failed ({exc}): it may not survive a power loss; check the disk",
+                           file=str(commit)) from exc
 
 
 def _with_month(table: pl.DataFrame, partition_by: str | None) -> pl.DataFrame:

@@ -297,7 +297,7 @@ FROM (
     "total_added",
     "times_added"
   FROM (
-    SELECT "item", "total_added", "times_added" FROM read_parquet(['<STORE>/projections/most_collected_items/part-00000-<UUID>-c000.snappy.parquet'], hive_partitioning = false)
+    SELECT "item", "total_added", "times_added" FROM read_parquet(['<STORE>/projections/most_collected_items/part-00000-<UUID>-c000.zstd.parquet'], hive_partitioning = false)
 ) AS base
   UNION ALL
   SELECT
