@@ -8,7 +8,9 @@ the commit's metadata (``eventlog.*`` keys), so the table and its bookkeeping ca
 
 Updates touch only what changed: a table partitioned by month (``partition_by`` a date key)
 has the months from the first affected one on replaced in one commit; any other table has
-the rows of the keys a tail touched merged in (Delta ``MERGE``). Older versions stay readable
+the rows of the keys a tail touched merged in, copy-on-write. Every commit's files are written
+and synced by eventlog (``datafiles``) and committed with their removes in one Delta commit
+(deltalake's writer synced nothing and printed Rust panic traces on a full disk). Older versions stay readable
 until vacuum: ``read(..., version=n)`` is time travel of the projection itself.
 
 Stores written before this layout hold ``current.json`` plus a Parquet file per build in the
