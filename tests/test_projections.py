@@ -531,3 +531,19 @@ def test_an_update_merges_a_table_keyed_by_several_nullable_columns(inventory: I
     updated = keyed.read()
     assert updated.equals(keyed.rebuild() and keyed.read())
     assert None in updated.get_column("origin").to_list()
+
+
+def test_reading_and_updating_projections_in_a_new_process_does_not_load_pandas(tmp_path: Path) -> None:
+    """deltalake's to_pyarrow_table loads pandas (0.5 s in a new process): tables are read by Polars."""
+    import subprocess
+    import sys
+
+    inv = Inventory.open(tmp_path / "store")
+    inv.add_item("apple", 3)
+    inv.update_projections()
+    inv.add_item("pear", 2)  # the read below catches the tables up first
+    code = ("import sys\nfrom eventlog import Inventory\ninv = Inventory.open(sys.argv[1])\n"
+            "rows = {n: inv.projection(n).read().height for n in inv.projector.registry}\n"
+            "print('pandas' in sys.modules, rows['most_collected_items'])\n")
+    out = subprocess.run([sys.executable, "-c", code, str(inv.path)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "2"], out.stderr

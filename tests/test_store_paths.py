@@ -490,3 +490,47 @@ def test_a_stream_version_cache_polars_cannot_write_never_fails_an_append(
     monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
     log = EventLog.open(inv.path)
     assert log.append([{"event_type": "item_added", "stream_id": "apple", "quantity": 1}]).last_seq == 2
+
+
+def _projected(tmp_path: Path) -> tuple[Inventory, Path]:
+    inv = Inventory.open(tmp_path / "store", snapshot_every=1_000_000)
+    inv.add_item("apple", 2)
+    inv.update_projections()
+    table = inv.path / "projections" / "most_collected_items"
+    return inv, table
+
+
+def test_a_projection_data_file_replaced_by_a_symlink_leading_out_is_never_read(tmp_path: Path) -> None:
+    inv, table = _projected(tmp_path)
+    outside = tmp_path / "outside.parquet"
+    data = next(table.rglob("*.parquet"))
+    pl.read_parquet(data).with_columns(count=pl.lit(999, dtype=pl.Int64)).write_parquet(outside)
+    data.unlink()
+    data.symlink_to(outside)
+    with pytest.raises(StorageError, match="symlink") as caught:
+        Inventory.open(inv.path).projection("most_collected_items").read()
+    assert caught.value.file == str(data) and "999" not in str(caught.value)
+
+
+@pytest.mark.parametrize("named", ["../../outside.parquet", "/etc/outside.parquet"])
+def test_a_projection_log_naming_a_data_file_outside_the_table_is_a_storage_error(tmp_path: Path, named: str) -> None:
+    inv, table = _projected(tmp_path)
+    commit = max((table / "_delta_log").glob("*.json"))
+    lines = [json.loads(line) for line in commit.read_text().splitlines()]
+    assert any("add" in action for action in lines)
+    for action in lines:
+        if "add" in action:
+            action["add"]["path"] = named
+    commit.write_text("".join(json.dumps(a) + "\n" for a in lines))
+    with pytest.raises(StorageError, match="outside the store") as caught:
+        Inventory.open(inv.path).projection("most_collected_items").read()
+    assert "most_collected_items" in str(caught.value)
+
+
+def test_a_projection_data_file_with_a_column_its_table_lacks_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    inv, table = _projected(tmp_path)
+    data = next(table.rglob("*.parquet"))
+    pl.read_parquet(data).with_columns(intruder=pl.lit("x")).write_parquet(data)
+    with pytest.raises(StorageError, match="'intruder', which the table does not have") as caught:
+        Inventory.open(inv.path).projection("most_collected_items").read()
+    assert caught.value.file == str(data)

@@ -39,7 +39,7 @@ from eventlog.store.base import FILE_COLUMNS, META_PREFIX, CommitFileProblem, Fi
 from eventlog.store.damage import check_store_path, storage_error
 from eventlog.store import compaction
 from eventlog.store.datafiles import DataFiles, Written, remove
-from eventlog.store.paths import outside
+from eventlog.store.paths import first_outside, outside
 
 _CONFIGURATION = {
     # Checkpoints keep open and append fast after thousands of commits.
@@ -160,15 +160,13 @@ class DeltaEvents:
         new = [r for r in paths if r not in self._inside]
         if not new:
             return
-        links = _links(self.path, new)
-        for relative in new:
-            # With no link in the table, only a path that spells its way out can lead out.
-            why = _through_a_link(self.path, relative, links) if links or _may_spell_out(relative) else None
-            if why is not None:
-                raise StorageError(
-                    f"the Delta log of {self.path} names the data file {relative!r}, and {why}: eventlog reads no file "
-                    "outside the store. The store is damaged or was tampered with: restore it from a backup, then run "
-                    "`eventlog verify`", store=str(self.path.parent), file=str(self.path / relative))
+        found = first_outside(self.path, new)
+        if found is not None:
+            relative, why = found
+            raise StorageError(
+                f"the Delta log of {self.path} names the data file {relative!r}, and {why}: eventlog reads no file "
+                "outside the store. The store is damaged or was tampered with: restore it from a backup, then run "
+                "`eventlog verify`", store=str(self.path.parent), file=str(self.path / relative))
         self._inside.update(new)
 
     def _neutral(self, actions: pl.DataFrame) -> pl.DataFrame:
@@ -590,46 +588,6 @@ class DeltaEvents:
             and p.is_file()
             and p.stat().st_mtime <= older_than
         )
-
-
-def _links(root: Path, paths: list[str]) -> set[str]:
-    """The paths among ``paths``, and their folders, that are symlinks (one listing per folder)."""
-    folders = {""}
-    for parent in {r.rpartition("/")[0] for r in paths}:  # a few hundred day folders for thousands of files
-        parts = parent.split("/") if parent else []
-        folders.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
-    top = str(root)
-    links: set[str] = set()
-    for folder in sorted(folders, key=len):
-        if links and any(folder == link or folder.startswith(link + "/") for link in links):
-            continue
-        try:
-            with os.scandir(f"{top}/{folder}" if folder else top) as entries:
-                for entry in entries:
-                    if entry.is_symlink():
-                        links.add(f"{folder}/{entry.name}" if folder else entry.name)
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # a missing file is verify's and the reader's to report, not a path escape
-    return links
-
-
-def _may_spell_out(relative: str) -> bool:
-    """A cheap superset of the paths ``_through_a_link`` refuses without a link: absolute, a
-    backslash, a ``..`` part, a URL scheme."""
-    return relative.startswith("/") or "\\" in relative or ".." in relative or ":" in relative
-
-
-def _through_a_link(root: Path, relative: str, links: set[str]) -> str | None:
-    """``outside``, with the full check (``realpath`` of every part) only for a path a link is on.
-
-    With no ``..`` part and no absolute or URL form, only a symlink on the way can lead out.
-    """
-    if relative.startswith("/") or "\\" in relative or ".." in relative.split("/") or ":" in relative.split("/")[0]:
-        return outside(root, relative)
-    parts = relative.split("/")
-    if any("/".join(parts[:depth]) in links for depth in range(1, len(parts) + 1)):
-        return outside(root, relative)
-    return None
 
 
 def _refuse_symlink(table: Path) -> None:

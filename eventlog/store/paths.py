@@ -44,3 +44,61 @@ def folder_outside(store: Path, folder: Path) -> str | None:
     if folder.is_symlink():
         return f"it is a symlink (to {os.path.realpath(folder)})"
     return outside(store, folder.relative_to(store).as_posix())
+
+
+def first_outside(root: Path, paths: list[str]) -> tuple[str, str] | None:
+    """The first of ``paths`` (relative, as a table's log spells them) that does not lead inside
+    ``root``, with why; None when all do.
+
+    ``outside`` resolves every part of a path (a few stats each); for the thousands of files of
+    a table, links are found by listing each folder once instead (``scandir`` reports an entry's
+    type without a stat), and only paths with a link on the way, or that spell their way out,
+    get the full check.
+    """
+    links = _links(root, paths)
+    for relative in paths:
+        # With no link in the table, only a path that spells its way out can lead out.
+        why = _through_a_link(root, relative, links) if links or _may_spell_out(relative) else None
+        if why is not None:
+            return relative, why
+    return None
+
+
+def _links(root: Path, paths: list[str]) -> set[str]:
+    """The paths among ``paths``, and their folders, that are symlinks (one listing per folder)."""
+    folders = {""}
+    for parent in {r.rpartition("/")[0] for r in paths}:  # a few hundred day folders for thousands of files
+        parts = parent.split("/") if parent else []
+        folders.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+    top = str(root)
+    links: set[str] = set()
+    for folder in sorted(folders, key=len):
+        if links and any(folder == link or folder.startswith(link + "/") for link in links):
+            continue
+        try:
+            with os.scandir(f"{top}/{folder}" if folder else top) as entries:
+                for entry in entries:
+                    if entry.is_symlink():
+                        links.add(f"{folder}/{entry.name}" if folder else entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # a missing file is verify's and the reader's to report, not a path escape
+    return links
+
+
+def _may_spell_out(relative: str) -> bool:
+    """A cheap superset of the paths ``_through_a_link`` refuses without a link: absolute, a
+    backslash, a ``..`` part, a URL scheme."""
+    return relative.startswith("/") or "\\" in relative or ".." in relative or ":" in relative
+
+
+def _through_a_link(root: Path, relative: str, links: set[str]) -> str | None:
+    """``outside``, with the full check (``realpath`` of every part) only for a path a link is on.
+
+    With no ``..`` part and no absolute or URL form, only a symlink on the way can lead out.
+    """
+    if relative.startswith("/") or "\\" in relative or ".." in relative.split("/") or ":" in relative.split("/")[0]:
+        return outside(root, relative)
+    parts = relative.split("/")
+    if any("/".join(parts[:depth]) in links for depth in range(1, len(parts) + 1)):
+        return outside(root, relative)
+    return None

@@ -42,12 +42,13 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from filelock import FileLock
 
-from eventlog.errors import ProjectionError, StorageError
+from eventlog.errors import EventLogError, ProjectionError, StorageError
 from eventlog.store import compaction
 from eventlog.store.base import META_PREFIX
 from eventlog.store.atomic import fsync_file, fsync_folder
 from eventlog.store.datafiles import ROWS_PER_FILE, DataFiles, remove
 from eventlog.store.delta import plain
+from eventlog.store.paths import first_outside
 
 #: The hidden partition column of month-partitioned tables (the first day of the month).
 MONTH = "__month"
@@ -114,14 +115,14 @@ class ProjectionTables:
         """The stored rows of that build (with ``from_month``: only the months from that one on)."""
         if table.legacy_file is not None:
             return pl.read_parquet(self.folder(name) / table.legacy_file)
-        # deltalake's own reader: polars.scan_delta finds no files under a store path that has
-        # a space or a non-ASCII letter in it (it reads the percent-encoded file URIs).
-        wanted = None
-        if from_month is not None and table.partition_by is not None:
-            wanted = [(MONTH, ">=", from_month)]
-        with _reading(name, self.folder(name)):
-            arrow = self._at(name, table.version).to_pyarrow_table(filters=wanted)
-        frame = pl.DataFrame(pl.from_arrow(arrow))
+        folder = self.folder(name)
+        with _reading(name, folder):
+            delta = self._at(name, table.version)
+            actions = pl.DataFrame(delta.get_add_actions(flatten=True))
+            schema = pl.DataFrame(pa.Table.from_batches([], schema=pa.schema(delta.schema().to_arrow()))).schema
+        if from_month is not None and table.partition_by is not None and actions.height:
+            actions = actions.filter(pl.col(f"partition.{MONTH}") >= from_month)
+        frame = _read_files(name, folder, actions.get_column("path").to_list() if actions.height else [], schema)
         if ROW in frame.columns:
             frame = frame.sort(ROW).drop(ROW)
         return frame.drop(MONTH, strict=False)
@@ -652,6 +653,58 @@ def _inside(folder: Path, file: object) -> str:
     return file
 
 
+def _read_files(name: str, folder: Path, paths: list[str], schema: pl.Schema) -> pl.DataFrame:
+    """The rows of a table version's data files (paths relative to ``folder``, as its log names them).
+
+    Read by Polars from the local paths: deltalake's ``to_pyarrow_table`` imports pandas (0.5 s
+    in a new process, the first read of any projection paid it), and ``polars.scan_delta``
+    finds no files under a store path with a space or a non-ASCII letter in it. Partition
+    columns live in the folder names, not the files: the one a table has (the month) is not
+    read back, and every other column is cast to the table's schema.
+    """
+    found = first_outside(folder, paths)
+    if found is not None:
+        raise StorageError(f"the Delta log of projection {name!r} names the data file {found[0]!r}, and {found[1]}: "
+                           f"eventlog reads no file outside the store; rebuild it: `eventlog project rebuild {name}`",
+                           file=str(folder / found[0]))
+    stored = {column: dtype for column, dtype in schema.items() if column != MONTH}
+    if not paths:
+        return pl.DataFrame(schema=stored)
+    files = [str(folder / urllib.parse.unquote(path)) for path in paths]
+    # Delta has no unsigned integers: a row number written as UInt32 is "integer" in the log.
+    # Integers are read as Int64 (an upcast from any of them but UInt64) and cast back.
+    wide = {c: pl.Int64() if t.is_integer() else t for c, t in stored.items()}
+    with _reading(name, folder):
+        try:
+            frame = pl.scan_parquet(files, schema=pl.Schema(wide), hive_partitioning=False, glob=False,
+                                    missing_columns="insert", extra_columns="raise",
+                                    cast_options=pl.ScanCastOptions(integer_cast="upcast")).collect()
+        except pl.exceptions.PolarsError:
+            _name_the_odd_file(name, folder, files, wide)
+            raise  # no file is odd: a damaged one, named by _reading's StorageError
+    return frame.cast(stored)  # type: ignore[arg-type]
+
+
+def _name_the_odd_file(name: str, folder: Path, files: list[str], stored: dict[str, pl.DataType]) -> None:
+    """After a failed read: the StorageError naming the first file that is not the table's."""
+    for file in files:
+        try:
+            columns = pl.read_parquet_schema(file)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            why = f"it cannot be read ({plain(exc)})"
+        else:
+            unknown = [c for c in columns if c not in stored]
+            odd = [c for c, t in columns.items()
+                   if c in stored and t != stored[c] and not (t.is_integer() and stored[c].is_integer())]
+            if not unknown and not odd:
+                continue
+            why = (f"it holds the column {unknown[0]!r}, which the table does not have" if unknown
+                   else f"its column {odd[0]!r} is {columns[odd[0]]}, not the table's {stored[odd[0]]}")
+        raise StorageError(f"the data file {file} of projection {name!r} does not belong to its table: {why}; "
+                           f"rebuild it: Inventory.projection({name!r}).rebuild() or `eventlog project rebuild {name}`",
+                           file=file)
+
+
 def _local(uri: str) -> str:
     """A local path from a file URI deltalake gives (percent-encoded: spaces, non-ASCII letters)."""
     return urllib.parse.unquote(uri.removeprefix("file://"))
@@ -663,7 +716,9 @@ def _reading(name: str, folder: Path) -> Any:
         yield
     except TableNotFoundError:
         raise ProjectionError(f"projection {name!r}: no table at {folder}") from None
-    except (DeltaError, OSError, pa.ArrowException) as exc:
+    except EventLogError:
+        raise  # already names what is at fault (a StorageError is an OSError too)
+    except (DeltaError, OSError, pa.ArrowException, pl.exceptions.PolarsError) as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise StorageError(f"reading the table of projection {name!r} at {folder} failed ({first.strip()}); "
                            f"rebuild it: Inventory.projection({name!r}).rebuild() or `eventlog project rebuild {name}`",
