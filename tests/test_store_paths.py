@@ -420,6 +420,22 @@ def test_a_data_file_replaced_by_a_symlink_leading_out_is_never_read(tmp_path: P
         assert caught.value.file == str(data) and "root:x" not in str(caught.value)
 
 
+def test_a_tail_file_replaced_by_a_symlink_leading_out_is_never_read_by_a_warm_read(tmp_path: Path) -> None:
+    """A read from a snapshot checks the files it reads (the tail), as a cold read checks them all."""
+    inv = Inventory.open(tmp_path / "store", snapshot_every=1_000_000)
+    inv.add_item("apple")
+    inv.snapshot()
+    inv.add_item("pear")
+    outside = tmp_path / "outside.parquet"
+    tail = inv.path / "events" / EventLog.open(inv.path).files().sort("min_seq").item(-1, "path")
+    shutil.copy(tail, outside)
+    tail.unlink()
+    tail.symlink_to(outside)
+    with pytest.raises(StorageError, match="symlink") as caught:
+        Inventory.open(inv.path).stock()
+    assert caught.value.file == str(tail)
+
+
 @pytest.mark.parametrize("named", ["../../outside.parquet", "/etc/outside.parquet", "file:///etc/outside.parquet"])
 def test_a_delta_log_naming_a_data_file_outside_the_table_is_a_storage_error(tmp_path: Path, named: str) -> None:
     inv = Inventory.open(tmp_path / "store", snapshot_every=1_000_000)

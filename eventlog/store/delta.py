@@ -140,14 +140,20 @@ class DeltaEvents:
         Cached per version: a version's file set never changes, and reads, appends and
         head() all start from it. Statistics are optional in Delta: a file written without
         them has null bounds, and so does every file of a table none has statistics for.
+        Every path handed out was checked to lie inside the table.
         """
+        files = self._listed()
+        self._check_inside(files.get_column("path").to_list())
+        return files
+
+    def _listed(self) -> pl.DataFrame:
+        """``files()`` before the inside check: for the statistics alone (no file is read through
+        it), so a warm read checks only the tail files it reads, not every folder of the table."""
         version = self.version
         if self._files is None or self._files[0] != version:
             with self._reading("listing the data files of"):
                 actions = pl.DataFrame(self._table.get_add_actions(flatten=True))  # pa.table() of it imports pandas (~0.5 s)
-            files = self._neutral(actions)
-            self._check_inside(files.get_column("path").to_list())
-            self._files = (version, files)
+            self._files = (version, self._neutral(actions))
         return self._files[1]
 
     def _check_inside(self, paths: list[str]) -> None:
@@ -193,11 +199,14 @@ class DeltaEvents:
         return FileCover([f"{root}/{p}" for p in chosen.get_column("path").to_list()], bool(inside))
 
     def _covering(self, after: int, cut: int, day_max: dt.date | None = None) -> pl.DataFrame:
-        """The rows of ``files()`` that can hold events with after < seq <= cut (and day <= day_max)."""
+        """The rows of ``files()`` that can hold events with after < seq <= cut (and day <= day_max),
+        each checked to lie inside the table."""
         keep = (pl.col("max_seq") > after) & (pl.col("min_seq") <= cut)
         if day_max is not None:
             keep &= pl.col("day") <= day_max
-        return self.files().filter(keep.fill_null(True))
+        chosen = self._listed().filter(keep.fill_null(True))
+        self._check_inside(chosen.get_column("path").to_list())
+        return chosen
 
     def add_actions(self) -> pa.Table:
         """The live files' add actions with their statistics (path, size_bytes, modification_time,
@@ -273,7 +282,7 @@ class DeltaEvents:
 
     def head_and_last_recorded(self) -> tuple[int, dt.datetime | None]:
         """Last seq and last recorded_at, from file statistics: no data is read."""
-        files = self.files()
+        files = self._listed()
         if files.height == 0:
             return 0, None
         if files["max_seq"].null_count() or files["max_recorded_at"].null_count():
@@ -311,6 +320,7 @@ class DeltaEvents:
         """
         hive_root = "=" in str(self.path)
         if after == 0 and cut is None and self._encoded_root() is None and not hive_root:
+            self.files()  # every file is read: each checked to lie inside the table first
             return pl.scan_delta(self._table)
         # pl.scan_delta reads the encoded file_uris() and finds no files under a root with
         # a space or non-ASCII letters in it; this scan skips files by Parquet footers only.
