@@ -27,6 +27,11 @@ class StorePathWarning(UserWarning):
     written or deleted."""
 
 
+class MaintenanceWarning(UserWarning):
+    """The compaction that follows an append on a fragmented table failed; the append itself
+    was committed, and the next append (or ``compact()``) tries again."""
+
+
 class EventLogError(Exception):
     """Root of every error raised on purpose by eventlog."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,9 @@ from eventlog.core.evolution import SchemaHistory, check_on_events
 from eventlog.core.text import is_utf8
 from eventlog.core.validate import Batch, normalize
 from eventlog.errors import (
+    EventLogError,
     LockTimeoutError,
+    MaintenanceWarning,
     StorageError,
     StoreExistsError,
     StoreNotFoundError,
@@ -371,7 +374,32 @@ class EventLog:
                 the error of the batch's domain check: it was refused; nothing of it was written.
             LockTimeoutError: no writer committed it within ``lock_timeout``; nothing was written.
         """
-        return self._group.submit(request)
+        result = self._group.submit(request)
+        if self.auto_compact and self.storage.fragmented():
+            self._compact_after_append()
+        return result
+
+    #: The write policy compacts a fragmented table (``store/base.py``: ``FILES_PER_DAY``) after
+    #: the append that finds it so, so that a commit's cost does not grow with the table.
+    #: Switch it off for a log whose compaction is scheduled elsewhere.
+    auto_compact = True
+
+    def _compact_after_append(self) -> None:
+        """Compact the table, unless another writer holds the lock (it will look again after its own
+        append). The append is committed and durable already: a failure here is only a warning."""
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return
+        try:
+            self._begin()
+            if self.storage.fragmented():  # another writer may have compacted it meanwhile
+                self.storage.compact()
+        except (EventLogError, OSError) as exc:
+            warnings.warn(f"compacting the fragmented events table of {self.path} after an append failed ({exc}); "
+                          "the append is committed, the next one tries again", MaintenanceWarning, stacklevel=4)
+        finally:
+            self._lock.release()
 
     def add_check(self, name: str, check: BatchCheck) -> None:
         """Register a domain check that batches naming it (``AppendRequest.check``) must pass under the lock.

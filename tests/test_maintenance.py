@@ -246,3 +246,78 @@ def test_a_compaction_racing_another_writers_compaction_commits_nothing(
     assert read_all(EventLog.open(fragmented_log.path)).equals(before)
     assert _same(_answers(EventLog.open(fragmented_log.path)), _answers(fragmented_log))
     assert fragmented_log.verify().ok
+
+
+# --- the write policy: a fragmented table is compacted after the append that finds it so -------
+
+
+@pytest.fixture
+def low_threshold(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The policy's floor lowered from 256 files to 8, so a test reaches it in a few appends."""
+    import eventlog.store.delta as delta
+
+    monkeypatch.setattr(delta, "MIN_FILES", 8)
+    return 8
+
+
+def test_single_event_appends_keep_the_file_count_bounded_and_every_answer(tmp_path: Path, low_threshold: int) -> None:
+    inv = Inventory.open(tmp_path / "store")
+    counts = []
+    for i in range(40):
+        inv.add_item("apple" if i % 3 else "pear")
+        counts.append(inv.log.files().height)
+    assert max(counts) <= low_threshold + 1  # one day partition: compacted once it held more than 8 files
+    assert sum(after < before for before, after in zip(counts, counts[1:])) >= 3  # compacted again and again
+    reopened = Inventory.open(tmp_path / "store")
+    assert sorted(reopened.get_items()) == [("apple", 26), ("pear", 14)]
+    assert reopened.log.scan().select("seq").collect().get_column("seq").to_list() == list(range(1, 41))
+    assert reopened.log.verify().ok
+    operations = [e.get("eventlog.operation") for e in reopened.log.history()]
+    assert operations.count("compact") >= 3 and operations.count("append") == 40
+
+
+def test_the_policy_can_be_switched_off(tmp_path: Path, low_threshold: int) -> None:
+    inv = Inventory.open(tmp_path / "store")
+    inv.log.auto_compact = False
+    for _ in range(20):
+        inv.add_item("apple")
+    assert inv.log.files().height == 20
+
+
+def test_a_failing_compaction_after_an_append_is_a_warning_and_the_append_stands(
+    tmp_path: Path, low_threshold: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import eventlog.store.delta as delta
+    from eventlog.errors import MaintenanceWarning, StorageError
+
+    inv = Inventory.open(tmp_path / "store")
+    for _ in range(low_threshold):
+        inv.add_item("apple")
+
+    def broken(self: Any, **kwargs: Any) -> Any:
+        raise StorageError("the disk is full", store=str(tmp_path / "store"))
+
+    monkeypatch.setattr(delta.DeltaEvents, "compact", broken)
+    with pytest.warns(MaintenanceWarning, match="the append is committed"):
+        result = inv.add_item("apple")
+    assert result.last_seq == low_threshold + 1
+    assert Inventory.open(tmp_path / "store").get_count("apple") == low_threshold + 1
+
+
+def test_a_writer_that_finds_the_lock_taken_leaves_the_compaction_to_its_holder(
+    tmp_path: Path, low_threshold: int,
+) -> None:
+    inv = Inventory.open(tmp_path / "store")
+    for _ in range(low_threshold):
+        inv.add_item("apple")
+    holder = EventLog.open(tmp_path / "store")
+    with holder.writing():  # another writer of this process holds the lock (thread-local locks: a thread)
+        import threading
+
+        done: list[Any] = []
+        thread = threading.Thread(target=lambda: done.append(inv.log._compact_after_append()))
+        thread.start()
+        thread.join(10)
+        assert done == [None] and inv.log.files().height == low_threshold
+    inv.add_item("apple")  # the next append finds the table fragmented and the lock free
+    assert inv.log.files().height == 1

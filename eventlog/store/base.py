@@ -64,6 +64,14 @@ class Rows(Protocol):
     def take(self, indices: pa.Array) -> pa.Table: ...
 
 
+#: The write policy's compaction threshold (``EventStore.fragmented``): a Delta commit's cost
+#: grows with the table's live files (measured at 100M events: a one-row append took 84 ms over
+#: 3,285 files, 44 ms over the same events in 414), so a table past this many files per day
+#: partition (and past MIN_FILES) is compacted after the append that found it so.
+FILES_PER_DAY = 4
+MIN_FILES = 256
+
+
 class EventStore(Protocol):
     """The storage seam: one table of events, versioned per commit.
 
@@ -138,6 +146,11 @@ class EventStore(Protocol):
     def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
         """Merge small files; every scan result stays the same. Returns counts
         ``numFilesAdded`` and ``numFilesRemoved`` (among others for Delta)."""
+        ...
+
+    def fragmented(self) -> bool:
+        """Whether the table holds so many files that compacting it is part of the next write:
+        more than ``FILES_PER_DAY`` per day partition on average, and more than ``MIN_FILES``."""
         ...
 
     def vacuum(self, *, retention_hours: float, dry_run: bool) -> list[str]:

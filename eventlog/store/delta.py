@@ -35,7 +35,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from eventlog.core.schema import PARTITION_COLUMN
 from eventlog.errors import CommitError, EventLogError, StorageError, StorePathError
 from eventlog.store.atomic import fsync_file, fsync_folder
-from eventlog.store.base import FILE_COLUMNS, META_PREFIX, CommitFileProblem, FileCover, Rows
+from eventlog.store.base import FILE_COLUMNS, FILES_PER_DAY, META_PREFIX, MIN_FILES, CommitFileProblem, FileCover, Rows
 from eventlog.store.damage import check_store_path, storage_error
 from eventlog.store import compaction
 from eventlog.store.datafiles import DataFiles, Written, remove
@@ -496,6 +496,10 @@ class DeltaEvents:
         self.refresh()
         self._make_durable(before + 1, self.version, committed=True)
         return self.version
+
+    def fragmented(self) -> bool:
+        files = self._listed()  # kept current by our own commits: no listing per append
+        return files.height > MIN_FILES and files.height > FILES_PER_DAY * files.get_column("day").n_unique()
 
     def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
         """Merge each day's small files into files of about ``target_size`` bytes, in one commit.

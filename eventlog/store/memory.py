@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from eventlog.core.schema import PARTITION_COLUMN
 from eventlog.errors import CommitError
-from eventlog.store.base import META_PREFIX, CommitFileProblem, FileCover, Rows
+from eventlog.store.base import FILES_PER_DAY, META_PREFIX, MIN_FILES, CommitFileProblem, FileCover, Rows
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,9 @@ class MemoryEvents:
         self._commit(dataclasses.replace(self._now, columns={**self._now.columns, **new},
                                          entry=_entry(self.version + 1, "ADD COLUMN", metadata)))
         return self.version
+
+    def fragmented(self) -> bool:
+        return len(self._now.files) > max(FILES_PER_DAY * len({f.day for f in self._now.files}), MIN_FILES)
 
     def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
         """One file per day, in seq order (``target_size`` is ignored: the files are in memory).
