@@ -16,7 +16,7 @@ from filelock import FileLock, Timeout
 
 from eventlog._display import html_table, ms_to_iso
 from eventlog.store.atomic import write_json_atomically
-from eventlog.store.base import EventStore
+from eventlog.store.base import COMPACT_BUDGET, EventStore
 from eventlog.store.delta import DeltaEvents, arrow_schema, check_store_path, table_exists
 from eventlog.core.evolution import SchemaHistory, check_on_events
 from eventlog.core.text import is_utf8
@@ -394,7 +394,7 @@ class EventLog:
         try:
             self._begin()
             if self.storage.fragmented():  # another writer may have compacted it meanwhile
-                self.storage.compact()
+                self.storage.compact(budget=COMPACT_BUDGET)
         except (EventLogError, OSError) as exc:
             warnings.warn(f"compacting the fragmented events table of {self.path} after an append failed ({exc}); "
                           "the append is committed, the next one tries again", MaintenanceWarning, stacklevel=4)

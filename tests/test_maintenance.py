@@ -321,3 +321,27 @@ def test_a_writer_that_finds_the_lock_taken_leaves_the_compaction_to_its_holder(
         assert done == [None] and inv.log.files().height == low_threshold
     inv.add_item("apple")  # the next append finds the table fragmented and the lock free
     assert inv.log.files().height == 1
+
+
+def test_the_policy_merges_at_most_its_budget_per_append_the_most_fragmented_days_first(
+    tmp_path: Path, low_threshold: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A table far past the threshold is compacted a share at a time, never all in one append."""
+    import eventlog.log
+
+    inv = Inventory.open(tmp_path / "store")
+    inv.log.auto_compact = False
+    days = [dt.datetime(2024, 1, d, 12, tzinfo=dt.timezone.utc) for d in (1, 2, 3)]
+    for i in range(30):  # 15 files on the 1st, 10 on the 2nd, 5 on the 3rd
+        inv.add_item("apple", occurred_at=days[0 if i % 2 == 0 else (1 if i % 3 else 2)])
+    per_day = inv.log.files().group_by("day").len().sort("day").get_column("len").to_list()
+    assert per_day == [15, 10, 5]
+    size = int(inv.log.files().get_column("size_bytes").max())
+    monkeypatch.setattr(eventlog.log, "COMPACT_BUDGET", 12 * size)  # about the 1st day's 15 files, not the 2nd's too
+    inv.log.auto_compact = True
+    inv.add_item("apple", occurred_at=days[1])  # 31 files: past 8 and past 4 per day
+    assert inv.log.files().group_by("day").len().sort("day").get_column("len").to_list() == [1, 11, 5]
+    while inv.log.files().height > low_threshold:
+        inv.add_item("apple", occurred_at=days[2])
+    assert Inventory.open(tmp_path / "store").get_count("apple") == inv.log.head()
+    assert Inventory.open(tmp_path / "store").log.verify().ok

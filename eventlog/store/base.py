@@ -70,6 +70,9 @@ class Rows(Protocol):
 #: partition (and past MIN_FILES) is compacted after the append that found it so.
 FILES_PER_DAY = 4
 MIN_FILES = 256
+#: The bytes of small files such a compaction merges at most per append (the most fragmented
+#: days first): the rest waits for the next appends, so no append holds the lock for long.
+COMPACT_BUDGET = 256 * 1024 * 1024
 
 
 class EventStore(Protocol):
@@ -143,9 +146,10 @@ class EventStore(Protocol):
         """Add nullable columns in one commit; columns already there are left alone."""
         ...
 
-    def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
+    def compact(self, *, target_size: int | None = None, budget: int | None = None) -> dict[str, Any]:
         """Merge small files; every scan result stays the same. Returns counts
-        ``numFilesAdded`` and ``numFilesRemoved`` (among others for Delta)."""
+        ``numFilesAdded`` and ``numFilesRemoved`` (among others for Delta). With ``budget``:
+        at most about that many bytes of them, the runs of the most files first."""
         ...
 
     def fragmented(self) -> bool:

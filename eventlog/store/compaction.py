@@ -65,6 +65,18 @@ def plan(files: pl.DataFrame, target: int) -> list[Bin]:
     return bins
 
 
+def within(bins: list[Bin], budget: int) -> list[Bin]:
+    """The bins that merge the most files for at most ``budget`` bytes read (at least one bin):
+    the write policy's share of a compaction per append (``EventLog._compact_after_append``)."""
+    chosen, spent = [], 0
+    for b in sorted(bins, key=lambda b: (-len(b.paths), sum(b.sizes))):
+        if chosen and spent + sum(b.sizes) > budget:
+            continue
+        chosen.append(b)
+        spent += sum(b.sizes)
+    return chosen
+
+
 def plan_table(files: list[tuple[str, int, dict[str, str]]], target: int) -> list[Bin]:
     """The bins of a compaction of another table's files: (path, size, partition values), in log order.
 

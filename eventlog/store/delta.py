@@ -501,7 +501,7 @@ class DeltaEvents:
         files = self._listed()  # kept current by our own commits: no listing per append
         return files.height > MIN_FILES and files.height > FILES_PER_DAY * files.get_column("day").n_unique()
 
-    def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
+    def compact(self, *, target_size: int | None = None, budget: int | None = None) -> dict[str, Any]:
         """Merge each day's small files into files of about ``target_size`` bytes, in one commit.
 
         The merged files are written and synced by us (``compaction``), then committed with the
@@ -512,6 +512,8 @@ class DeltaEvents:
         files = self.files()
         target = target_size or self._target_size()
         bins = compaction.plan(files, target)
+        if budget is not None:
+            bins = compaction.within(bins, budget)
         if not bins:
             return compaction.metrics(files.height, bins, [])
         stored = {c: t for c, t in self.columns().items() if c != PARTITION_COLUMN}

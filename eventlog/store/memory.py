@@ -155,8 +155,8 @@ class MemoryEvents:
     def fragmented(self) -> bool:
         return len(self._now.files) > max(FILES_PER_DAY * len({f.day for f in self._now.files}), MIN_FILES)
 
-    def compact(self, *, target_size: int | None = None) -> dict[str, Any]:
-        """One file per day, in seq order (``target_size`` is ignored: the files are in memory).
+    def compact(self, *, target_size: int | None = None, budget: int | None = None) -> dict[str, Any]:
+        """One file per day, in seq order (``target_size`` and ``budget`` are ignored: the files are in memory).
 
         Like Delta, it commits nothing when no day has more than one file.
         """
