@@ -394,7 +394,7 @@ class EventLog:
         try:
             self._begin()
             if self.storage.fragmented():  # another writer may have compacted it meanwhile
-                self.storage.compact(budget=COMPACT_BUDGET)
+                self.storage.compact(budget=max(COMPACT_BUDGET, 2 * self.storage.appended_bytes))
         except (EventLogError, OSError) as exc:
             warnings.warn(f"compacting the fragmented events table of {self.path} after an append failed ({exc}); "
                           "the append is committed, the next one tries again", MaintenanceWarning, stacklevel=4)

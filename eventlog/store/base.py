@@ -71,7 +71,8 @@ class Rows(Protocol):
 FILES_PER_DAY = 4
 MIN_FILES = 256
 #: The bytes of small files such a compaction merges at most per append (the most fragmented
-#: days first): the rest waits for the next appends, so no append holds the lock for long.
+#: days first), or twice what the append wrote if more: the rest waits for the next appends, so
+#: no append holds the lock for long, and compaction keeps up with appends of any size.
 COMPACT_BUDGET = 256 * 1024 * 1024
 
 
@@ -85,6 +86,8 @@ class EventStore(Protocol):
     """
 
     path: Path
+    #: The bytes of the data files this object's last append wrote (0 before any).
+    appended_bytes: int
 
     @classmethod
     def create(cls, path: Path, schema: pa.Schema) -> EventStore: ...

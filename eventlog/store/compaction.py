@@ -68,7 +68,8 @@ def plan(files: pl.DataFrame, target: int) -> list[Bin]:
 def within(bins: list[Bin], budget: int) -> list[Bin]:
     """The bins that merge the most files for at most ``budget`` bytes read (at least one bin):
     the write policy's share of a compaction per append (``EventLog._compact_after_append``)."""
-    chosen, spent = [], 0
+    chosen: list[Bin] = []
+    spent = 0
     for b in sorted(bins, key=lambda b: (-len(b.paths), sum(b.sizes))):
         if chosen and spent + sum(b.sizes) > budget:
             continue

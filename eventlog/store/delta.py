@@ -98,6 +98,7 @@ class DeltaEvents:
         self._files: tuple[int, pl.DataFrame] | None = None
         self._columns: tuple[int, dict[str, pl.DataType]] | None = None
         self._inside: set[str] = set()  # data files (and their folders) found to be inside the table
+        self.appended_bytes = 0  # the data files of this object's last append
         with self._reading("opening"):
             self._table = DeltaTable(str(path))
         if unquote(self._table.table_uri.removeprefix("file://")).rstrip("/") != str(path):
@@ -407,6 +408,7 @@ class DeltaEvents:
         version = self.version
         self._make_durable(before + 1, version, committed=True, data=False)
         self._extend_files(before, version, [w.action for w in written])
+        self.appended_bytes = sum(w.action.size for w in written)
         return version
 
     def _extend_files(self, before: int, version: int, added: list[AddAction], *,

@@ -53,6 +53,7 @@ class MemoryEvents:
 
     def __init__(self, path: Path, columns: dict[str, pl.DataType]) -> None:
         self.path = path
+        self.appended_bytes = 0  # in memory: no data files
         self._id = str(uuid.uuid4())
         self._versions = [_Version((), dict(columns), {}, _entry(0, "CREATE TABLE", {"operation": "create"}))]
 
