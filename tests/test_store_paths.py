@@ -24,7 +24,7 @@ from deltalake import DeltaTable
 import eventlog.sql
 import eventlog.writer
 from eventlog import INVENTORY_SCHEMA, EventLog, Inventory, SnapshotWarning
-from eventlog.errors import CommitError, SnapshotError, StorageError, StorePathError, StorePathWarning
+from eventlog.errors import CommitError, ProjectionWarning, SnapshotError, StorageError, StorePathError, StorePathWarning
 
 # --- paths that work --------------------------------------------------------------------------
 
@@ -541,6 +541,20 @@ def test_a_projection_log_naming_a_data_file_outside_the_table_is_a_storage_erro
     with pytest.raises(StorageError, match="outside the store") as caught:
         Inventory.open(inv.path).projection("most_collected_items").read()
     assert "most_collected_items" in str(caught.value)
+    inv.add_item("apple")  # an update reads the stored table first: refused there
+    with pytest.raises(StorageError, match="outside the store") as caught:
+        Inventory.open(inv.path).update_projections()
+    assert "most_collected_items" in str(caught.value)
+    tables = Inventory.open(inv.path).projector.tables  # the merge of touched keys reads the files holding them
+    with pytest.raises(StorageError, match="outside the store"):
+        tables.merge_keys("most_collected_items", pl.DataFrame({"item": ["apple"]}), ["item"], {}, total_rows=1)
+    with pytest.raises(StorageError, match="outside the store"):  # compaction reads the files it merges
+        tables.compact("most_collected_items")
+    with pytest.raises(StorageError, match="outside the store"):  # SQL would read the file list
+        tables.files("most_collected_items", tables.manifest("most_collected_items"))  # type: ignore[arg-type]
+    with pytest.warns(ProjectionWarning, match="most_collected_items"):
+        con = eventlog.sql.connect(inv.path)
+    con.close()
 
 
 def test_a_projection_data_file_with_a_column_its_table_lacks_is_a_storage_error_naming_it(tmp_path: Path) -> None:

@@ -167,8 +167,12 @@ class ProjectionTables:
         """The Parquet files of that build (absolute paths), for readers that take a file list (SQL)."""
         if table.legacy_file is not None:
             return [str(self.folder(name) / table.legacy_file)]
-        with _reading(name, self.folder(name)):
-            return [_local(uri) for uri in self._at(name, table.version).file_uris()]
+        folder = self.folder(name)
+        with _reading(name, folder):
+            actions = pl.DataFrame(self._at(name, table.version).get_add_actions(flatten=True))
+        paths = actions.get_column("path").to_list() if actions.height else []
+        _refuse_outside(name, folder, paths)  # SQL reads them
+        return [str(folder / urllib.parse.unquote(path)) for path in paths]
 
     # --- writing -------------------------------------------------------------------------
 
@@ -261,6 +265,7 @@ class ProjectionTables:
             paths = [str(p) for p in pl.DataFrame(current.get_add_actions(flatten=True)).get_column("path")]
         if partitions:
             raise ProjectionError(f"projection {name!r}: merge_keys of a partitioned table ({partitions})")
+        _refuse_outside(name, folder, paths)  # they are read below
         touched = rows.select(keys).unique()
         holding: list[str] = []
         kept: list[pl.DataFrame] = []
@@ -298,6 +303,8 @@ class ProjectionTables:
             partitions = list(current.metadata().partition_columns)
             listed = pl.DataFrame(current.get_add_actions(flatten=True))
             configured = current.metadata().configuration.get("delta.targetFileSize")
+        if listed.height:
+            _refuse_outside(name, folder, listed.get_column("path").to_list())  # the merge reads them
         target = int(configured) if configured and configured.isdigit() else compaction.TARGET_SIZE
         values = listed.select(pl.col(f"partition.{c}").cast(pl.String) for c in partitions) if partitions else None
         files = [(path, size, dict(zip(partitions, values.row(i), strict=True)) if values is not None else {})
@@ -653,6 +660,16 @@ def _inside(folder: Path, file: object) -> str:
     return file
 
 
+def _refuse_outside(name: str, folder: Path, paths: list[str]) -> None:
+    """A StorageError naming the first of a table's data files (as its log names them) that does not
+    lead inside its folder: eventlog reads no file outside the store."""
+    found = first_outside(folder, paths)
+    if found is not None:
+        raise StorageError(f"the Delta log of projection {name!r} names the data file {found[0]!r}, and {found[1]}: "
+                           f"eventlog reads no file outside the store; rebuild it: `eventlog project rebuild {name}`",
+                           file=str(folder / found[0]))
+
+
 def _read_files(name: str, folder: Path, paths: list[str], schema: pl.Schema) -> pl.DataFrame:
     """The rows of a table version's data files (paths relative to ``folder``, as its log names them).
 
@@ -662,11 +679,7 @@ def _read_files(name: str, folder: Path, paths: list[str], schema: pl.Schema) ->
     columns live in the folder names, not the files: the one a table has (the month) is not
     read back, and every other column is cast to the table's schema.
     """
-    found = first_outside(folder, paths)
-    if found is not None:
-        raise StorageError(f"the Delta log of projection {name!r} names the data file {found[0]!r}, and {found[1]}: "
-                           f"eventlog reads no file outside the store; rebuild it: `eventlog project rebuild {name}`",
-                           file=str(folder / found[0]))
+    _refuse_outside(name, folder, paths)
     stored = {column: dtype for column, dtype in schema.items() if column != MONTH}
     if not paths:
         return pl.DataFrame(schema=stored)
@@ -703,11 +716,6 @@ def _name_the_odd_file(name: str, folder: Path, files: list[str], stored: dict[s
         raise StorageError(f"the data file {file} of projection {name!r} does not belong to its table: {why}; "
                            f"rebuild it: Inventory.projection({name!r}).rebuild() or `eventlog project rebuild {name}`",
                            file=file)
-
-
-def _local(uri: str) -> str:
-    """A local path from a file URI deltalake gives (percent-encoded: spaces, non-ASCII letters)."""
-    return urllib.parse.unquote(uri.removeprefix("file://"))
 
 
 @contextlib.contextmanager
