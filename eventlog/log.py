@@ -388,18 +388,14 @@ class EventLog:
         """Compact the table, unless another writer holds the lock (it will look again after its own
         append). The append is committed and durable already: a failure here is only a warning."""
         try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
+            with self.writing(timeout=0):
+                if self.storage.fragmented():  # another writer may have compacted it meanwhile
+                    self.storage.compact(budget=max(COMPACT_BUDGET, 2 * self.storage.appended_bytes))
+        except LockTimeoutError:
             return
-        try:
-            self._begin()
-            if self.storage.fragmented():  # another writer may have compacted it meanwhile
-                self.storage.compact(budget=max(COMPACT_BUDGET, 2 * self.storage.appended_bytes))
         except (EventLogError, OSError) as exc:
             warnings.warn(f"compacting the fragmented events table of {self.path} after an append failed ({exc}); "
                           "the append is committed, the next one tries again", MaintenanceWarning, stacklevel=4)
-        finally:
-            self._lock.release()
 
     def add_check(self, name: str, check: BatchCheck) -> None:
         """Register a domain check that batches naming it (``AppendRequest.check``) must pass under the lock.
@@ -483,13 +479,17 @@ class EventLog:
         self._meta_stamp = stamp
 
     @contextmanager
-    def writing(self) -> Iterator[WriteTxn]:
-        """Hold the writer lock and see the latest commit: check-then-append is atomic inside."""
+    def writing(self, *, timeout: float | None = None) -> Iterator[WriteTxn]:
+        """Hold the writer lock and see the latest commit: check-then-append is atomic inside.
+
+        ``timeout``: how long to wait for the lock (default ``lock_timeout``; 0: only if it is free).
+        """
+        wait = self.lock_timeout if timeout is None else timeout
         try:
-            self._lock.acquire()
+            self._lock.acquire(timeout=wait)
         except Timeout:
             raise LockTimeoutError(
-                f"could not take the writer lock of {self.path} within {self.lock_timeout}s; another writer is busy"
+                f"could not take the writer lock of {self.path} within {wait}s; another writer is busy"
             ) from None
         try:
             yield self._begin()  # a writer always appends under the store's current schema

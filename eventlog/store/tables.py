@@ -171,8 +171,7 @@ class ProjectionTables:
         with _reading(name, folder):
             actions = pl.DataFrame(self._at(name, table.version).get_add_actions(flatten=True))
         paths = actions.get_column("path").to_list() if actions.height else []
-        _refuse_outside(name, folder, paths)  # SQL reads them
-        return [str(folder / urllib.parse.unquote(path)) for path in paths]
+        return [str(file) for file in _local_files(name, folder, paths)]  # SQL reads them
 
     # --- writing -------------------------------------------------------------------------
 
@@ -265,13 +264,11 @@ class ProjectionTables:
             paths = [str(p) for p in pl.DataFrame(current.get_add_actions(flatten=True)).get_column("path")]
         if partitions:
             raise ProjectionError(f"projection {name!r}: merge_keys of a partitioned table ({partitions})")
-        _refuse_outside(name, folder, paths)  # they are read below
         touched = rows.select(keys).unique()
         holding: list[str] = []
         kept: list[pl.DataFrame] = []
         try:
-            for path in paths:
-                file = folder / urllib.parse.unquote(path)
+            for path, file in zip(paths, _local_files(name, folder, paths), strict=True):
                 if pl.read_parquet(file, columns=list(keys)).join(touched, on=list(keys), how="semi",
                                                                   nulls_equal=True).height == 0:
                     continue  # no touched key in it: the file stays
@@ -304,7 +301,7 @@ class ProjectionTables:
             listed = pl.DataFrame(current.get_add_actions(flatten=True))
             configured = current.metadata().configuration.get("delta.targetFileSize")
         if listed.height:
-            _refuse_outside(name, folder, listed.get_column("path").to_list())  # the merge reads them
+            _local_files(name, folder, listed.get_column("path").to_list())  # checked: the merge reads them
         target = int(configured) if configured and configured.isdigit() else compaction.TARGET_SIZE
         values = listed.select(pl.col(f"partition.{c}").cast(pl.String) for c in partitions) if partitions else None
         files = [(path, size, dict(zip(partitions, values.row(i), strict=True)) if values is not None else {})
@@ -660,14 +657,15 @@ def _inside(folder: Path, file: object) -> str:
     return file
 
 
-def _refuse_outside(name: str, folder: Path, paths: list[str]) -> None:
-    """A StorageError naming the first of a table's data files (as its log names them) that does not
-    lead inside its folder: eventlog reads no file outside the store."""
+def _local_files(name: str, folder: Path, paths: list[str]) -> list[Path]:
+    """A table's data files (``paths`` as its log names them) as local paths, once each is known to
+    lead inside its folder: eventlog reads no file outside the store (else a StorageError naming it)."""
     found = first_outside(folder, paths)
     if found is not None:
         raise StorageError(f"the Delta log of projection {name!r} names the data file {found[0]!r}, and {found[1]}: "
                            f"eventlog reads no file outside the store; rebuild it: `eventlog project rebuild {name}`",
                            file=str(folder / found[0]))
+    return [folder / urllib.parse.unquote(path) for path in paths]
 
 
 def _read_files(name: str, folder: Path, paths: list[str], schema: pl.Schema) -> pl.DataFrame:
@@ -679,11 +677,10 @@ def _read_files(name: str, folder: Path, paths: list[str], schema: pl.Schema) ->
     columns live in the folder names, not the files: the one a table has (the month) is not
     read back, and every other column is cast to the table's schema.
     """
-    _refuse_outside(name, folder, paths)
+    files = [str(file) for file in _local_files(name, folder, paths)]
     stored = {column: dtype for column, dtype in schema.items() if column != MONTH}
-    if not paths:
+    if not files:
         return pl.DataFrame(schema=stored)
-    files = [str(folder / urllib.parse.unquote(path)) for path in paths]
     # Delta has no unsigned integers: a row number written as UInt32 is "integer" in the log.
     # Integers are read as Int64 (an upcast from any of them but UInt64) and cast back.
     wide = {c: pl.Int64() if t.is_integer() else t for c, t in stored.items()}
