@@ -31,13 +31,15 @@ from eventlog.errors import (
     InsufficientStockError,
     LockTimeoutError,
 )
+from eventlog.store.atomic import TEMP_PREFIX
 from eventlog.writer import AppendResult
 
 Outcome = AppendResult | BaseException
 
 
 def _queued(store: Path) -> list[Path]:
-    return sorted((store / ".writer-queue").glob("*.req"))
+    """The queued batches (a batch is written under a temp name, ending in .req too, then renamed)."""
+    return sorted(p for p in (store / ".writer-queue").glob("*.req") if not p.name.startswith(TEMP_PREFIX))
 
 
 def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -232,6 +234,7 @@ import sys, time
 from pathlib import Path
 from deltalake import DeltaTable
 from eventlog import EventLog
+from eventlog.store.atomic import TEMP_PREFIX
 from eventlog.store.queue import WriterQueue
 
 store, point = Path(sys.argv[1]), sys.argv[2]
@@ -247,7 +250,7 @@ else:
 log = EventLog.open(store)
 with log.writing():
     print("locked", flush=True)
-    while not list((store / ".writer-queue").glob("*.req")):
+    while not [p for p in (store / ".writer-queue").glob("*.req") if not p.name.startswith(TEMP_PREFIX)]:
         time.sleep(0.002)
     log.append([{"event_type": "item_added", "stream_id": "leader", "sku": "x", "quantity": 1}])
 """
